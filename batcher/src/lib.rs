@@ -1,0 +1,1 @@
+//! Moves messages from Redis in batches and persists them to PostgreSQL with binary COPY.

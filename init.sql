@@ -1,0 +1,48 @@
+-- Schema of the ingestion pipeline. Idempotent: every service applies it at start (under an advisory lock),
+-- so a fresh, empty database just works, and applying it twice changes nothing.
+
+-- One row per accepted message. `tracking_id` is the message_id the ingestor returned (UUID v7); the unique
+-- constraint is what makes a replayed batch insert nothing twice.
+CREATE TABLE IF NOT EXISTS messages (
+    id          bigserial   PRIMARY KEY,
+    tracking_id uuid        NOT NULL UNIQUE,
+    user_id     bigint      NOT NULL CHECK (user_id > 0),
+    channel_id  bigint      NOT NULL CHECK (channel_id > 0),
+    content     text        NOT NULL,
+    created_at  timestamptz NOT NULL,
+    inserted_at timestamptz NOT NULL DEFAULT now(),
+    batch_id    bigint
+);
+
+-- One row per committed batch, written in the same transaction as its messages.
+CREATE TABLE IF NOT EXISTS batches (
+    id           bigserial   PRIMARY KEY,
+    batcher_id   text        NOT NULL,
+    -- why the batch was flushed: size | timeout | shutdown | recovery
+    reason       text        NOT NULL,
+    -- elements taken from Redis for this batch (rows + dead letters + replayed duplicates)
+    size         integer     NOT NULL,
+    -- rows this batch actually added (a replay after a crash adds fewer than `size`)
+    inserted     integer     NOT NULL DEFAULT 0,
+    dead_letters integer     NOT NULL DEFAULT 0,
+    committed_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- Elements that cannot become a row (not JSON, missing fields, refused by PostgreSQL), kept verbatim.
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id         bigserial   PRIMARY KEY,
+    raw        bytea       NOT NULL,
+    error      text        NOT NULL,
+    batcher_id text        NOT NULL,
+    batch_id   bigint,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- Running totals, updated in each batch's transaction, so stats never need a count(*) over `messages`.
+CREATE TABLE IF NOT EXISTS pipeline_totals (
+    singleton    boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    messages     bigint  NOT NULL DEFAULT 0,
+    batches      bigint  NOT NULL DEFAULT 0,
+    dead_letters bigint  NOT NULL DEFAULT 0
+);
+INSERT INTO pipeline_totals (singleton) VALUES (true) ON CONFLICT DO NOTHING;

@@ -1,0 +1,146 @@
+//! Configuration groups shared by the services, read from the environment (or the matching flags).
+//!
+//! Each service's `Config` flattens the groups it needs, so `--help` lists every variable it reads, and a bad
+//! value stops the service at start with a message naming the variable.
+
+use std::{net::SocketAddr, time::Duration};
+
+/// Where Redis is and how our keys are named.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RedisConfig {
+    /// Redis server URL.
+    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    pub redis_url: String,
+
+    /// Prefix of every Redis key and channel (a hash tag: `{ingest}:pending`). Letters, digits, `_`, `-`, `.`.
+    #[arg(long, env = "REDIS_KEY_PREFIX", default_value = "ingest", value_parser = parse_key_prefix)]
+    pub redis_key_prefix: String,
+}
+
+impl RedisConfig {
+    pub fn keys(&self) -> crate::keys::Keys {
+        crate::keys::Keys::new(&self.redis_key_prefix)
+    }
+}
+
+/// Where PostgreSQL is.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DatabaseConfig {
+    /// PostgreSQL URL. The schema (init.sql) is applied at start.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres:postgres@127.0.0.1:5432/ingest"
+    )]
+    pub database_url: String,
+}
+
+/// When a batch is flushed.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BatchConfig {
+    /// Volume trigger: flush when a batch holds this many messages.
+    #[arg(long, env = "BATCH_SIZE", default_value = "50", value_parser = parse_batch_size)]
+    pub batch_size: usize,
+
+    /// Time trigger, in seconds (fractions allowed, e.g. 0.05), counted from the first message of the batch.
+    #[arg(long, env = "BATCH_TIMEOUT", default_value = "30", value_parser = parse_seconds)]
+    pub batch_timeout: Duration,
+}
+
+/// The largest `BATCH_SIZE`: a batch is held in memory and in one COPY.
+pub const MAX_BATCH_SIZE: usize = 100_000;
+
+/// `REDIS_KEY_PREFIX`: non-empty, at most 64 characters, no braces or spaces (it becomes a hash tag).
+pub fn parse_key_prefix(value: &str) -> Result<String, String> {
+    let valid = !value.is_empty()
+        && value.len() <= 64
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if valid {
+        Ok(value.to_owned())
+    } else {
+        Err("must be 1 to 64 of A-Z a-z 0-9 _ - .".into())
+    }
+}
+
+/// `BATCH_SIZE`: an integer in 1..=[`MAX_BATCH_SIZE`].
+pub fn parse_batch_size(value: &str) -> Result<usize, String> {
+    match value.trim().parse::<usize>() {
+        Ok(n) if (1..=MAX_BATCH_SIZE).contains(&n) => Ok(n),
+        _ => Err(format!("must be an integer from 1 to {MAX_BATCH_SIZE}")),
+    }
+}
+
+/// A positive, finite number of seconds, fractions allowed (`30`, `0.05`), at most a day.
+pub fn parse_seconds(value: &str) -> Result<Duration, String> {
+    match value.trim().parse::<f64>() {
+        Ok(s) if s.is_finite() && s > 0.0 && s <= 86_400.0 => Ok(Duration::from_secs_f64(s)),
+        _ => Err("must be a number of seconds greater than 0 and at most 86400 (e.g. 30 or 0.05)".into()),
+    }
+}
+
+/// A listen address such as `127.0.0.1:8000`.
+pub fn parse_addr(value: &str) -> Result<SocketAddr, String> {
+    value
+        .trim()
+        .parse()
+        .map_err(|_| "must be an IP address and port, e.g. 127.0.0.1:8000".into())
+}
+
+/// Log output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Logging, shared by every service.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LogConfig {
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+
+    /// Log filter in tracing's EnvFilter syntax (e.g. `info`, `batcher=debug`).
+    #[arg(long, env = "RUST_LOG", default_value = "info")]
+    pub log_filter: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_timeout_takes_fractional_seconds() {
+        assert_eq!(parse_seconds("0.05"), Ok(Duration::from_millis(50)));
+        assert_eq!(parse_seconds("30"), Ok(Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn zero_negative_and_garbage_are_refused() {
+        for bad in ["0", "-1", "abc", "", "NaN", "inf", "1e9"] {
+            assert!(parse_seconds(bad).is_err(), "{bad:?} accepted as seconds");
+        }
+        for bad in ["0", "-5", "1.5", "x", "100001"] {
+            assert!(parse_batch_size(bad).is_err(), "{bad:?} accepted as batch size");
+        }
+        assert_eq!(parse_batch_size("50"), Ok(50));
+    }
+
+    #[test]
+    fn key_prefix_must_be_a_safe_hash_tag() {
+        assert_eq!(parse_key_prefix("test-1.a_b"), Ok("test-1.a_b".into()));
+        for bad in ["", "a b", "a{b", "a}b", &"x".repeat(65)] {
+            assert!(parse_key_prefix(bad).is_err(), "{bad:?} accepted as prefix");
+        }
+    }
+
+    #[test]
+    fn listen_addresses_parse() {
+        assert_eq!(parse_addr("127.0.0.1:8000").unwrap().port(), 8000);
+        assert!(parse_addr("localhost").is_err());
+    }
+}

@@ -1,0 +1,90 @@
+//! Events the notifier sends to WebSocket clients on `GET /ws/stats` (seed-compatible field names).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Everything a `/ws/stats` client receives, tagged by `type`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerEvent {
+    /// Every 500 ms.
+    StatsUpdate(Stats),
+    /// After every commit.
+    BatchPersisted(BatchPersisted),
+}
+
+/// The pipeline's numbers, as `stats_update` carries them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Rows in `messages`.
+    pub total_messages: u64,
+    /// Messages waiting in Redis plus held by batchers (the seed's "unified pipeline view").
+    pub queue_depth: u64,
+    /// Rows persisted per second, over the last few seconds.
+    pub messages_per_second: f64,
+    pub total_batches: u64,
+    pub avg_batch_size: f64,
+    /// `BATCH_SIZE`.
+    pub batch_threshold: u64,
+    /// `queue_depth % batch_threshold`.
+    pub batch_progress: u64,
+    /// `batch_progress` as a percentage of `batch_threshold`.
+    pub batch_progress_percent: f64,
+    /// `queue_depth / batch_threshold`.
+    pub batches_ready: u64,
+    /// Elements that could not become rows.
+    #[serde(default)]
+    pub dead_letters: u64,
+}
+
+/// A batch is committed: these ids are durable in PostgreSQL.
+///
+/// The batcher publishes it on the `{prefix}:events` channel after the commit; the notifier relays it as is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchPersisted {
+    /// Tracking ids of every message of the batch, including ones a replay found already persisted.
+    pub ids: Vec<Uuid>,
+    /// `batches.id`.
+    pub batch_id: i64,
+    /// Elements in the batch, dead letters included.
+    pub batch_size: u64,
+    /// When the batch committed.
+    pub worker_timestamp: DateTime<Utc>,
+    /// `size`, `timeout`, `shutdown` or `recovery`.
+    #[serde(default)]
+    pub reason: String,
+    #[serde(default)]
+    pub batcher_id: String,
+    /// Elements sent to `dead_letters` by this batch.
+    #[serde(default)]
+    pub dead_letters: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_tagged_with_the_seeds_type_names() {
+        let stats = serde_json::to_value(ServerEvent::StatsUpdate(Stats::default())).unwrap();
+        assert_eq!(stats["type"], "stats_update");
+        assert_eq!(stats["queue_depth"], 0);
+
+        let persisted = ServerEvent::BatchPersisted(BatchPersisted {
+            ids: vec![Uuid::nil()],
+            batch_id: 7,
+            batch_size: 1,
+            worker_timestamp: DateTime::UNIX_EPOCH,
+            reason: "size".into(),
+            batcher_id: "b1".into(),
+            dead_letters: 0,
+        });
+        let value = serde_json::to_value(&persisted).unwrap();
+        assert_eq!(value["type"], "batch_persisted");
+        assert_eq!(value["ids"][0], "00000000-0000-0000-0000-000000000000");
+        assert_eq!(value["batch_id"], 7);
+        let back: ServerEvent = serde_json::from_value(value).unwrap();
+        assert_eq!(back, persisted);
+    }
+}

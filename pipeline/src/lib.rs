@@ -1,0 +1,30 @@
+//! Pieces shared by the three services of the ingestion pipeline (and, for the wire types, the dashboard).
+//!
+//! # Layout
+//!
+//! - [`api`]: request and response bodies of the ingestor's HTTP API.
+//! - [`events`]: the events the notifier pushes over WebSocket (`stats_update`, `batch_persisted`).
+//! - [`queued`]: [`queued::QueuedMessage`], the element the ingestor pushes and the batcher persists.
+//!
+//! With the default `server` feature (everything that is not wasm-safe):
+//!
+//! - [`keys`]: the names of every Redis key and channel, under one `REDIS_KEY_PREFIX` hash tag.
+//! - [`config`]: the configuration groups the services share (`REDIS_URL`, `DATABASE_URL`, `BATCH_*`, …).
+//! - [`schema`]: applies `init.sql` at start, so an empty database just works.
+//! - [`telemetry`]: tracing subscriber and the Prometheus recorder.
+//! - [`shutdown`]: the SIGTERM / Ctrl-C signal as a cancellation token.
+
+pub mod api;
+pub mod events;
+pub mod queued;
+
+#[cfg(feature = "server")]
+pub mod config;
+#[cfg(feature = "server")]
+pub mod keys;
+#[cfg(feature = "server")]
+pub mod schema;
+#[cfg(feature = "server")]
+pub mod shutdown;
+#[cfg(feature = "server")]
+pub mod telemetry;

@@ -1,0 +1,95 @@
+//! Applies `init.sql` at start, so a fresh, empty database just works.
+
+use anyhow::Context;
+
+/// The schema, idempotent (`CREATE … IF NOT EXISTS`).
+pub const INIT_SQL: &str = include_str!("../../init.sql");
+
+/// Any fixed number; it only has to be the same for every service.
+const SCHEMA_LOCK: i64 = 0x1a6e_57_0001;
+
+/// Applies [`INIT_SQL`] in one transaction, under an advisory lock: services starting together would otherwise
+/// race on `CREATE TABLE IF NOT EXISTS` and fail on the catalog's unique index.
+pub async fn apply(client: &mut tokio_postgres::Client) -> anyhow::Result<()> {
+    let tx = client
+        .transaction()
+        .await
+        .context("Failed to begin the schema transaction")?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
+        .await
+        .context("Failed to take the schema lock")?;
+    tx.batch_execute(INIT_SQL)
+        .await
+        .context("Failed to apply init.sql")?;
+    tx.commit().await.context("Failed to commit the schema")?;
+    Ok(())
+}
+
+/// Connects one client (its connection runs on a spawned task) and applies the schema with it.
+pub async fn connect_and_apply(database_url: &str) -> anyhow::Result<()> {
+    let mut client = connect(database_url).await?;
+    apply(&mut client).await
+}
+
+/// Connects one client; the connection is driven by a spawned task that ends when the client is dropped.
+pub async fn connect(database_url: &str) -> anyhow::Result<tokio_postgres::Client> {
+    let (client, connection) = tokio_postgres::connect(database_url, tokio_postgres::NoTls)
+        .await
+        .with_context(|| format!("Failed to connect to PostgreSQL at {}", redact(database_url)))?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::warn!(%error, "PostgreSQL connection closed");
+        }
+    });
+    Ok(client)
+}
+
+/// A connection pool (deadpool) for request handlers; connections are re-made when they break.
+pub fn pool(database_url: &str, max_size: usize) -> anyhow::Result<deadpool_postgres::Pool> {
+    let config: tokio_postgres::Config = database_url
+        .parse()
+        .with_context(|| format!("DATABASE_URL is not a valid PostgreSQL URL: {}", redact(database_url)))?;
+    let manager = deadpool_postgres::Manager::from_config(
+        config,
+        tokio_postgres::NoTls,
+        deadpool_postgres::ManagerConfig {
+            recycling_method: deadpool_postgres::RecyclingMethod::Fast,
+        },
+    );
+    deadpool_postgres::Pool::builder(manager)
+        .max_size(max_size)
+        .wait_timeout(Some(std::time::Duration::from_secs(5)))
+        .create_timeout(Some(std::time::Duration::from_secs(5)))
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .build()
+        .context("Failed to build the PostgreSQL pool")
+}
+
+/// The URL with its password replaced, fit for logs and error messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_reach_logs() {
+        assert_eq!(
+            redact("postgres://app:s3cret@db:5432/ingest"),
+            "postgres://app:***@db:5432/ingest"
+        );
+        assert_eq!(redact("postgres://app@db/ingest"), "postgres://app@db/ingest");
+        assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+    }
+}

@@ -1,0 +1,207 @@
+//! Test helpers shared by the services' integration tests.
+//!
+//! Every test gets its own PostgreSQL database (`CREATE DATABASE`, dropped at the end) and its own
+//! `REDIS_KEY_PREFIX` (its keys deleted at the end), so tests run in parallel against the one real Redis and
+//! PostgreSQL of the machine without seeing each other.
+//!
+//! `TEST_REDIS_URL` and `TEST_DATABASE_URL` (a database to connect to for `CREATE DATABASE`) override the
+//! defaults, `redis://127.0.0.1:6379` and `postgres://postgres@127.0.0.1:5432/postgres`.
+
+use std::{future::Future, time::Duration};
+
+use anyhow::Context;
+use pipeline::keys::Keys;
+
+/// One test's private slice of Redis and PostgreSQL.
+#[derive(Debug)]
+pub struct TestEnv {
+    /// `DATABASE_URL` of this test's fresh database (schema not yet applied).
+    pub database_url: String,
+    /// `REDIS_URL`.
+    pub redis_url: String,
+    /// `REDIS_KEY_PREFIX`, unique to this test.
+    pub prefix: String,
+    database_name: String,
+    admin_url: String,
+}
+
+impl TestEnv {
+    /// Creates a fresh database and picks a unique key prefix.
+    pub async fn new() -> Self {
+        let admin_url = std::env::var("TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let redis_url =
+            std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let database_name = format!("test_{id}");
+        let admin = pipeline::schema::connect(&admin_url)
+            .await
+            .expect("PostgreSQL is reachable at TEST_DATABASE_URL");
+        admin
+            .batch_execute(&format!("CREATE DATABASE \"{database_name}\""))
+            .await
+            .expect("can create a test database");
+        let database_url = replace_database(&admin_url, &database_name);
+        Self {
+            database_url,
+            redis_url,
+            prefix: format!("test-{id}"),
+            database_name,
+            admin_url,
+        }
+    }
+
+    /// The Redis key names of this test.
+    pub fn keys(&self) -> Keys {
+        Keys::new(&self.prefix)
+    }
+
+    /// A fresh connection to this test's database.
+    pub async fn db(&self) -> tokio_postgres::Client {
+        pipeline::schema::connect(&self.database_url)
+            .await
+            .expect("can connect to the test database")
+    }
+
+    /// Applies init.sql to this test's database (the services also do it at start).
+    pub async fn apply_schema(&self) {
+        pipeline::schema::connect_and_apply(&self.database_url)
+            .await
+            .expect("init.sql applies");
+    }
+
+    /// A fresh Redis connection.
+    pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.redis_url.as_str())
+            .expect("valid TEST_REDIS_URL")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("Redis is reachable at TEST_REDIS_URL")
+    }
+
+    /// `SELECT count(*) FROM <table>`.
+    pub async fn count(&self, table: &str) -> i64 {
+        self.db()
+            .await
+            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+            .await
+            .expect("count query runs")
+            .get(0)
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        // Drop runs outside any runtime guarantee, so clean up on a thread of its own with a small runtime.
+        let (admin_url, name) = (self.admin_url.clone(), self.database_name.clone());
+        let (redis_url, prefix) = (self.redis_url.clone(), self.prefix.clone());
+        let cleanup = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime for cleanup");
+            runtime.block_on(async move {
+                if let Ok(admin) = pipeline::schema::connect(&admin_url).await {
+                    let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+                    let _ = admin.batch_execute(&sql).await;
+                }
+                if let Ok(client) = redis::Client::open(redis_url.as_str())
+                    && let Ok(mut redis) = client.get_multiplexed_async_connection().await
+                {
+                    let keys: Vec<String> = redis::cmd("KEYS")
+                        .arg(format!("{{{prefix}}}*"))
+                        .query_async(&mut redis)
+                        .await
+                        .unwrap_or_default();
+                    if !keys.is_empty() {
+                        let _: redis::RedisResult<()> =
+                            redis::cmd("DEL").arg(keys).query_async(&mut redis).await;
+                    }
+                }
+            });
+        });
+        let _ = cleanup.join();
+    }
+}
+
+/// `url` with its database name replaced by `database`.
+fn replace_database(url: &str, database: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let host_end = base[scheme_end..]
+        .find('/')
+        .map_or(base.len(), |i| scheme_end + i);
+    let mut out = format!("{}/{database}", &base[..host_end]);
+    if let Some(query) = query {
+        out.push('?');
+        out.push_str(query);
+    }
+    out
+}
+
+/// Polls `check` every 20 ms until it returns `Some`, for at most `within`; panics naming `what` otherwise.
+///
+/// For outcomes that arrive asynchronously (rows persisted by a batcher): the test still asserts the exact
+/// outcome, this only bounds how long it waits for it.
+pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("timed out after {within:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Binds `127.0.0.1:0` and returns the listener with its address.
+pub async fn listener() -> anyhow::Result<(tokio::net::TcpListener, std::net::SocketAddr)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("Failed to bind 127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    Ok((listener, addr))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_name_is_replaced_keeping_host_and_query() {
+        assert_eq!(
+            replace_database("postgres://postgres@127.0.0.1:5432/postgres", "t1"),
+            "postgres://postgres@127.0.0.1:5432/t1"
+        );
+        assert_eq!(
+            replace_database("postgres://u:p@h/db?sslmode=disable", "t2"),
+            "postgres://u:p@h/t2?sslmode=disable"
+        );
+        assert_eq!(replace_database("postgres://h:5432", "t3"), "postgres://h:5432/t3");
+    }
+
+    #[tokio::test]
+    async fn each_env_gets_its_own_empty_database_that_is_dropped_after() {
+        let env = TestEnv::new().await;
+        env.apply_schema().await;
+        assert_eq!(env.count("messages").await, 0);
+        let name = env.database_name.clone();
+        let admin = pipeline::schema::connect(&env.admin_url).await.unwrap();
+        drop(env);
+        let left: i64 = admin
+            .query_one("SELECT count(*) FROM pg_database WHERE datname = $1", &[&name])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(left, 0);
+    }
+}
