@@ -9,6 +9,7 @@
 //! With the default `server` feature (everything that is not wasm-safe):
 //!
 //! - [`keys`]: the names of every Redis key and channel, under one `REDIS_KEY_PREFIX` hash tag.
+//! - [`depth`]: `queue_depth`, messages waiting in Redis plus held by batchers.
 //! - [`config`]: the configuration groups the services share (`REDIS_URL`, `DATABASE_URL`, `BATCH_*`, …).
 //! - [`schema`]: applies `init.sql` at start, so an empty database just works.
 //! - [`telemetry`]: tracing subscriber and the Prometheus recorder.
@@ -20,6 +21,8 @@ pub mod queued;
 
 #[cfg(feature = "server")]
 pub mod config;
+#[cfg(feature = "server")]
+pub mod depth;
 #[cfg(feature = "server")]
 pub mod keys;
 #[cfg(feature = "server")]

@@ -6,7 +6,7 @@ use anyhow::Context;
 pub const INIT_SQL: &str = include_str!("../../init.sql");
 
 /// Any fixed number; it only has to be the same for every service.
-const SCHEMA_LOCK: i64 = 0x1a6e_57_0001;
+const SCHEMA_LOCK: i64 = 0x001a_6e57_0001;
 
 /// Applies [`INIT_SQL`] in one transaction, under an advisory lock: services starting together would otherwise
 /// race on `CREATE TABLE IF NOT EXISTS` and fail on the catalog's unique index.
