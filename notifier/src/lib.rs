@@ -1,1 +1,250 @@
-//! Relays batch_persisted events and live stats to WebSocket clients; serves the dashboard.
+//! Relays `batch_persisted` events and live stats to WebSocket clients, and serves the dashboard.
+//!
+//! # Layout
+//!
+//! - `relay`: subscribes to the `{prefix}:events` Redis channel and puts every valid `batch_persisted` payload,
+//!   unchanged, on one bounded broadcast channel; reconnects with capped backoff.
+//! - `stats`: one task computes [`pipeline::events::Stats`] every 500 ms for all clients (totals from
+//!   `pipeline_totals`, `queue_depth` from Redis) and publishes them on a watch channel.
+//! - `rate`: `RateWindow`, `messages_per_second` over the last few seconds (pure).
+//! - `ws`: `GET /ws/stats`, one task per client fed by the broadcast and the watch channel; a slow client only
+//!   slows itself (it lags and skips events), the number of clients is bounded.
+//! - `dashboard`: the built dashboard at `/` (or a small page saying how to build it) and `GET /config.json`.
+//! - `http`: the router, `/health`, `/metrics`, and the one error type of the HTTP layer.
+//!
+//! The dashboard calls the ingestor's API directly: it learns the ingestor's URL from `/config.json`
+//! (`INGESTOR_URL`), and the ingestor allows the notifier's origin via CORS.
+
+mod dashboard;
+mod http;
+mod rate;
+mod relay;
+mod stats;
+mod ws;
+
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use axum::extract::ws::Utf8Bytes;
+use pipeline::config::{BatchConfig, DatabaseConfig, LogConfig, RedisConfig, parse_addr};
+use tokio::{
+    net::TcpListener,
+    sync::{Semaphore, broadcast, watch},
+};
+use tokio_util::sync::CancellationToken;
+
+/// Capacity of the fan-out channel: how many events a client may fall behind before it lags (skips events).
+const BROADCAST_CAPACITY: usize = 1024;
+/// How long the HTTP server may take to finish in-flight requests once shutdown starts.
+const SERVER_GRACE: Duration = Duration::from_secs(5);
+/// How long WebSocket tasks may take to send their Close frame and end once shutdown starts.
+const CLIENTS_GRACE: Duration = Duration::from_secs(3);
+
+/// The notifier's configuration: environment variables, or the matching flags.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "notifier",
+    version,
+    about = "Relays batch_persisted events and live stats to WebSocket clients; serves the dashboard."
+)]
+pub struct Config {
+    #[command(flatten)]
+    pub redis: RedisConfig,
+
+    #[command(flatten)]
+    pub database: DatabaseConfig,
+
+    #[command(flatten)]
+    pub batch: BatchConfig,
+
+    #[command(flatten)]
+    pub log: LogConfig,
+
+    /// Listen address of the notifier (WebSocket, dashboard, /health, /metrics).
+    #[arg(long, env = "NOTIFIER_ADDR", default_value = "127.0.0.1:8001", value_parser = parse_addr)]
+    pub notifier_addr: SocketAddr,
+
+    /// Directory of the built dashboard, served at `/`. Without an index.html in it, `/` shows how to build it.
+    #[arg(long, env = "DASHBOARD_DIR", default_value = "dashboard/dist")]
+    pub dashboard_dir: PathBuf,
+
+    /// Base URL of the ingestor's API, handed to the dashboard by `/config.json`.
+    #[arg(long, env = "INGESTOR_URL", default_value = "http://127.0.0.1:8000", value_parser = parse_base_url)]
+    pub ingestor_url: String,
+
+    /// Most WebSocket clients served at once; more get 503.
+    #[arg(long, env = "MAX_WS_CLIENTS", default_value = "1024", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_ws_clients: u32,
+}
+
+/// `INGESTOR_URL`: an `http://` or `https://` URL, kept without its trailing slash.
+fn parse_base_url(value: &str) -> Result<String, String> {
+    let value = value.trim().trim_end_matches('/');
+    let host = value
+        .strip_prefix("http://")
+        .or_else(|| value.strip_prefix("https://"));
+    match host {
+        Some(host) if !host.is_empty() && !host.contains(char::is_whitespace) => {
+            Ok(value.to_owned())
+        }
+        _ => Err("must be an http:// or https:// URL, e.g. http://127.0.0.1:8000".into()),
+    }
+}
+
+/// What the HTTP handlers share.
+#[derive(Debug, Clone)]
+struct AppState {
+    /// `batch_persisted` payloads, as published by the batchers.
+    events: broadcast::Sender<Utf8Bytes>,
+    /// The latest `stats_update`.
+    stats: watch::Receiver<stats::StatsFrame>,
+    /// One permit per WebSocket client (`MAX_WS_CLIENTS`).
+    clients: Arc<Semaphore>,
+    redis: deadpool_redis::Pool,
+    postgres: deadpool_postgres::Pool,
+    /// Body of `/config.json`.
+    client_config: Arc<dashboard::ClientConfig>,
+    shutdown: CancellationToken,
+}
+
+/// Applies the schema, then serves on `listener` until `shutdown` is cancelled.
+///
+/// On shutdown every WebSocket client gets a Close frame, and this returns within a bounded time.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    // Install the recorder before the first metric is touched, and make the gauge visible from the start.
+    let _ = pipeline::telemetry::metrics();
+    metrics::gauge!("notifier_ws_clients").increment(0.0);
+
+    pipeline::schema::connect_and_apply(&config.database.database_url)
+        .await
+        .context("Failed to prepare the database (DATABASE_URL)")?;
+    let postgres = pipeline::schema::pool(&config.database.database_url, 4)?;
+    let redis = redis_pool(&config.redis.redis_url)?;
+    let keys = config.redis.keys();
+    let batch_size = u64::try_from(config.batch.batch_size).unwrap_or(u64::MAX);
+
+    // The tasks stop with the service, and also if the HTTP server fails.
+    let stop = shutdown.child_token();
+    let (events, _) = broadcast::channel(BROADCAST_CAPACITY);
+    let (stats_tx, stats_rx) = watch::channel(stats::StatsFrame::new(stats::derive(
+        stats::Totals::default(),
+        0,
+        batch_size,
+        0.0,
+    )));
+
+    let relay = tokio::spawn(relay::run(
+        relay::Relay::new(
+            &config.redis.redis_url,
+            keys.events(),
+            format!("notifier-{}", config.redis.redis_key_prefix),
+            events.clone(),
+        )?,
+        stop.clone(),
+    ));
+    let stats_task = tokio::spawn(stats::run(
+        stats::Source {
+            redis: redis.clone(),
+            postgres: postgres.clone(),
+            keys,
+            batch_size,
+        },
+        stats_tx,
+        stop.clone(),
+    ));
+
+    let max_clients = config.max_ws_clients;
+    let state = AppState {
+        events,
+        stats: stats_rx,
+        clients: Arc::new(Semaphore::new(max_clients as usize)),
+        redis,
+        postgres,
+        client_config: Arc::new(dashboard::ClientConfig::new(&config)),
+        shutdown: stop.clone(),
+    };
+    let clients = state.clients.clone();
+    let app = http::app(state, &config.dashboard_dir);
+
+    let addr = listener
+        .local_addr()
+        .context("The listener has no local address")?;
+    tracing::info!(%addr, dashboard = %config.dashboard_dir.display(), "notifier serving");
+    let server =
+        axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    // Graceful shutdown waits for in-flight requests; bound that wait.
+    let deadline = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(SERVER_GRACE).await;
+    };
+    let served = tokio::select! {
+        result = server => result.context("The HTTP server failed"),
+        () = deadline => {
+            tracing::warn!("HTTP requests still running after the grace period; stopping anyway");
+            Ok(())
+        }
+    };
+    stop.cancel();
+
+    // WebSocket connections outlive the HTTP server (they were upgraded); each holds a permit until its task
+    // has sent its Close frame, so getting every permit back means every client task has ended.
+    if tokio::time::timeout(CLIENTS_GRACE, clients.acquire_many(max_clients))
+        .await
+        .is_err()
+    {
+        tracing::warn!("WebSocket clients still open after the grace period; stopping anyway");
+    }
+    let _ = relay.await;
+    let _ = stats_task.await;
+    tracing::info!("notifier stopped");
+    served
+}
+
+/// A small Redis pool for the stats task and `/health`; connections are made on demand, so Redis may be down.
+fn redis_pool(redis_url: &str) -> anyhow::Result<deadpool_redis::Pool> {
+    deadpool_redis::Config::from_url(redis_url)
+        .builder()
+        .context("REDIS_URL is not a valid Redis URL")?
+        .max_size(4)
+        .wait_timeout(Some(Duration::from_secs(2)))
+        .create_timeout(Some(Duration::from_secs(2)))
+        .recycle_timeout(Some(Duration::from_secs(1)))
+        .runtime(deadpool_redis::Runtime::Tokio1)
+        .build()
+        .context("Failed to build the Redis pool")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn ingestor_url_must_be_http_and_loses_its_trailing_slash() {
+        assert_eq!(
+            parse_base_url("http://127.0.0.1:8000/"),
+            Ok("http://127.0.0.1:8000".into())
+        );
+        assert_eq!(
+            parse_base_url("https://api.example"),
+            Ok("https://api.example".into())
+        );
+        for bad in ["", "127.0.0.1:8000", "ftp://x", "http://", "http://a b"] {
+            assert!(parse_base_url(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn zero_ws_clients_is_refused() {
+        // Flags win over the environment, so this does not depend on what the test process inherited.
+        let error = Config::try_parse_from(["notifier", "--max-ws-clients", "0"]).unwrap_err();
+        assert!(
+            error.to_string().contains("MAX_WS_CLIENTS")
+                || error.to_string().contains("max-ws-clients")
+        );
+    }
+}

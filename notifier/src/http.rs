@@ -1,0 +1,109 @@
+//! The router, `/health`, `/metrics`, and the HTTP error type.
+
+use std::{path::Path, time::Duration};
+
+use axum::{
+    Json, Router,
+    extract::State,
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use pipeline::api::ErrorBody;
+use serde::Serialize;
+
+use crate::{AppState, dashboard, ws};
+
+/// Longest wait for each dependency check of `/health`.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Every route of the notifier.
+pub(crate) fn app(state: AppState, dashboard_dir: &Path) -> Router {
+    let router = Router::new()
+        .route("/ws/stats", get(ws::upgrade))
+        .route("/health", get(health))
+        .route("/metrics", get(metrics));
+    dashboard::serve(router, dashboard_dir).with_state(state)
+}
+
+/// Errors of the HTTP layer; each status is produced here and only here.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ApiError {
+    #[error("too many WebSocket clients; try again later")]
+    TooManyClients,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = match self {
+            Self::TooManyClients => (StatusCode::SERVICE_UNAVAILABLE, "too_many_clients"),
+        };
+        let body = ErrorBody {
+            error: code.into(),
+            message: self.to_string(),
+            field: None,
+        };
+        (status, [(header::RETRY_AFTER, "1")], Json(body)).into_response()
+    }
+}
+
+/// Body of `/health`.
+#[derive(Debug, Serialize)]
+struct Health {
+    /// `ok` or `degraded`.
+    status: &'static str,
+    redis: &'static str,
+    postgres: &'static str,
+}
+
+fn state_of(up: bool) -> &'static str {
+    if up { "ok" } else { "down" }
+}
+
+/// 200 when Redis and PostgreSQL both answer, 503 otherwise (the service itself keeps running either way).
+async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
+    let redis = async {
+        let ping = async {
+            let mut conn = state.redis.get().await.ok()?;
+            redis::cmd("PING")
+                .query_async::<String>(&mut conn)
+                .await
+                .ok()
+        };
+        matches!(
+            tokio::time::timeout(HEALTH_TIMEOUT, ping).await,
+            Ok(Some(_))
+        )
+    };
+    let postgres = async {
+        let select = async {
+            let client = state.postgres.get().await.ok()?;
+            client.simple_query("SELECT 1").await.ok()
+        };
+        matches!(
+            tokio::time::timeout(HEALTH_TIMEOUT, select).await,
+            Ok(Some(_))
+        )
+    };
+    let (redis, postgres) = tokio::join!(redis, postgres);
+    let healthy = redis && postgres;
+    let status = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = Health {
+        status: if healthy { "ok" } else { "degraded" },
+        redis: state_of(redis),
+        postgres: state_of(postgres),
+    };
+    (status, Json(body))
+}
+
+/// Prometheus text format.
+async fn metrics() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        pipeline::telemetry::metrics().render(),
+    )
+}

@@ -1,0 +1,262 @@
+//! The `stats_update` numbers: one task reads them every 500 ms for every client and publishes them on a
+//! watch channel, so the cost does not grow with the number of clients.
+
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::Utf8Bytes;
+use pipeline::{
+    events::{ServerEvent, Stats},
+    keys::Keys,
+};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::rate::RateWindow;
+
+/// How often stats are computed and sent (the seed's 500 ms).
+const INTERVAL: Duration = Duration::from_millis(500);
+/// `messages_per_second` is measured over this much recent history.
+const RATE_WINDOW: Duration = Duration::from_secs(5);
+/// Longest wait for one read; a hung Redis or PostgreSQL must not stall the updates.
+const READ_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The running totals of `pipeline_totals`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Totals {
+    pub(crate) messages: u64,
+    pub(crate) batches: u64,
+    pub(crate) dead_letters: u64,
+}
+
+/// The stats derived from the raw numbers (pure): averages, and how full the next batch is.
+pub(crate) fn derive(
+    totals: Totals,
+    queue_depth: u64,
+    batch_size: u64,
+    messages_per_second: f64,
+) -> Stats {
+    let threshold = batch_size.max(1);
+    let batch_progress = queue_depth % threshold;
+    Stats {
+        total_messages: totals.messages,
+        queue_depth,
+        messages_per_second,
+        total_batches: totals.batches,
+        avg_batch_size: if totals.batches == 0 {
+            0.0
+        } else {
+            totals.messages as f64 / totals.batches as f64
+        },
+        batch_threshold: threshold,
+        batch_progress,
+        batch_progress_percent: batch_progress as f64 * 100.0 / threshold as f64,
+        batches_ready: queue_depth / threshold,
+        dead_letters: totals.dead_letters,
+    }
+}
+
+/// A `stats_update`, with its JSON rendered once for all clients.
+#[derive(Debug, Clone)]
+pub(crate) struct StatsFrame {
+    pub(crate) json: Utf8Bytes,
+}
+
+impl StatsFrame {
+    pub(crate) fn new(stats: Stats) -> Self {
+        let json = serde_json::to_string(&ServerEvent::StatsUpdate(stats))
+            .expect("stats are plain numbers and serialize");
+        Self { json: json.into() }
+    }
+}
+
+/// Where the raw numbers come from.
+#[derive(Debug)]
+pub(crate) struct Source {
+    pub(crate) redis: deadpool_redis::Pool,
+    pub(crate) postgres: deadpool_postgres::Pool,
+    pub(crate) keys: Keys,
+    pub(crate) batch_size: u64,
+}
+
+/// Why one read failed (logged, counted, and the last good value kept).
+#[derive(Debug, thiserror::Error)]
+enum ReadError {
+    #[error("no connection: {0}")]
+    RedisPool(#[from] deadpool_redis::PoolError),
+    #[error(transparent)]
+    Redis(#[from] redis::RedisError),
+    #[error("no connection: {0}")]
+    PostgresPool(#[from] deadpool_postgres::PoolError),
+    #[error(transparent)]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("timed out after {READ_TIMEOUT:?}")]
+    Timeout,
+}
+
+impl Source {
+    async fn queue_depth(&self) -> Result<u64, ReadError> {
+        let read = async {
+            let mut conn = self.redis.get().await?;
+            Ok(pipeline::depth::queue_depth(&mut conn, &self.keys).await?)
+        };
+        tokio::time::timeout(READ_TIMEOUT, read)
+            .await
+            .map_err(|_| ReadError::Timeout)?
+    }
+
+    async fn totals(&self) -> Result<Totals, ReadError> {
+        let read = async {
+            let client = self.postgres.get().await?;
+            let row = client
+                .query_opt(
+                    "SELECT messages, batches, dead_letters FROM pipeline_totals",
+                    &[],
+                )
+                .await?;
+            let count = |i: usize| {
+                row.as_ref()
+                    .map_or(0, |row| u64::try_from(row.get::<_, i64>(i)).unwrap_or(0))
+            };
+            Ok(Totals {
+                messages: count(0),
+                batches: count(1),
+                dead_letters: count(2),
+            })
+        };
+        tokio::time::timeout(READ_TIMEOUT, read)
+            .await
+            .map_err(|_| ReadError::Timeout)?
+    }
+}
+
+/// Whether a source is failing: log and count the first failure of a streak and the recovery, not every tick.
+#[derive(Debug)]
+struct Streak {
+    source: &'static str,
+    failing: bool,
+}
+
+impl Streak {
+    fn new(source: &'static str) -> Self {
+        Self {
+            source,
+            failing: false,
+        }
+    }
+
+    fn observe<T>(&mut self, result: Result<T, ReadError>) -> Option<T> {
+        match result {
+            Ok(value) => {
+                if std::mem::take(&mut self.failing) {
+                    tracing::info!(source = self.source, "stats source recovered");
+                }
+                Some(value)
+            }
+            Err(error) => {
+                if !std::mem::replace(&mut self.failing, true) {
+                    tracing::warn!(source = self.source, %error, "cannot read stats; keeping the last values");
+                    metrics::counter!("notifier_stats_read_failures_total", "source" => self.source).increment(1);
+                }
+                None
+            }
+        }
+    }
+}
+
+/// Computes and publishes the stats every [`INTERVAL`] until `shutdown` is cancelled. Never fails: when a source
+/// is down the last values it gave are kept.
+pub(crate) async fn run(
+    source: Source,
+    stats: watch::Sender<StatsFrame>,
+    shutdown: CancellationToken,
+) {
+    let mut ticks = tokio::time::interval(INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut rate = RateWindow::new(RATE_WINDOW);
+    let (mut totals, mut queue_depth, mut messages_per_second) = (Totals::default(), 0, 0.0);
+    let (mut redis_streak, mut postgres_streak) = (Streak::new("redis"), Streak::new("postgres"));
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        let (depth, read_totals) = tokio::join!(source.queue_depth(), source.totals());
+        if let Some(depth) = redis_streak.observe(depth) {
+            queue_depth = depth;
+            metrics::gauge!("pipeline_queue_depth").set(depth as f64);
+        }
+        if let Some(read) = postgres_streak.observe(read_totals) {
+            totals = read;
+            messages_per_second = rate.record(Instant::now(), totals.messages);
+        }
+        // Sent every tick even when nothing changed: clients expect a stats_update every 500 ms.
+        stats.send_replace(StatsFrame::new(derive(
+            totals,
+            queue_depth,
+            source.batch_size,
+            messages_per_second,
+        )));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_progress_and_ready_batches_come_from_the_queue_depth() {
+        let totals = Totals {
+            messages: 120,
+            batches: 3,
+            dead_letters: 1,
+        };
+        let stats = derive(totals, 5, 2, 12.5);
+        assert_eq!(stats.total_messages, 120);
+        assert_eq!(stats.total_batches, 3);
+        assert_eq!(stats.avg_batch_size, 40.0);
+        assert_eq!(stats.queue_depth, 5);
+        assert_eq!(stats.batch_threshold, 2);
+        assert_eq!(stats.batch_progress, 1);
+        assert_eq!(stats.batch_progress_percent, 50.0);
+        assert_eq!(stats.batches_ready, 2);
+        assert_eq!(stats.messages_per_second, 12.5);
+        assert_eq!(stats.dead_letters, 1);
+    }
+
+    #[test]
+    fn no_batches_means_an_average_of_zero() {
+        let stats = derive(Totals::default(), 0, 50, 0.0);
+        assert_eq!(stats.avg_batch_size, 0.0);
+        assert_eq!(stats.batch_progress, 0);
+        assert_eq!(stats.batch_progress_percent, 0.0);
+        assert_eq!(stats.batches_ready, 0);
+        assert_eq!(stats.batch_threshold, 50);
+    }
+
+    #[test]
+    fn a_partly_filled_batch_shows_its_percentage() {
+        let stats = derive(Totals::default(), 137, 50, 0.0);
+        assert_eq!((stats.batches_ready, stats.batch_progress), (2, 37));
+        assert_eq!(stats.batch_progress_percent, 74.0);
+    }
+
+    #[test]
+    fn the_frame_is_a_seed_compatible_stats_update() {
+        let frame = StatsFrame::new(derive(Totals::default(), 3, 50, 0.0));
+        let value: serde_json::Value = serde_json::from_str(frame.json.as_str()).unwrap();
+        assert_eq!(value["type"], "stats_update");
+        for field in [
+            "total_messages",
+            "queue_depth",
+            "messages_per_second",
+            "total_batches",
+            "avg_batch_size",
+            "batch_threshold",
+            "batch_progress",
+            "batch_progress_percent",
+            "batches_ready",
+        ] {
+            assert!(value.get(field).is_some(), "{field} missing from {value}");
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! Helpers shared by the notifier's integration tests: start the real service, talk to it over WebSocket.
+
+// Each test file uses a different subset of these helpers.
+#![allow(dead_code)]
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use futures_util::StreamExt;
+use notifier::Config;
+use pipeline::config::{BatchConfig, DatabaseConfig, LogConfig, LogFormat, RedisConfig};
+use serde_json::Value;
+use testkit::TestEnv;
+use tokio::{net::TcpStream, task::JoinHandle};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, tungstenite::Message};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// `BATCH_SIZE` of the tests: small, so a handful of queued messages shows progress and ready batches.
+pub const BATCH_SIZE: usize = 2;
+/// Bound of every wait for something the notifier sends.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A client of `/ws/stats`.
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// The configuration of a test's notifier: its own database and key prefix, no built dashboard.
+pub fn config(env: &TestEnv) -> Config {
+    Config {
+        redis: RedisConfig {
+            redis_url: env.redis_url.clone(),
+            redis_key_prefix: env.prefix.clone(),
+        },
+        database: DatabaseConfig {
+            database_url: env.database_url.clone(),
+        },
+        batch: BatchConfig {
+            batch_size: BATCH_SIZE,
+            batch_timeout: Duration::from_millis(100),
+        },
+        log: LogConfig {
+            log_format: LogFormat::Text,
+            log_filter: "info".into(),
+        },
+        notifier_addr: "127.0.0.1:0".parse().unwrap(),
+        // A directory that does not exist: the fallback page is served.
+        dashboard_dir: std::env::temp_dir().join(format!("{}-no-dashboard", env.prefix)),
+        ingestor_url: "http://127.0.0.1:8000".into(),
+        max_ws_clients: 1024,
+    }
+}
+
+/// A notifier running in this process on `127.0.0.1:0`.
+pub struct Notifier {
+    pub addr: SocketAddr,
+    pub shutdown: CancellationToken,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Notifier {
+    pub async fn start(config: Config) -> Self {
+        let (listener, addr) = testkit::listener().await.unwrap();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(notifier::run(config, listener, shutdown.clone()));
+        Self {
+            addr,
+            shutdown,
+            task,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws/stats", self.addr)
+    }
+
+    pub async fn connect(&self) -> Ws {
+        let (ws, _) = tokio_tungstenite::connect_async(self.ws_url())
+            .await
+            .expect("the WebSocket handshake succeeds");
+        ws
+    }
+
+    /// Cancels the token and expects `run` to return Ok within a bound.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .expect("the notifier stops within 10 s")
+            .expect("the notifier task did not panic")
+            .expect("run returns Ok");
+    }
+}
+
+/// Reads until a text message satisfies `wanted`, for at most [`WAIT`]; returns it as JSON.
+pub async fn next_matching(
+    ws: &mut Ws,
+    what: &str,
+    mut wanted: impl FnMut(&Value) -> bool,
+) -> Value {
+    let read = async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Text(text))) => {
+                    let value: Value = serde_json::from_str(&text).expect("every message is JSON");
+                    if wanted(&value) {
+                        return value;
+                    }
+                }
+                Some(Ok(_)) => {}
+                other => panic!("the WebSocket ended while waiting for {what}: {other:?}"),
+            }
+        }
+    };
+    tokio::time::timeout(WAIT, read)
+        .await
+        .unwrap_or_else(|_| panic!("timed out after {WAIT:?} waiting for {what}"))
+}
+
+/// The next `batch_persisted` event.
+pub async fn next_batch(ws: &mut Ws) -> Value {
+    next_matching(ws, "a batch_persisted event", |v| {
+        v["type"] == "batch_persisted"
+    })
+    .await
+}
+
+/// The JSON a batcher publishes after committing batch `batch_id` of `ids`.
+pub fn batch_event(batch_id: i64, ids: &[Uuid]) -> String {
+    serde_json::json!({
+        "type": "batch_persisted",
+        "ids": ids,
+        "batch_id": batch_id,
+        "batch_size": ids.len(),
+        "worker_timestamp": "2025-01-01T00:00:00Z",
+        "reason": "size",
+        "batcher_id": "b1",
+        "dead_letters": 0,
+    })
+    .to_string()
+}
+
+/// Waits until the notifier's relay is subscribed to this test's channel, so a publish is not lost.
+pub async fn wait_subscribed(env: &TestEnv) {
+    let channel = env.keys().events();
+    testkit::eventually(WAIT, "the relay to subscribe", || {
+        let channel = channel.clone();
+        async move {
+            let mut redis = env.redis().await;
+            let (_, subscribers): (String, u64) = redis::cmd("PUBSUB")
+                .arg("NUMSUB")
+                .arg(&channel)
+                .query_async(&mut redis)
+                .await
+                .unwrap();
+            (subscribers == 1).then_some(())
+        }
+    })
+    .await;
+}
+
+/// PUBLISHes `payload` on this test's events channel.
+pub async fn publish(env: &TestEnv, payload: &str) {
+    let mut redis = env.redis().await;
+    let _: u64 = redis::cmd("PUBLISH")
+        .arg(env.keys().events())
+        .arg(payload)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+}
+
+/// A fresh, empty directory named after the test's prefix; the caller removes it.
+pub fn temp_dir(env: &TestEnv, name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("{}-{name}", env.prefix));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}

@@ -1,0 +1,127 @@
+//! `stats_update` over `/ws/stats`, against real Redis and PostgreSQL.
+
+mod common;
+
+use common::{BATCH_SIZE, Notifier, next_matching};
+use testkit::TestEnv;
+
+/// The seed's `stats_update` fields.
+const SEED_FIELDS: [&str; 9] = [
+    "total_messages",
+    "queue_depth",
+    "messages_per_second",
+    "total_batches",
+    "avg_batch_size",
+    "batch_threshold",
+    "batch_progress",
+    "batch_progress_percent",
+    "batches_ready",
+];
+
+#[tokio::test]
+async fn a_client_first_receives_a_stats_update_with_the_seeds_fields() {
+    let env = TestEnv::new().await;
+    let notifier = Notifier::start(common::config(&env)).await;
+    let mut ws = notifier.connect().await;
+
+    let first = next_matching(&mut ws, "the first message", |_| true).await;
+    assert_eq!(first["type"], "stats_update", "first message: {first}");
+    for field in SEED_FIELDS {
+        assert!(
+            first[field].is_number(),
+            "{field} missing or not a number in {first}"
+        );
+    }
+    assert_eq!(first["batch_threshold"], BATCH_SIZE);
+    assert_eq!(first["total_messages"], 0);
+    assert_eq!(first["queue_depth"], 0);
+
+    // And then one every 500 ms.
+    let started = tokio::time::Instant::now();
+    next_matching(&mut ws, "a second stats_update", |v| {
+        v["type"] == "stats_update"
+    })
+    .await;
+    next_matching(&mut ws, "a third stats_update", |v| {
+        v["type"] == "stats_update"
+    })
+    .await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+
+    notifier.stop().await;
+}
+
+#[tokio::test]
+async fn stats_count_messages_waiting_and_held_by_batchers_and_the_persisted_totals() {
+    let env = TestEnv::new().await;
+    let notifier = Notifier::start(common::config(&env)).await;
+    let mut ws = notifier.connect().await;
+    // The first stats_update means the notifier is serving, so the schema is applied.
+    next_matching(&mut ws, "the first stats_update", |v| {
+        v["type"] == "stats_update"
+    })
+    .await;
+
+    let keys = env.keys();
+    let mut redis = env.redis().await;
+    let _: u64 = redis::cmd("LPUSH")
+        .arg(keys.pending())
+        .arg(&["m1", "m2", "m3"])
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let _: u64 = redis::cmd("SADD")
+        .arg(keys.batchers())
+        .arg("b1")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let _: u64 = redis::cmd("LPUSH")
+        .arg(keys.processing("b1"))
+        .arg(&["m4", "m5"])
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let updated = env
+        .db()
+        .await
+        .execute(
+            "UPDATE pipeline_totals SET messages = 120, batches = 3",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(updated, 1);
+
+    let stats = next_matching(&mut ws, "stats with the queue and the totals", |v| {
+        v["type"] == "stats_update" && v["queue_depth"] == 5 && v["total_messages"] == 120
+    })
+    .await;
+    assert_eq!(stats["total_batches"], 3);
+    assert_eq!(stats["avg_batch_size"], 40.0);
+    assert_eq!(stats["batch_threshold"], BATCH_SIZE);
+    assert_eq!(stats["batch_progress"], 5 % BATCH_SIZE);
+    assert_eq!(stats["batches_ready"], 5 / BATCH_SIZE);
+    assert_eq!(stats["batch_progress_percent"], 50.0);
+    // 120 rows appeared within the last 5 s.
+    assert!(
+        stats["messages_per_second"].as_f64().unwrap() > 0.0,
+        "{stats}"
+    );
+
+    // The gauge follows the same number.
+    let metrics = reqwest::get(notifier.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("pipeline_queue_depth")),
+        "{metrics}"
+    );
+
+    notifier.stop().await;
+}
