@@ -1,0 +1,180 @@
+//! [`ApiError`]: every error the API answers with, and the one place each status is produced.
+//!
+//! The body is always `pipeline::api::ErrorBody` (`{"error", "message", "field"?}`), plus `invalid_indexes`
+//! for a refused batch. Details of server-side failures go to the log, never to the client.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use pipeline::api::ErrorBody;
+use serde::Serialize;
+
+use crate::domain::FieldError;
+
+/// An error response of the API.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the body is not JSON (syntax error, empty, trailing garbage).
+    #[error("malformed JSON: {0}")]
+    MalformedJson(String),
+    /// 413: the body is over the endpoint's limit.
+    #[error("request body is larger than the limit of {limit} bytes for this endpoint")]
+    PayloadTooLarge { limit: usize },
+    /// 415: the content type is missing or not JSON.
+    #[error("content type must be application/json")]
+    UnsupportedMediaType,
+    /// 422: JSON, but a field is missing, mistyped or out of range.
+    #[error("{message}")]
+    InvalidField {
+        /// JSON path of the offending field (`content`, `[3].user_id`); `None` when the body as a whole is wrong.
+        field: Option<String>,
+        message: String,
+        /// For a batch: every refused item, ascending.
+        invalid_indexes: Option<Vec<usize>>,
+    },
+    /// 404.
+    #[error("no such endpoint")]
+    NotFound,
+    /// 405.
+    #[error("method not allowed on this endpoint")]
+    MethodNotAllowed,
+    /// 503 + `Retry-After`: Redis refused, failed or timed out; the message was not accepted.
+    #[error("Redis is unavailable: {0}")]
+    RedisUnavailable(String),
+    /// 503 + `Retry-After`: PostgreSQL refused, failed or timed out.
+    #[error("PostgreSQL is unavailable: {0}")]
+    DatabaseUnavailable(String),
+    /// 500: a bug or an unexpected answer; the detail is logged only.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// Seconds a client should wait before retrying after a 503.
+const RETRY_AFTER_SECONDS: &str = "1";
+
+/// The `error` code of a response, left in its extensions for the request metrics.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorCode(pub &'static str);
+
+#[derive(Serialize)]
+struct Body {
+    #[serde(flatten)]
+    body: ErrorBody,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    invalid_indexes: Option<Vec<usize>>,
+}
+
+impl ApiError {
+    /// A 422 for `field`.
+    pub fn invalid_field(field: impl Into<String>, message: impl std::fmt::Display) -> Self {
+        let field = field.into();
+        Self::InvalidField {
+            message: format!("{field}: {message}"),
+            field: Some(field),
+            invalid_indexes: None,
+        }
+    }
+
+    /// A 422 for the body as a whole (wrong shape, batch of the wrong size).
+    pub fn invalid_body(message: impl Into<String>) -> Self {
+        Self::InvalidField {
+            field: None,
+            message: message.into(),
+            invalid_indexes: None,
+        }
+    }
+
+    /// The machine-readable `error` code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::MalformedJson(_) => "malformed_json",
+            Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::InvalidField { .. } => "invalid_field",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::RedisUnavailable(_) => "redis_unavailable",
+            Self::DatabaseUnavailable(_) => "database_unavailable",
+            Self::Internal(_) => "internal",
+        }
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::MalformedJson(_) => StatusCode::BAD_REQUEST,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::InvalidField { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::RedisUnavailable(_) | Self::DatabaseUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// What the client reads: server-side failures say what failed, not why (that is in the log).
+    fn public_message(&self) -> String {
+        match self {
+            Self::RedisUnavailable(_) => "Redis is unavailable; retry later".into(),
+            Self::DatabaseUnavailable(_) => "PostgreSQL is unavailable; retry later".into(),
+            Self::Internal(_) => "internal error".into(),
+            other => other.to_string(),
+        }
+    }
+}
+
+impl From<FieldError> for ApiError {
+    fn from(error: FieldError) -> Self {
+        Self::invalid_field(error.field, error.message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        // 503s are expected while a dependency is down; a 500 is a bug or a broken schema.
+        match &self {
+            Self::Internal(_) => tracing::error!(error = %self, "request failed"),
+            Self::RedisUnavailable(_) | Self::DatabaseUnavailable(_) => {
+                tracing::warn!(error = %self, "request failed");
+            }
+            _ => {}
+        }
+        let (field, invalid_indexes) = match &self {
+            Self::InvalidField {
+                field,
+                invalid_indexes,
+                ..
+            } => (field.clone(), invalid_indexes.clone()),
+            _ => (None, None),
+        };
+        let body = Body {
+            body: ErrorBody {
+                error: self.code().into(),
+                message: self.public_message(),
+                field,
+            },
+            invalid_indexes,
+        };
+        let mut response = (status, axum::Json(body)).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(RETRY_AFTER_SECONDS),
+            );
+        }
+        response.extensions_mut().insert(ErrorCode(self.code()));
+        response
+    }
+}
+
+/// Fallback for unknown paths.
+pub async fn not_found() -> ApiError {
+    ApiError::NotFound
+}
+
+/// Fallback for a known path with the wrong method.
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}

@@ -1,0 +1,12 @@
+//! `GET /metrics`: the process's Prometheus metrics, in the text exposition format.
+
+use axum::http::header;
+use axum::response::IntoResponse;
+
+/// Renders every metric recorded in this process.
+pub async fn metrics() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        pipeline::telemetry::metrics().render(),
+    )
+}

@@ -1,0 +1,96 @@
+//! `GET /queue/status`: how many messages are in the pipeline, the oldest waiting ids, and the last batch.
+
+use axum::Json;
+use axum::extract::State;
+use pipeline::api::{BatchSummary, QUEUED_IDS_SHOWN, QueueStatus};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::startup::AppState;
+
+pub async fn queue_status(State(state): State<AppState>) -> Result<Json<QueueStatus>, ApiError> {
+    let (queue, last_batch) = tokio::try_join!(queue(&state), last_batch(&state))?;
+    let (queue_length, oldest) = queue;
+    let batch_threshold = state.batch_size;
+    Ok(Json(QueueStatus {
+        queue_length,
+        batch_threshold,
+        batch_progress: queue_length % batch_threshold,
+        batches_ready: queue_length / batch_threshold,
+        queued_message_ids: tracking_ids(&oldest),
+        last_batch,
+    }))
+}
+
+/// `queue_depth`, and the oldest elements of the pending list (its right end), oldest last.
+async fn queue(state: &AppState) -> Result<(u64, Vec<Vec<u8>>), ApiError> {
+    let depth = queue_depth(state).await?;
+    let mut command = redis::cmd("LRANGE");
+    command
+        .arg(state.keys.pending())
+        .arg(-(QUEUED_IDS_SHOWN as i64))
+        .arg(-1);
+    Ok((depth, super::query(&state.redis, &command).await?))
+}
+
+/// `pipeline::depth::queue_depth`: pending plus every batcher's processing list.
+pub async fn queue_depth(state: &AppState) -> Result<u64, ApiError> {
+    super::redis(|| {
+        let mut conn = state.redis.clone();
+        async move { pipeline::depth::queue_depth(&mut conn, &state.keys).await }
+    })
+    .await
+}
+
+/// Tracking ids of `elements` (LRANGE order: oldest last), oldest first; elements that do not parse are
+/// skipped (anything can be pushed onto a Redis list; the batcher dead-letters those).
+pub fn tracking_ids(elements: &[Vec<u8>]) -> Vec<Uuid> {
+    #[derive(Deserialize)]
+    struct Tracked {
+        tracking_id: Uuid,
+    }
+    elements
+        .iter()
+        .rev()
+        .filter_map(|element| serde_json::from_slice::<Tracked>(element).ok())
+        .map(|tracked| tracked.tracking_id)
+        .collect()
+}
+
+async fn last_batch(state: &AppState) -> Result<Option<BatchSummary>, ApiError> {
+    let row = super::db(async {
+        let client = state.db.get().await?;
+        let statement = client
+            .prepare_cached(
+                "SELECT id, size, reason, batcher_id, committed_at FROM batches ORDER BY id DESC LIMIT 1",
+            )
+            .await?;
+        Ok(client.query_opt(&statement, &[]).await?)
+    })
+    .await?;
+    Ok(row.map(|row| BatchSummary {
+        batch_id: row.get("id"),
+        batch_size: u64::try_from(row.get::<_, i32>("size")).unwrap_or(0),
+        reason: row.get("reason"),
+        batcher_id: row.get("batcher_id"),
+        committed_at: row.get("committed_at"),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_come_oldest_first_and_garbage_is_skipped() {
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        // LRANGE order: newest on the left, oldest on the right.
+        let elements = vec![
+            format!(r#"{{"tracking_id": "{b}", "user_id": 1}}"#).into_bytes(),
+            b"not json".to_vec(),
+            format!(r#"{{"tracking_id": "{a}"}}"#).into_bytes(),
+        ];
+        assert_eq!(tracking_ids(&elements), vec![a, b]);
+    }
+}

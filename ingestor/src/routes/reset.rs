@@ -1,0 +1,77 @@
+//! `DELETE /reset`: empties the tables and the queues, for demos and tests.
+//!
+//! Clears Redis first (pending, every registered batcher's processing list, idempotency keys), then
+//! PostgreSQL (`TRUNCATE … RESTART IDENTITY` and zero totals, in one implicit transaction). A batch a
+//! batcher is committing at that very moment may still land after the reset.
+
+use axum::Json;
+use axum::extract::State;
+use serde::Serialize;
+
+use crate::error::ApiError;
+use crate::startup::AppState;
+
+/// Keys deleted per `DEL`, and asked for per `SCAN` step.
+const KEYS_PER_COMMAND: usize = 1000;
+/// Bound on SCAN steps (each returns up to ~1000 keys), so a reset cannot loop forever.
+const MAX_SCAN_STEPS: usize = 100_000;
+
+/// `{"status": "reset", "message": …}`.
+#[derive(Debug, Serialize)]
+pub struct ResetDone {
+    pub status: &'static str,
+    pub message: String,
+}
+
+pub async fn reset(State(state): State<AppState>) -> Result<Json<ResetDone>, ApiError> {
+    let deleted = clear_redis(&state).await?;
+    super::db(async {
+        let client = state.db.get().await?;
+        client
+            .batch_execute(
+                "TRUNCATE messages, batches, dead_letters RESTART IDENTITY; \
+                 UPDATE pipeline_totals SET messages = 0, batches = 0, dead_letters = 0",
+            )
+            .await?;
+        Ok(())
+    })
+    .await?;
+    tracing::info!(redis_keys = deleted, "reset: tables and queues cleared");
+    Ok(Json(ResetDone {
+        status: "reset",
+        message: "All messages, batches, dead letters and queued messages were deleted".into(),
+    }))
+}
+
+/// Deletes the pending list, every processing list and every idempotency key; returns how many keys
+/// existed.
+async fn clear_redis(state: &AppState) -> Result<u64, ApiError> {
+    let (conn, keys) = (&state.redis, &state.keys);
+    let batchers: Vec<String> =
+        super::query(conn, redis::cmd("SMEMBERS").arg(keys.batchers())).await?;
+    let mut doomed = vec![keys.pending()];
+    doomed.extend(batchers.iter().map(|id| keys.processing(id)));
+
+    let pattern = format!("{}*", keys.idempotency(""));
+    let mut cursor = 0_u64;
+    for _ in 0..MAX_SCAN_STEPS {
+        let mut scan = redis::cmd("SCAN");
+        scan.arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(KEYS_PER_COMMAND);
+        let (next, found): (u64, Vec<String>) = super::query(conn, &scan).await?;
+        doomed.extend(found);
+        cursor = next;
+        if cursor == 0 {
+            break;
+        }
+    }
+
+    let mut deleted = 0;
+    for chunk in doomed.chunks(KEYS_PER_COMMAND) {
+        deleted += super::query::<u64>(conn, redis::cmd("DEL").arg(chunk)).await?;
+    }
+    Ok(deleted)
+}

@@ -1,0 +1,114 @@
+//! Builds the application: the shared state (Redis, PostgreSQL pool, group-commit pusher) and the router.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{HeaderName, HeaderValue, Method, header};
+use axum::routing::{delete, get, post};
+use pipeline::keys::Keys;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::pusher::Pusher;
+use crate::{Config, error, routes, telemetry};
+
+/// Connections in the PostgreSQL pool (reads, `/reset` and `/health`; writes are the batcher's).
+const DB_POOL_SIZE: usize = 8;
+/// How long one attempt to (re)connect to Redis may take; requests never wait for more than their own
+/// timeout, so a Redis that is down costs each request at most this, then a 503.
+const REDIS_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Longest answer time for one Redis command (a 10,000-element LPUSH of /simulate included).
+const REDIS_RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Everything handlers share. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub keys: Keys,
+    /// For everything but single-message pushes: batch, simulate, status, reset, health.
+    pub redis: ConnectionManager,
+    /// Group commit of `POST /messages`, on a connection of its own so a large /simulate does not delay it.
+    pub pusher: Pusher,
+    pub db: deadpool_postgres::Pool,
+    /// `BATCH_SIZE`, reported as `batch_threshold`.
+    pub batch_size: u64,
+    /// Origins the dashboard may call us from.
+    pub cors_origins: Vec<String>,
+}
+
+impl AppState {
+    /// Builds the state; Redis is connected lazily (the service starts even while Redis is down, and
+    /// reconnects by itself after a Redis restart). Returns the pusher's task too, to await at shutdown.
+    pub fn new(config: &Config) -> anyhow::Result<(Self, tokio::task::JoinHandle<()>)> {
+        let keys = config.redis.keys();
+        let redis = redis_connection(&config.redis.redis_url)?;
+        let (pusher, pusher_task) =
+            Pusher::spawn(redis_connection(&config.redis.redis_url)?, keys.pending());
+        let db = pipeline::schema::pool(&config.database.database_url, DB_POOL_SIZE)?;
+        let state = Self {
+            keys,
+            redis,
+            pusher,
+            db,
+            batch_size: config.batch.batch_size as u64,
+            cors_origins: config.cors_origins.clone(),
+        };
+        Ok((state, pusher_task))
+    }
+}
+
+/// A self-healing Redis connection that connects on first use.
+fn redis_connection(url: &str) -> anyhow::Result<ConnectionManager> {
+    let client = redis::Client::open(url)
+        .map_err(|error| anyhow::anyhow!("REDIS_URL is not a valid Redis URL ({url}): {error}"))?;
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(REDIS_CONNECT_TIMEOUT))
+        .set_response_timeout(Some(REDIS_RESPONSE_TIMEOUT))
+        // Few, quick retries: a request should learn fast that Redis is down; the next request retries.
+        .set_number_of_retries(2)
+        .set_min_delay(Duration::from_millis(50))
+        .set_max_delay(Duration::from_millis(200));
+    Ok(ConnectionManager::new_lazy_with_config(client, config)?)
+}
+
+/// The router with every route, the JSON fallbacks, request metrics and CORS.
+pub fn app(state: AppState) -> Router {
+    let cors = cors(&state.cors_origins);
+    Router::new()
+        .route(
+            "/messages",
+            post(routes::messages::create).get(routes::messages::list),
+        )
+        .route("/messages/batch", post(routes::batch::create_batch))
+        .route("/simulate", post(routes::simulate::simulate))
+        .route("/queue/status", get(routes::queue_status::queue_status))
+        .route("/reset", delete(routes::reset::reset))
+        .route("/health", get(routes::health::health))
+        .route("/metrics", get(routes::metrics::metrics))
+        .route_layer(axum::middleware::from_fn(telemetry::remember_route))
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(axum::middleware::from_fn(telemetry::track_requests))
+        .layer(cors)
+        .with_state(state)
+}
+
+fn cors(origins: &[String]) -> CorsLayer {
+    let allow_origin = if origins.iter().any(|origin| origin == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(
+            origins
+                .iter()
+                .filter_map(|origin| HeaderValue::from_str(origin).ok()),
+        )
+    };
+    CorsLayer::new()
+        .allow_origin(allow_origin)
+        .allow_methods([Method::GET, Method::POST, Method::DELETE])
+        .allow_headers([
+            header::CONTENT_TYPE,
+            header::AUTHORIZATION,
+            HeaderName::from_static("idempotency-key"),
+        ])
+        .expose_headers([header::RETRY_AFTER])
+}

@@ -1,0 +1,62 @@
+//! Request metrics: `ingestor_request_duration_seconds{method,path,status}` for every request, and
+//! `ingestor_messages_rejected_total{reason}` for refused submissions.
+//!
+//! Two layers because the route template (`MatchedPath`) is only known after routing, while the outer layer
+//! must also see 404s: the inner one copies the template into the response for the outer one to read.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+
+use crate::error::ErrorCode;
+
+/// Label for requests that matched no route (a fixed value, so unknown paths cannot blow up cardinality).
+const UNMATCHED: &str = "unmatched";
+
+/// Messages accepted (each one in a batch or a simulation counts).
+pub fn accepted(count: u64) {
+    metrics::counter!("ingestor_messages_accepted_total").increment(count);
+}
+
+/// Route layer: leaves the matched route template in the response's extensions.
+pub async fn remember_route(request: Request, next: Next) -> Response {
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let mut response = next.run(request).await;
+    if let Some(route) = route {
+        response.extensions_mut().insert(route);
+    }
+    response
+}
+
+/// Outer layer: times every request and counts refused submissions by error code.
+pub async fn track_requests(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().to_string();
+    let response = next.run(request).await;
+    let path = response
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or(UNMATCHED, MatchedPath::as_str)
+        .to_owned();
+    let status = response.status().as_u16().to_string();
+    if is_submission(&method, &path)
+        && let Some(ErrorCode(reason)) = response.extensions().get::<ErrorCode>()
+    {
+        metrics::counter!("ingestor_messages_rejected_total", "reason" => *reason).increment(1);
+    }
+    metrics::histogram!(
+        "ingestor_request_duration_seconds",
+        "method" => method,
+        "path" => path,
+        "status" => status,
+    )
+    .record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// Requests that submit messages; a refusal there is a rejected message (one per request, for a batch too).
+fn is_submission(method: &str, path: &str) -> bool {
+    method == "POST" && matches!(path, "/messages" | "/messages/batch" | "/simulate")
+}

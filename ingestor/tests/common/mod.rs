@@ -1,0 +1,148 @@
+//! Shared by the integration tests: start the real ingestor in-process on 127.0.0.1:0 against this test's
+//! Redis prefix and fresh database, and read what it pushed.
+
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::time::Duration;
+
+use ingestor::Config;
+use pipeline::config::{BatchConfig, DatabaseConfig, LogConfig, LogFormat, RedisConfig};
+use pipeline::queued::QueuedMessage;
+use testkit::TestEnv;
+use tokio_util::sync::CancellationToken;
+
+/// A running ingestor.
+#[derive(Debug)]
+pub struct TestApp {
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    pub client: reqwest::Client,
+    token: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+/// The configuration a test starts from: this test's Redis prefix and database, BATCH_SIZE 50.
+pub fn config(env: &TestEnv) -> Config {
+    Config {
+        redis: RedisConfig {
+            redis_url: env.redis_url.clone(),
+            redis_key_prefix: env.prefix.clone(),
+        },
+        database: DatabaseConfig {
+            database_url: env.database_url.clone(),
+        },
+        batch: BatchConfig {
+            batch_size: 50,
+            batch_timeout: Duration::from_millis(100),
+        },
+        log: LogConfig {
+            log_format: LogFormat::Text,
+            log_filter: "warn".into(),
+        },
+        ingestor_addr: "127.0.0.1:0".parse().unwrap(),
+        cors_origins: vec!["http://127.0.0.1:8001".into()],
+    }
+}
+
+/// Starts the ingestor with [`config`] changed by `tweak`, and waits until it answers HTTP.
+pub async fn spawn_app(env: &TestEnv, tweak: impl FnOnce(&mut Config)) -> TestApp {
+    let mut config = config(env);
+    tweak(&mut config);
+    let (listener, addr) = testkit::listener().await.unwrap();
+    let token = CancellationToken::new();
+    let task = tokio::spawn(ingestor::run(config, listener, token.clone()));
+    let app = TestApp {
+        base: format!("http://{addr}"),
+        client: reqwest::Client::new(),
+        token,
+        task,
+    };
+    // The schema is applied before serving; any answer (even a 503) means the router is up.
+    testkit::eventually(
+        Duration::from_secs(10),
+        "the ingestor to answer",
+        || async { app.client.get(app.url("/health")).send().await.ok() },
+    )
+    .await;
+    app
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// POSTs `body` as `application/json`.
+    pub async fn post_json(&self, path: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("the ingestor answers")
+    }
+
+    /// Cancels the token and waits for `run` to return; it must return Ok.
+    pub async fn stop(self) {
+        self.token.cancel();
+        tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .expect("the ingestor stops within 10 s")
+            .expect("the ingestor task does not panic")
+            .expect("run returns Ok");
+    }
+
+    /// Cancels the token without waiting.
+    pub fn cancel(&self) {
+        self.token.cancel();
+    }
+
+    /// Waits for `run` to return after [`TestApp::cancel`].
+    pub async fn join(self) -> anyhow::Result<()> {
+        tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .expect("the ingestor stops within 10 s")
+            .expect("the ingestor task does not panic")
+    }
+}
+
+/// Every element of the pending list, oldest first, parsed.
+pub async fn pending(env: &TestEnv) -> Vec<QueuedMessage> {
+    let mut redis = env.redis().await;
+    let raw: Vec<String> = redis::cmd("LRANGE")
+        .arg(env.keys().pending())
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    raw.iter()
+        .rev()
+        .map(|element| {
+            serde_json::from_str(element).expect("pending elements are QueuedMessage JSON")
+        })
+        .collect()
+}
+
+/// `LLEN` of the pending list.
+pub async fn pending_len(env: &TestEnv) -> u64 {
+    let mut redis = env.redis().await;
+    redis::cmd("LLEN")
+        .arg(env.keys().pending())
+        .query_async(&mut redis)
+        .await
+        .unwrap()
+}
+
+/// A message body.
+pub fn message(user_id: i64, channel_id: i64, content: &str) -> String {
+    serde_json::json!({"user_id": user_id, "channel_id": channel_id, "content": content})
+        .to_string()
+}
+
+/// A loopback port nobody listens on (bound, then released).
+pub fn dead_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}

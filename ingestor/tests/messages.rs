@@ -1,0 +1,293 @@
+//! `POST /messages` and `POST /messages/batch` against real Redis: exactly what was acknowledged is queued.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::{message, pending, pending_len, spawn_app};
+use pipeline::api::{MessageAccepted, NewMessage};
+use serde_json::Value;
+use testkit::TestEnv;
+use uuid::Uuid;
+
+#[tokio::test]
+async fn a_valid_message_is_queued_once_with_its_fields() {
+    let env = TestEnv::new().await;
+    let app = spawn_app(&env, |_| {}).await;
+
+    // An unknown extra field is ignored, and a charset parameter is fine.
+    let response = app
+        .client
+        .post(app.url("/messages"))
+        .header("content-type", "application/json; charset=utf-8")
+        .body(r#"{"user_id": 7, "channel_id": 3, "content": "héllo", "client": "seed"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let accepted: MessageAccepted = response.json().await.unwrap();
+    assert_eq!(accepted.status, "queued");
+    assert_eq!(accepted.message_id.get_version_num(), 7);
+
+    let queued = pending(&env).await;
+    assert_eq!(queued.len(), 1);
+    let element = &queued[0];
+    assert_eq!(element.tracking_id, accepted.message_id);
+    assert_eq!((element.user_id, element.channel_id), (7, 3));
+    assert_eq!(element.content, "héllo");
+    assert_eq!(element.created_at, accepted.queued_at);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn two_thousand_concurrent_posts_queue_exactly_the_returned_ids() {
+    const TOTAL: usize = 2000;
+    const WORKERS: usize = 64;
+    let env = TestEnv::new().await;
+    let app = Arc::new(spawn_app(&env, |_| {}).await);
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..WORKERS {
+        let (app, next) = (app.clone(), next.clone());
+        workers.spawn(async move {
+            let mut ids = Vec::new();
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= TOTAL {
+                    return ids;
+                }
+                let response = app
+                    .post_json(
+                        "/messages",
+                        message(1 + n as i64, 1, &format!("message {n}")),
+                    )
+                    .await;
+                assert_eq!(response.status(), 201);
+                let accepted: MessageAccepted = response.json().await.unwrap();
+                ids.push(accepted.message_id);
+            }
+        });
+    }
+    let mut returned = HashSet::new();
+    while let Some(ids) = workers.join_next().await {
+        returned.extend(ids.unwrap());
+    }
+    assert_eq!(returned.len(), TOTAL);
+
+    assert_eq!(pending_len(&env).await, TOTAL as u64);
+    let queued: HashSet<Uuid> = pending(&env).await.iter().map(|m| m.tracking_id).collect();
+    assert_eq!(queued, returned);
+    Arc::into_inner(app).unwrap().stop().await;
+}
+
+#[tokio::test]
+async fn a_batch_is_queued_in_order_with_one_id_per_message() {
+    let env = TestEnv::new().await;
+    let app = spawn_app(&env, |_| {}).await;
+    let batch: Vec<NewMessage> = (1..=300)
+        .map(|i| NewMessage {
+            user_id: i,
+            channel_id: 10 + i,
+            content: format!("batch item {i}"),
+        })
+        .collect();
+    let response = app
+        .post_json("/messages/batch", serde_json::to_string(&batch).unwrap())
+        .await;
+    assert_eq!(response.status(), 201);
+    let body: Value = response.json().await.unwrap();
+    let ids: Vec<Uuid> = serde_json::from_value(body["message_ids"].clone()).unwrap();
+    assert_eq!(ids.len(), 300);
+    assert_eq!(ids.iter().collect::<HashSet<_>>().len(), 300);
+
+    // Oldest first in Redis is request order.
+    let queued = pending(&env).await;
+    assert_eq!(queued.len(), 300);
+    for ((element, sent), id) in queued.iter().zip(&batch).zip(&ids) {
+        assert_eq!(element.tracking_id, *id);
+        assert_eq!(
+            (element.user_id, element.channel_id, &element.content),
+            (sent.user_id, sent.channel_id, &sent.content)
+        );
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_batch_with_bad_items_names_them_all_and_queues_nothing() {
+    let env = TestEnv::new().await;
+    let app = spawn_app(&env, |_| {}).await;
+    let good = message(1, 1, "fine");
+    let body = format!(
+        "[{good}, {good}, {good}, {}, {good}, {}]",
+        message(1, 1, "   "),
+        r#"{"user_id": 1.5, "channel_id": 1, "content": "x"}"#
+    );
+    let response = app.post_json("/messages/batch", body).await;
+    assert_eq!(response.status(), 422);
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(error["error"], "invalid_field");
+    assert_eq!(error["field"], "[3].content");
+    assert_eq!(error["invalid_indexes"], serde_json::json!([3, 5]));
+    assert_eq!(pending_len(&env).await, 0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn content_of_2000_characters_is_accepted_and_2001_refused() {
+    let env = TestEnv::new().await;
+    let app = spawn_app(&env, |_| {}).await;
+    let longest = "é".repeat(2000);
+    let response = app.post_json("/messages", message(1, 1, &longest)).await;
+    assert_eq!(response.status(), 201);
+
+    let response = app
+        .post_json("/messages", message(1, 1, &"é".repeat(2001)))
+        .await;
+    assert_eq!(response.status(), 422);
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(
+        (error["error"].as_str(), error["field"].as_str()),
+        (Some("invalid_field"), Some("content"))
+    );
+
+    let queued = pending(&env).await;
+    assert_eq!(queued.len(), 1);
+    assert_eq!(queued[0].content, longest);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_same_idempotency_key_yields_the_same_id_and_one_element() {
+    let env = TestEnv::new().await;
+    let app = spawn_app(&env, |_| {}).await;
+    let post = |key: &'static str| {
+        app.client
+            .post(app.url("/messages"))
+            .header("content-type", "application/json")
+            .header("idempotency-key", key)
+            .body(message(5, 6, "only once"))
+            .send()
+    };
+    let first: MessageAccepted = post("order-42").await.unwrap().json().await.unwrap();
+    let again = post("order-42").await.unwrap();
+    assert_eq!(again.status(), 201);
+    let again: MessageAccepted = again.json().await.unwrap();
+    assert_eq!(again, first);
+    let other: MessageAccepted = post("order-43").await.unwrap().json().await.unwrap();
+    assert_ne!(other.message_id, first.message_id);
+
+    let ids: Vec<Uuid> = pending(&env).await.iter().map(|m| m.tracking_id).collect();
+    assert_eq!(ids, [first.message_id, other.message_id]);
+
+    let bad = app
+        .client
+        .post(app.url("/messages"))
+        .header("content-type", "application/json")
+        .header("idempotency-key", "k".repeat(129))
+        .body(message(5, 6, "x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 422);
+    let error: Value = bad.json().await.unwrap();
+    assert_eq!(error["field"], "Idempotency-Key");
+    assert_eq!(pending_len(&env).await, 2);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_lets_in_flight_posts_finish_and_every_acknowledged_post_is_queued() {
+    const WORKERS: usize = 32;
+    const POSTS_PER_WORKER: usize = 200;
+    let env = TestEnv::new().await;
+    let app = Arc::new(spawn_app(&env, |_| {}).await);
+    let mut workers = tokio::task::JoinSet::new();
+    for worker in 0..WORKERS {
+        let app = app.clone();
+        // Each worker posts until the service stops answering 201 (it is shutting down).
+        workers.spawn(async move {
+            let mut acknowledged = Vec::new();
+            for n in 0..POSTS_PER_WORKER {
+                let sent = app
+                    .client
+                    .post(app.url("/messages"))
+                    .header("content-type", "application/json")
+                    .body(message(1, 1, &format!("worker {worker} post {n}")))
+                    .send()
+                    .await;
+                let Ok(response) = sent else { break };
+                if response.status() != 201 {
+                    break;
+                }
+                let Ok(accepted) = response.json::<MessageAccepted>().await else {
+                    break;
+                };
+                acknowledged.push(accepted.message_id);
+            }
+            acknowledged
+        });
+    }
+    // Shut down mid-stream, once a good number of posts went through.
+    testkit::eventually(Duration::from_secs(10), "100 queued messages", || async {
+        (pending_len(&env).await >= 100).then_some(())
+    })
+    .await;
+    app.cancel();
+    let mut acknowledged = HashSet::new();
+    while let Some(ids) = workers.join_next().await {
+        acknowledged.extend(ids.unwrap());
+    }
+    Arc::into_inner(app).unwrap().join().await.unwrap();
+
+    assert!(acknowledged.len() >= 100);
+    assert!(
+        acknowledged.len() < WORKERS * POSTS_PER_WORKER,
+        "the shutdown came mid-stream"
+    );
+    let queued: HashSet<Uuid> = pending(&env).await.iter().map(|m| m.tracking_id).collect();
+    assert_eq!(queued, acknowledged);
+}
+
+#[tokio::test]
+async fn the_dashboard_origin_passes_the_cors_preflight() {
+    let env = TestEnv::new().await;
+    let app = spawn_app(&env, |_| {}).await;
+    let preflight = app
+        .client
+        .request(reqwest::Method::OPTIONS, app.url("/messages"))
+        .header("origin", "http://127.0.0.1:8001")
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "content-type,idempotency-key",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(preflight.status().is_success());
+    let headers = preflight.headers();
+    assert_eq!(
+        headers["access-control-allow-origin"],
+        "http://127.0.0.1:8001"
+    );
+    let allowed = headers["access-control-allow-headers"].to_str().unwrap();
+    assert!(allowed.contains("idempotency-key"), "{allowed}");
+
+    let foreign = app
+        .client
+        .get(app.url("/health"))
+        .header("origin", "http://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        !foreign
+            .headers()
+            .contains_key("access-control-allow-origin")
+    );
+    app.stop().await;
+}
