@@ -15,14 +15,22 @@ pub const DEFAULT_LIST_LIMIT: u64 = 50;
 
 /// `POST /messages` request body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewMessage {
+    /// A positive integer.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub user_id: i64,
+    /// A positive integer.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub channel_id: i64,
+    /// 1 to 2000 characters (Unicode scalar values), not only whitespace, no NUL.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 2000))]
     pub content: String,
 }
 
 /// `POST /messages` → 201: the message is in Redis.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MessageAccepted {
     pub message_id: Uuid,
     /// Always `"queued"`.
@@ -32,12 +40,16 @@ pub struct MessageAccepted {
 
 /// `POST /simulate` request body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SimulateRequest {
+    /// How many made-up messages to queue: 1 to 1,000,000 (`MAX_SIMULATE_COUNT`).
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1_000_000))]
     pub count: u64,
 }
 
 /// `POST /simulate` → 202.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SimulateAccepted {
     /// Always `"accepted"`.
     pub status: String,
@@ -53,6 +65,7 @@ pub struct SimulateAccepted {
 
 /// One persisted row, as `GET /messages` lists them (newest first).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PersistedMessage {
     pub id: i64,
     pub tracking_id: Uuid,
@@ -65,6 +78,7 @@ pub struct PersistedMessage {
 
 /// `GET /queue/status`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct QueueStatus {
     /// Messages in the pipeline: waiting in Redis plus held by batchers (`queue_depth` elsewhere).
     pub queue_length: u64,
@@ -83,6 +97,7 @@ pub const QUEUED_IDS_SHOWN: usize = 100;
 
 /// The most recent committed batch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BatchSummary {
     pub batch_id: i64,
     pub batch_size: u64,
@@ -93,6 +108,7 @@ pub struct BatchSummary {
 
 /// Every error response: `{"error": "<code>", "message": "<human text>", …}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     /// Machine-readable code, e.g. `invalid_field`, `malformed_json`, `payload_too_large`.
     pub error: String,

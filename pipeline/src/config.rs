@@ -76,7 +76,9 @@ pub fn parse_batch_size(value: &str) -> Result<usize, String> {
 pub fn parse_seconds(value: &str) -> Result<Duration, String> {
     match value.trim().parse::<f64>() {
         Ok(s) if s.is_finite() && s > 0.0 && s <= 86_400.0 => Ok(Duration::from_secs_f64(s)),
-        _ => Err("must be a number of seconds greater than 0 and at most 86400 (e.g. 30 or 0.05)".into()),
+        _ => Err(
+            "must be a number of seconds greater than 0 and at most 86400 (e.g. 30 or 0.05)".into(),
+        ),
     }
 }
 
@@ -125,7 +127,10 @@ mod tests {
             assert!(parse_seconds(bad).is_err(), "{bad:?} accepted as seconds");
         }
         for bad in ["0", "-5", "1.5", "x", "100001"] {
-            assert!(parse_batch_size(bad).is_err(), "{bad:?} accepted as batch size");
+            assert!(
+                parse_batch_size(bad).is_err(),
+                "{bad:?} accepted as batch size"
+            );
         }
         assert_eq!(parse_batch_size("50"), Ok(50));
     }

@@ -35,7 +35,12 @@ pub async fn connect_and_apply(database_url: &str) -> anyhow::Result<()> {
 pub async fn connect(database_url: &str) -> anyhow::Result<tokio_postgres::Client> {
     let (client, connection) = tokio_postgres::connect(database_url, tokio_postgres::NoTls)
         .await
-        .with_context(|| format!("Failed to connect to PostgreSQL at {}", redact(database_url)))?;
+        .with_context(|| {
+            format!(
+                "Failed to connect to PostgreSQL at {}",
+                redact(database_url)
+            )
+        })?;
     tokio::spawn(async move {
         if let Err(error) = connection.await {
             tracing::warn!(%error, "PostgreSQL connection closed");
@@ -46,9 +51,12 @@ pub async fn connect(database_url: &str) -> anyhow::Result<tokio_postgres::Clien
 
 /// A connection pool (deadpool) for request handlers; connections are re-made when they break.
 pub fn pool(database_url: &str, max_size: usize) -> anyhow::Result<deadpool_postgres::Pool> {
-    let config: tokio_postgres::Config = database_url
-        .parse()
-        .with_context(|| format!("DATABASE_URL is not a valid PostgreSQL URL: {}", redact(database_url)))?;
+    let config: tokio_postgres::Config = database_url.parse().with_context(|| {
+        format!(
+            "DATABASE_URL is not a valid PostgreSQL URL: {}",
+            redact(database_url)
+        )
+    })?;
     let manager = deadpool_postgres::Manager::from_config(
         config,
         tokio_postgres::NoTls,
@@ -89,7 +97,10 @@ mod tests {
             redact("postgres://app:s3cret@db:5432/ingest"),
             "postgres://app:***@db:5432/ingest"
         );
-        assert_eq!(redact("postgres://app@db/ingest"), "postgres://app@db/ingest");
+        assert_eq!(
+            redact("postgres://app@db/ingest"),
+            "postgres://app@db/ingest"
+        );
         assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
     }
 }

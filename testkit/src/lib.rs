@@ -186,7 +186,10 @@ mod tests {
             replace_database("postgres://u:p@h/db?sslmode=disable", "t2"),
             "postgres://u:p@h/t2?sslmode=disable"
         );
-        assert_eq!(replace_database("postgres://h:5432", "t3"), "postgres://h:5432/t3");
+        assert_eq!(
+            replace_database("postgres://h:5432", "t3"),
+            "postgres://h:5432/t3"
+        );
     }
 
     #[tokio::test]
@@ -198,7 +201,10 @@ mod tests {
         let admin = pipeline::schema::connect(&env.admin_url).await.unwrap();
         drop(env);
         let left: i64 = admin
-            .query_one("SELECT count(*) FROM pg_database WHERE datname = $1", &[&name])
+            .query_one(
+                "SELECT count(*) FROM pg_database WHERE datname = $1",
+                &[&name],
+            )
             .await
             .unwrap()
             .get(0);
