@@ -110,8 +110,10 @@ pub fn parse_limit(raw: Option<&str>, default: u64, max: u64) -> Result<u64, Fie
     let Some(raw) = raw else {
         return Ok(default);
     };
-    match raw.trim().parse::<u64>() {
-        Ok(limit) if (1..=max).contains(&limit) => Ok(limit),
+    // Digits only: `u64::from_str` would also take `+7`, which the OpenAPI document calls no integer.
+    let digits = !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit());
+    match raw.parse::<u64>() {
+        Ok(limit) if digits && (1..=max).contains(&limit) => Ok(limit),
         _ => Err(FieldError::new(
             "limit",
             format!("must be an integer from 1 to {max}"),
@@ -225,7 +227,7 @@ mod tests {
         assert_eq!(parse_limit(None, 50, 1000), Ok(50));
         assert_eq!(parse_limit(Some("7"), 50, 1000), Ok(7));
         assert_eq!(parse_limit(Some("1000"), 50, 1000), Ok(1000));
-        for bad in ["0", "1001", "-1", "x", "", "1.5"] {
+        for bad in ["0", "1001", "-1", "x", "", "1.5", "+7", " 7"] {
             assert_eq!(
                 parse_limit(Some(bad), 50, 1000).unwrap_err().field,
                 "limit",

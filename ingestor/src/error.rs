@@ -31,12 +31,29 @@ pub enum ApiError {
         /// For a batch: every refused item, ascending.
         invalid_indexes: Option<Vec<usize>>,
     },
+    /// 401 + `WWW-Authenticate: Bearer`: no bearer token, or not one of the keys `needs` names.
+    #[error("missing or wrong key: send `Authorization: Bearer <key>` where <key> is {needs}")]
+    Unauthorized { needs: &'static str },
+    /// 403: `DELETE /reset` while `ADMIN_API_KEY` is unset.
+    #[error(
+        "DELETE /reset is disabled: set ADMIN_API_KEY on the ingestor to enable it, then send `Authorization: Bearer <ADMIN_API_KEY>`"
+    )]
+    ResetDisabled,
     /// 404.
     #[error("no such endpoint")]
     NotFound,
     /// 405.
     #[error("method not allowed on this endpoint")]
     MethodNotAllowed,
+    /// 429 + `Retry-After`: `incoming` more messages would take the queue (`depth`) past `MAX_QUEUE_DEPTH`.
+    #[error(
+        "the queue holds {depth} messages and {incoming} more would exceed MAX_QUEUE_DEPTH ({limit}); nothing was queued, retry later"
+    )]
+    QueueFull {
+        depth: u64,
+        incoming: u64,
+        limit: u64,
+    },
     /// 503 + `Retry-After`: Redis refused, failed or timed out; the message was not accepted.
     #[error("Redis is unavailable: {0}")]
     RedisUnavailable(String),
@@ -48,19 +65,22 @@ pub enum ApiError {
     Internal(String),
 }
 
-/// Seconds a client should wait before retrying after a 503.
+/// Seconds a client should wait before retrying after a 429 or 503.
 const RETRY_AFTER_SECONDS: &str = "1";
 
 /// The `error` code of a response, left in its extensions for the request metrics.
 #[derive(Debug, Clone, Copy)]
 pub struct ErrorCode(pub &'static str);
 
-#[derive(Serialize)]
-struct Body {
+/// An error of `POST /messages/batch`: the usual error body, plus, when items were refused, every refused
+/// index (ascending). Every other endpoint answers errors with `ErrorBody` alone.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct BatchErrorBody {
     #[serde(flatten)]
-    body: ErrorBody,
+    pub body: ErrorBody,
+    /// Indexes of every refused message, ascending (only for `invalid_field` on items).
     #[serde(skip_serializing_if = "Option::is_none")]
-    invalid_indexes: Option<Vec<usize>>,
+    pub invalid_indexes: Option<Vec<usize>>,
 }
 
 impl ApiError {
@@ -90,8 +110,11 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::InvalidField { .. } => "invalid_field",
+            Self::Unauthorized { .. } => "unauthorized",
+            Self::ResetDisabled => "forbidden",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
+            Self::QueueFull { .. } => "queue_full",
             Self::RedisUnavailable(_) => "redis_unavailable",
             Self::DatabaseUnavailable(_) => "database_unavailable",
             Self::Internal(_) => "internal",
@@ -104,8 +127,11 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::InvalidField { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            Self::ResetDisabled => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::QueueFull { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::RedisUnavailable(_) | Self::DatabaseUnavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -149,7 +175,7 @@ impl IntoResponse for ApiError {
             } => (field.clone(), invalid_indexes.clone()),
             _ => (None, None),
         };
-        let body = Body {
+        let body = BatchErrorBody {
             body: ErrorBody {
                 error: self.code().into(),
                 message: self.public_message(),
@@ -158,11 +184,18 @@ impl IntoResponse for ApiError {
             invalid_indexes,
         };
         let mut response = (status, axum::Json(body)).into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            response.headers_mut().insert(
-                header::RETRY_AFTER,
-                HeaderValue::from_static(RETRY_AFTER_SECONDS),
-            );
+        let headers = response.headers_mut();
+        match status {
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from_static(RETRY_AFTER_SECONDS),
+                );
+            }
+            StatusCode::UNAUTHORIZED => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            _ => {}
         }
         response.extensions_mut().insert(ErrorCode(self.code()));
         response

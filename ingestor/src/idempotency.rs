@@ -1,7 +1,11 @@
-//! `Idempotency-Key` on `POST /messages`: the same key yields the same `message_id` and one element in Redis.
+//! `Idempotency-Key` on `POST /messages` and `POST /messages/batch`: the same key yields the same
+//! `message_id`(s) and one element per message in Redis, also when the retry follows a failure (a 503
+//! pushed nothing and remembered nothing, so the retry pushes as if it were the first request).
 //!
-//! One Lua script remembers the key's answer (`SET NX EX`) and pushes the element atomically, so two
-//! concurrent requests with the same key cannot both push. Such requests bypass the group commit.
+//! One Lua script remembers the key's answer (`SET EX`, only when the key is new) and pushes the elements
+//! atomically, so two concurrent requests with the same key cannot both push. Such requests bypass the
+//! group commit. Keys are scoped by endpoint: the same key on `POST /messages` and on
+//! `POST /messages/batch` names two different requests.
 
 use std::sync::LazyLock;
 
@@ -11,6 +15,7 @@ use pipeline::keys::Keys;
 use uuid::Uuid;
 
 use crate::domain::FieldError;
+use crate::error::ApiError;
 
 /// The request header.
 pub const HEADER: &str = "idempotency-key";
@@ -18,16 +23,19 @@ pub const HEADER: &str = "idempotency-key";
 pub const MAX_KEY_LEN: usize = 128;
 /// How long a key is remembered: a day, as the usual retry horizon of clients.
 pub const KEY_TTL_SECONDS: u64 = 86_400;
-
-/// KEYS[1] = idempotency key, KEYS[2] = pending list; ARGV[1] = answer to remember, ARGV[2] = element,
-/// ARGV[3] = TTL in seconds. Returns the remembered answer of an earlier request, or nil after pushing.
+/// KEYS[1] = idempotency key, KEYS[2] = pending list; ARGV[1] = answer to remember, ARGV[2] = TTL in
+/// seconds, ARGV[3..] = elements, oldest first. Returns the remembered answer of an earlier request, or
+/// false after pushing. Pushes 1000 elements per `LPUSH`, as Redis's Lua cannot `unpack` more than about
+/// 8000 values at once; chunk after chunk still leaves the oldest element rightmost.
 const PUSH_ONCE: &str = r"
 local earlier = redis.call('GET', KEYS[1])
 if earlier then
   return earlier
 end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
-redis.call('LPUSH', KEYS[2], ARGV[2])
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+for first = 3, #ARGV, 1000 do
+  redis.call('LPUSH', KEYS[2], unpack(ARGV, first, math.min(first + 999, #ARGV)))
+end
 return false
 ";
 
@@ -46,65 +54,159 @@ pub fn key_of(headers: &HeaderMap) -> Result<Option<&str>, FieldError> {
     if valid { Ok(Some(key)) } else { Err(bad()) }
 }
 
+/// Which endpoint a key was first used on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `POST /messages`: one id.
+    Message,
+    /// `POST /messages/batch`: one id per message, in request order.
+    Batch,
+}
+
+impl Kind {
+    /// The endpoint, for messages.
+    pub fn endpoint(self) -> &'static str {
+        match self {
+            Self::Message => "POST /messages",
+            Self::Batch => "POST /messages/batch",
+        }
+    }
+}
+
 /// What a first push with a key answered; a repeat gets the same.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Remembered {
-    pub message_id: Uuid,
+    pub kind: Kind,
+    pub message_ids: Vec<Uuid>,
     pub queued_at: DateTime<Utc>,
 }
 
 impl Remembered {
+    /// `<id> <queued_at>` for a message (the format keys stored before batches had keys use), and
+    /// `batch <queued_at> <id>…` for a batch.
     fn encode(&self) -> String {
-        format!("{} {}", self.message_id, self.queued_at.to_rfc3339())
+        let at = self.queued_at.to_rfc3339();
+        match self.kind {
+            Kind::Message => format!("{} {at}", self.message_ids[0]),
+            Kind::Batch => {
+                let mut out = String::with_capacity(32 + 37 * self.message_ids.len());
+                out.push_str("batch ");
+                out.push_str(&at);
+                for id in &self.message_ids {
+                    out.push(' ');
+                    out.push_str(&id.to_string());
+                }
+                out
+            }
+        }
     }
 
     fn decode(raw: &str) -> Option<Self> {
-        let (id, at) = raw.split_once(' ')?;
-        Some(Self {
-            message_id: id.parse().ok()?,
-            queued_at: DateTime::parse_from_rfc3339(at).ok()?.with_timezone(&Utc),
+        let at = |text: &str| {
+            DateTime::parse_from_rfc3339(text)
+                .ok()
+                .map(|at| at.with_timezone(&Utc))
+        };
+        let mut words = raw.split(' ');
+        let first = words.next()?;
+        if first == "batch" {
+            let queued_at = at(words.next()?)?;
+            let message_ids = words
+                .map(|id| id.parse().ok())
+                .collect::<Option<Vec<Uuid>>>()?;
+            return (!message_ids.is_empty()).then_some(Self {
+                kind: Kind::Batch,
+                message_ids,
+                queued_at,
+            });
+        }
+        let (id, queued_at) = (first.parse().ok()?, at(words.next()?)?);
+        words.next().is_none().then_some(Self {
+            kind: Kind::Message,
+            message_ids: vec![id],
+            queued_at,
         })
+    }
+}
+
+/// `answer`, if it is of `kind`. Keys are scoped by endpoint, so anything else is a broken record (500).
+pub fn expect_kind(answer: Remembered, kind: Kind) -> Result<Remembered, ApiError> {
+    if answer.kind == kind {
+        Ok(answer)
+    } else {
+        Err(ApiError::Internal(format!(
+            "the idempotency record of a {} request was found for a {} request",
+            answer.kind.endpoint(),
+            kind.endpoint()
+        )))
+    }
+}
+
+/// The Redis key remembering `key` on the endpoint of `kind`. A batch's is `…:idempotency:batch <key>`:
+/// keys have no spaces, so it cannot be a single message's.
+fn record_key(keys: &Keys, kind: Kind, key: &str) -> String {
+    match kind {
+        Kind::Message => keys.idempotency(key),
+        Kind::Batch => keys.idempotency(&format!("batch {key}")),
     }
 }
 
 /// The outcome of [`push_once`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PushOnce {
-    /// The element was pushed now.
+    /// The elements were pushed now.
     Pushed,
     /// An earlier request with this key was accepted with this answer; nothing was pushed.
     Earlier(Remembered),
 }
 
-/// Pushes `element` (the message accepted as `answer`) unless `key` was seen within the TTL.
+/// Pushes `elements` (oldest first; the messages accepted as `answer`) unless `key` was seen within the
+/// TTL.
 pub async fn push_once<C: redis::aio::ConnectionLike>(
     conn: &mut C,
     keys: &Keys,
     key: &str,
     answer: &Remembered,
-    element: &str,
+    elements: &[Vec<u8>],
 ) -> redis::RedisResult<PushOnce> {
     static SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(PUSH_ONCE));
-    let earlier: Option<String> = SCRIPT
-        .key(keys.idempotency(key))
+    let mut invocation = SCRIPT.key(record_key(keys, answer.kind, key));
+    invocation
         .key(keys.pending())
         .arg(answer.encode())
-        .arg(element)
-        .arg(KEY_TTL_SECONDS)
-        .invoke_async(conn)
-        .await?;
-    match earlier {
-        None => Ok(PushOnce::Pushed),
-        Some(raw) => Remembered::decode(&raw)
-            .map(PushOnce::Earlier)
-            .ok_or_else(|| {
-                redis::RedisError::from((
-                    redis::ErrorKind::Parse,
-                    "unreadable idempotency record",
-                    raw,
-                ))
-            }),
+        .arg(KEY_TTL_SECONDS);
+    for element in elements {
+        invocation.arg(element.as_slice());
     }
+    let earlier: Option<String> = invocation.invoke_async(conn).await?;
+    earlier.map_or(Ok(PushOnce::Pushed), |raw| {
+        decode(&raw).map(PushOnce::Earlier)
+    })
+}
+
+/// The answer remembered for `key` on the endpoint of `kind`, if any: a repeat is answered with it even
+/// while new submissions are refused (queue full), as it queues nothing.
+pub async fn earlier<C: redis::aio::ConnectionLike>(
+    conn: &mut C,
+    keys: &Keys,
+    kind: Kind,
+    key: &str,
+) -> redis::RedisResult<Option<Remembered>> {
+    let raw: Option<String> = redis::cmd("GET")
+        .arg(record_key(keys, kind, key))
+        .query_async(conn)
+        .await?;
+    raw.map(|raw| decode(&raw)).transpose()
+}
+
+fn decode(raw: &str) -> redis::RedisResult<Remembered> {
+    Remembered::decode(raw).ok_or_else(|| {
+        redis::RedisError::from((
+            redis::ErrorKind::Parse,
+            "unreadable idempotency record",
+            raw.chars().take(100).collect::<String>(),
+        ))
+    })
 }
 
 #[cfg(test)]
@@ -136,12 +238,35 @@ mod tests {
     }
 
     #[test]
+    fn batch_keys_cannot_collide_with_message_keys() {
+        let keys = Keys::new("p");
+        assert_eq!(record_key(&keys, Kind::Message, "k"), "{p}:idempotency:k");
+        assert_eq!(
+            record_key(&keys, Kind::Batch, "k"),
+            "{p}:idempotency:batch k"
+        );
+        assert_ne!(
+            record_key(&keys, Kind::Message, "batch:k"),
+            record_key(&keys, Kind::Batch, "k")
+        );
+    }
+
+    #[test]
     fn remembered_answers_round_trip() {
-        let answer = Remembered {
-            message_id: Uuid::now_v7(),
+        let one = Remembered {
+            kind: Kind::Message,
+            message_ids: vec![Uuid::now_v7()],
             queued_at: Utc::now(),
         };
-        assert_eq!(Remembered::decode(&answer.encode()), Some(answer));
-        assert_eq!(Remembered::decode("garbage"), None);
+        assert_eq!(Remembered::decode(&one.encode()), Some(one.clone()));
+        let many = Remembered {
+            kind: Kind::Batch,
+            message_ids: (0..3).map(|_| Uuid::now_v7()).collect(),
+            ..one
+        };
+        assert_eq!(Remembered::decode(&many.encode()), Some(many));
+        for garbage in ["garbage", "batch", "batch 2024-01-01T00:00:00Z", "x y z"] {
+            assert_eq!(Remembered::decode(garbage), None, "{garbage:?}");
+        }
     }
 }

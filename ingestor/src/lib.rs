@@ -4,9 +4,13 @@
 //! # Layout
 //!
 //! - [`Config`] and [`run`] (this file): configuration from the environment, and serving until shutdown.
-//! - [`startup`]: the shared [`startup::AppState`] and the router ([`startup::app`]).
+//! - [`startup`]: the shared [`startup::AppState`], the routes ([`startup::routes`]) and the router
+//!   ([`startup::app`]).
 //! - [`routes`]: one module per endpoint (`messages`, `batch`, `simulate`, `queue_status`, `reset`,
-//!   `health`, `metrics`), plus the Redis/PostgreSQL timeouts they share.
+//!   `health`, `metrics`), plus the Redis/PostgreSQL timeouts and the admission check they share.
+//! - [`openapi`]: `GET /openapi.json`, generated from the handlers' annotations.
+//! - [`auth`]: `API_KEYS` for the write endpoints, `ADMIN_API_KEY` for `DELETE /reset`.
+//! - [`backpressure`]: `MAX_QUEUE_DEPTH`, checked against a queue depth cached in memory.
 //! - [`domain`]: the validation rules, pure and unit-tested.
 //! - [`extract`]: the JSON body extractor (content type, body limits, the failing field's path).
 //! - [`error`]: [`error::ApiError`], the one place each error status is produced.
@@ -15,10 +19,13 @@
 //! - [`idempotency`]: `Idempotency-Key`, remembered and pushed in one Lua script.
 //! - [`telemetry`]: request metrics (duration by route and status, rejections by reason).
 
+pub mod auth;
+pub mod backpressure;
 pub mod domain;
 pub mod error;
 pub mod extract;
 pub mod idempotency;
+pub mod openapi;
 pub mod pusher;
 pub mod reconnect;
 pub mod routes;
@@ -29,14 +36,20 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
+use auth::{ApiKeys, Secret};
 use pipeline::config::{BatchConfig, DatabaseConfig, LogConfig, RedisConfig, parse_addr};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+/// Default `MAX_QUEUE_DEPTH`: a million messages is about 200 MB of Redis memory, and at 40k msg/s about
+/// 25 s of work for the batchers, so a queue that long means they are down or far behind.
+pub const DEFAULT_MAX_QUEUE_DEPTH: &str = "1000000";
+
 /// How long shutdown waits for the pusher to hand its last group to Redis.
 const PUSHER_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The ingestor's configuration: every field has an environment variable (see `--help`).
+/// The ingestor's configuration: every field has an environment variable (see `--help`). Its `Debug`
+/// shows no key (they are [`Secret`]s), and `--help` does not show the keys' environment values.
 #[derive(Debug, Clone, clap::Parser)]
 #[command(name = "ingestor", version, about)]
 pub struct Config {
@@ -66,6 +79,35 @@ pub struct Config {
         value_parser = parse_origin
     )]
     pub cors_origins: Vec<String>,
+
+    /// Keys that may call the write endpoints (POST /messages, /messages/batch, /simulate),
+    /// comma-separated, each sent as `Authorization: Bearer <key>` (else 401). Unset or empty: the write
+    /// endpoints are open, for development only.
+    #[arg(
+        long,
+        env = "API_KEYS",
+        default_value = "",
+        hide_default_value = true,
+        hide_env_values = true,
+        value_parser = auth::parse_api_keys
+    )]
+    pub api_keys: ApiKeys,
+
+    /// Key for DELETE /reset, sent as `Authorization: Bearer <key>` (else 401). Unset: DELETE /reset is
+    /// refused (403), so nobody can wipe the data.
+    #[arg(long, env = "ADMIN_API_KEY", hide_env_values = true, value_parser = auth::parse_secret)]
+    pub admin_api_key: Option<Secret>,
+
+    /// Backpressure: when this many messages are in the pipeline (waiting in Redis plus held by
+    /// batchers), submissions that would exceed it get 429 with Retry-After and queue nothing.
+    /// 1 to 1000000000.
+    #[arg(
+        long,
+        env = "MAX_QUEUE_DEPTH",
+        default_value = DEFAULT_MAX_QUEUE_DEPTH,
+        value_parser = backpressure::parse_limit
+    )]
+    pub max_queue_depth: u64,
 }
 
 /// A CORS origin: `*`, or `http(s)://host[:port]` without path or trailing slash.
@@ -97,12 +139,22 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    // Checked first, so a bad key stops the service before it touches anything; the error names the key
+    // by position, never by value.
+    let access = auth::Access::new(&config.api_keys, config.admin_api_key.as_ref())?;
     pipeline::schema::connect_and_apply(&config.database.database_url)
         .await
         .context("Failed to prepare the database")?;
     // Installs the recorder before anything is counted (counts made before it would be lost).
     pipeline::telemetry::metrics();
-    let (state, pusher) = startup::AppState::new(&config)?;
+    tracing::info!(
+        write_keys = config.api_keys.0.len(),
+        writes_need_key = access.writes_need_key(),
+        reset_enabled = access.reset_enabled(),
+        max_queue_depth = config.max_queue_depth,
+        "access control and backpressure"
+    );
+    let (state, tasks) = startup::AppState::new(&config, access, &shutdown)?;
     let app = startup::app(state);
     tracing::info!(addr = %listener.local_addr()?, "ingestor listening");
     axum::serve(listener, app)
@@ -110,10 +162,14 @@ pub async fn run(
         .await
         .context("HTTP server failed")?;
     // The server has dropped the router and with it the last sender, so the pusher ends once drained.
-    match tokio::time::timeout(PUSHER_DRAIN_TIMEOUT, pusher).await {
+    match tokio::time::timeout(PUSHER_DRAIN_TIMEOUT, tasks.pusher).await {
         Ok(Ok(())) => {}
         Ok(Err(error)) => tracing::error!(%error, "pusher task failed"),
         Err(_) => tracing::error!("pusher did not drain within {PUSHER_DRAIN_TIMEOUT:?}"),
+    }
+    // Cancelled with the server; it ends at its next tick at the latest.
+    if let Err(error) = tasks.depth_refresher.await {
+        tracing::error!(%error, "queue depth task failed");
     }
     tracing::info!("ingestor stopped");
     Ok(())
@@ -146,5 +202,41 @@ mod tests {
                 .unwrap();
         assert_eq!(config.cors_origins, ["http://a:1", "http://b:2"]);
         assert_eq!(config.ingestor_addr.port(), 8000);
+        assert_eq!(config.api_keys, ApiKeys::default());
+        assert_eq!(config.admin_api_key, None);
+        assert_eq!(config.max_queue_depth, 1_000_000);
+    }
+
+    #[test]
+    fn keys_parse_and_never_show_in_debug_output() {
+        let config = Config::try_parse_from([
+            "ingestor",
+            "--api-keys",
+            "write-secret-1, write-secret-2",
+            "--admin-api-key",
+            "admin-secret",
+            "--max-queue-depth",
+            "5",
+        ])
+        .unwrap();
+        let keys: Vec<_> = config.api_keys.0.iter().map(Secret::expose).collect();
+        assert_eq!(keys, ["write-secret-1", "write-secret-2"]);
+        assert_eq!(
+            config.admin_api_key.as_ref().map(Secret::expose),
+            Some("admin-secret")
+        );
+        assert_eq!(config.max_queue_depth, 5);
+        let printed = format!("{config:?} {config:#?}");
+        assert!(!printed.contains("secret"), "{printed}");
+    }
+
+    #[test]
+    fn max_queue_depth_is_bounded() {
+        for bad in ["0", "1000000001", "-1", "x"] {
+            assert!(
+                Config::try_parse_from(["ingestor", "--max-queue-depth", bad]).is_err(),
+                "{bad:?}"
+            );
+        }
     }
 }

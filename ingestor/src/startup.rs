@@ -1,16 +1,25 @@
-//! Builds the application: the shared state (Redis, PostgreSQL pool, group-commit pusher) and the router.
+//! Builds the application: the shared state (Redis, PostgreSQL pool, group-commit pusher, access keys,
+//! backpressure) and the router, whose routes also make the OpenAPI document.
 
 use std::time::Duration;
 
 use axum::Router;
 use axum::http::{HeaderName, HeaderValue, Method, header};
-use axum::routing::{delete, get, post};
 use pipeline::keys::Keys;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 use tower_http::cors::{AllowOrigin, CorsLayer};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use crate::auth::Access;
+use crate::backpressure::Backpressure;
+use crate::openapi::{self, ApiDoc};
 use crate::pusher::Pusher;
-use crate::{Config, error, routes, telemetry};
+use crate::routes::{batch, health, messages, metrics, queue_status, reset, simulate};
+use crate::{Config, error, telemetry};
 
 /// Connections in the PostgreSQL pool (reads, `/reset` and `/health`; writes are the batcher's).
 const DB_POOL_SIZE: usize = 8;
@@ -33,16 +42,37 @@ pub struct AppState {
     pub batch_size: u64,
     /// Origins the dashboard may call us from.
     pub cors_origins: Vec<String>,
+    /// `API_KEYS` and `ADMIN_API_KEY`.
+    pub access: Access,
+    /// `MAX_QUEUE_DEPTH` and the cached queue depth.
+    pub backpressure: Backpressure,
+}
+
+/// The background tasks of [`AppState`], to await at shutdown.
+#[derive(Debug)]
+pub struct Tasks {
+    /// Ends once every [`Pusher`] is dropped and its last group is pushed.
+    pub pusher: JoinHandle<()>,
+    /// Ends when the shutdown token is cancelled.
+    pub depth_refresher: JoinHandle<()>,
 }
 
 impl AppState {
-    /// Builds the state; Redis is connected lazily (the service starts even while Redis is down, and
-    /// reconnects by itself after a Redis restart). Returns the pusher's task too, to await at shutdown.
-    pub fn new(config: &Config) -> anyhow::Result<(Self, tokio::task::JoinHandle<()>)> {
+    /// Builds the state around `access` (made from `config` by [`Access::new`]); Redis is connected lazily
+    /// (the service starts even while Redis is down, and reconnects by itself after a Redis restart). The
+    /// queue depth is refreshed until `shutdown`.
+    pub fn new(
+        config: &Config,
+        access: Access,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<(Self, Tasks)> {
         let keys = config.redis.keys();
         let redis = redis_connection(&config.redis.redis_url)?;
         let (pusher, pusher_task) =
             Pusher::spawn(redis_connection(&config.redis.redis_url)?, keys.pending());
+        let backpressure = Backpressure::new(config.max_queue_depth);
+        let depth_refresher =
+            backpressure.spawn_refresher(redis.clone(), keys.clone(), shutdown.clone());
         let db = pipeline::schema::pool(&config.database.database_url, DB_POOL_SIZE)?;
         let state = Self {
             keys,
@@ -51,8 +81,14 @@ impl AppState {
             db,
             batch_size: config.batch.batch_size as u64,
             cors_origins: config.cors_origins.clone(),
+            access,
+            backpressure,
         };
-        Ok((state, pusher_task))
+        let tasks = Tasks {
+            pusher: pusher_task,
+            depth_refresher,
+        };
+        Ok((state, tasks))
     }
 }
 
@@ -70,20 +106,24 @@ fn redis_connection(url: &str) -> anyhow::Result<ConnectionManager> {
     Ok(ConnectionManager::new_lazy_with_config(client, config)?)
 }
 
+/// Every route, each with its OpenAPI description: the one list both the router and the document come from.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(messages::create, messages::list))
+        .routes(routes!(batch::create_batch))
+        .routes(routes!(simulate::simulate))
+        .routes(routes!(queue_status::queue_status))
+        .routes(routes!(reset::reset))
+        .routes(routes!(health::health))
+        .routes(routes!(metrics::metrics))
+        .routes(routes!(openapi::openapi_json))
+}
+
 /// The router with every route, the JSON fallbacks, request metrics and CORS.
 pub fn app(state: AppState) -> Router {
     let cors = cors(&state.cors_origins);
-    Router::new()
-        .route(
-            "/messages",
-            post(routes::messages::create).get(routes::messages::list),
-        )
-        .route("/messages/batch", post(routes::batch::create_batch))
-        .route("/simulate", post(routes::simulate::simulate))
-        .route("/queue/status", get(routes::queue_status::queue_status))
-        .route("/reset", delete(routes::reset::reset))
-        .route("/health", get(routes::health::health))
-        .route("/metrics", get(routes::metrics::metrics))
+    let (router, _document) = routes().split_for_parts();
+    router
         .route_layer(axum::middleware::from_fn(telemetry::remember_route))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)

@@ -7,6 +7,7 @@
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
 
@@ -33,7 +34,7 @@ pub async fn remember_route(request: Request, next: Next) -> Response {
 /// Outer layer: times every request and counts refused submissions by error code.
 pub async fn track_requests(request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().to_string();
+    let method = method_label(request.method());
     let response = next.run(request).await;
     let path = response
         .extensions()
@@ -41,7 +42,7 @@ pub async fn track_requests(request: Request, next: Next) -> Response {
         .map_or(UNMATCHED, MatchedPath::as_str)
         .to_owned();
     let status = response.status().as_u16().to_string();
-    if is_submission(&method, &path)
+    if is_submission(method, &path)
         && let Some(ErrorCode(reason)) = response.extensions().get::<ErrorCode>()
     {
         metrics::counter!("ingestor_messages_rejected_total", "reason" => *reason).increment(1);
@@ -56,7 +57,42 @@ pub async fn track_requests(request: Request, next: Next) -> Response {
     response
 }
 
+/// The method as a label: the standard ones by name, any other as `other`, since clients may send any
+/// token as a method and each distinct label value is a new series.
+fn method_label(method: &Method) -> &'static str {
+    const KNOWN: [Method; 9] = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::PATCH,
+        Method::OPTIONS,
+        Method::TRACE,
+        Method::CONNECT,
+    ];
+    KNOWN
+        .iter()
+        .find(|known| *known == method)
+        .map_or("other", Method::as_str)
+}
+
 /// Requests that submit messages; a refusal there is a rejected message (one per request, for a batch too).
 fn is_submission(method: &str, path: &str) -> bool {
     method == "POST" && matches!(path, "/messages" | "/messages/batch" | "/simulate")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_methods_share_one_label() {
+        assert_eq!(method_label(&Method::POST), "POST");
+        assert_eq!(method_label(&Method::OPTIONS), "OPTIONS");
+        for custom in ["QUERY", "FOO", "get"] {
+            let method = Method::from_bytes(custom.as_bytes()).unwrap();
+            assert_eq!(method_label(&method), "other", "{custom}");
+        }
+    }
 }

@@ -117,6 +117,62 @@ async fn a_batch_is_queued_in_order_with_one_id_per_message() {
 }
 
 #[tokio::test]
+async fn the_same_idempotency_key_on_a_batch_yields_the_same_ids_and_queues_it_once() {
+    let env = TestEnv::new().await;
+    let app = spawn_app(&env, |_| {}).await;
+    // 2,500 messages: more than the script pushes per LPUSH (1,000), to check chunking keeps the order.
+    let batch: Vec<NewMessage> = (1..=2500)
+        .map(|i| NewMessage {
+            user_id: i,
+            channel_id: 1,
+            content: format!("keyed item {i}"),
+        })
+        .collect();
+    let body = serde_json::to_string(&batch).unwrap();
+    let (app_ref, body) = (&app, &body);
+    let post = |key: &'static str| async move {
+        app_ref
+            .post_json_with("/messages/batch", body.clone(), &[("idempotency-key", key)])
+            .await
+    };
+    let first = post("batch-7").await;
+    assert_eq!(first.status(), 201);
+    let first: Value = first.json().await.unwrap();
+    let ids: Vec<Uuid> = serde_json::from_value(first["message_ids"].clone()).unwrap();
+    assert_eq!(ids.len(), 2500);
+
+    let again = post("batch-7").await;
+    assert_eq!(again.status(), 201);
+    assert_eq!(again.json::<Value>().await.unwrap(), first);
+
+    let queued = pending(&env).await;
+    assert_eq!(
+        queued.iter().map(|m| m.tracking_id).collect::<Vec<_>>(),
+        ids
+    );
+    for (element, sent) in queued.iter().zip(&batch) {
+        assert_eq!(element.content, sent.content);
+    }
+
+    // Keys are scoped by endpoint: the same key on POST /messages is another request.
+    let single = app
+        .post_json_with(
+            "/messages",
+            message(1, 1, "single"),
+            &[("idempotency-key", "batch-7")],
+        )
+        .await;
+    assert_eq!(single.status(), 201);
+    let single: MessageAccepted = single.json().await.unwrap();
+    assert!(!ids.contains(&single.message_id));
+    // Another key is another batch.
+    let other: Value = post("batch-8").await.json().await.unwrap();
+    assert_ne!(other["message_ids"], first["message_ids"]);
+    assert_eq!(pending_len(&env).await, 2500 + 1 + 2500);
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn a_batch_with_bad_items_names_them_all_and_queues_nothing() {
     let env = TestEnv::new().await;
     let app = spawn_app(&env, |_| {}).await;

@@ -5,7 +5,7 @@ mod common;
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
-use common::{message, pending, pending_len, spawn_app};
+use common::{ADMIN_KEY, message, pending, pending_len, spawn_app, with_admin_key};
 use pipeline::api::{PersistedMessage, QueueStatus, SimulateAccepted};
 use serde_json::Value;
 use testkit::TestEnv;
@@ -196,7 +196,7 @@ async fn listing_returns_persisted_rows_newest_first_and_honours_limit() {
 #[tokio::test]
 async fn reset_empties_the_tables_the_totals_and_every_queue() {
     let env = TestEnv::new().await;
-    let app = spawn_app(&env, |_| {}).await;
+    let app = spawn_app(&env, with_admin_key).await;
     for n in 0..5 {
         app.post_json("/messages", message(1, 1, &format!("m{n}")))
             .await;
@@ -211,6 +211,11 @@ async fn reset_empties_the_tables_the_totals_and_every_queue() {
         .await
         .unwrap();
     assert_eq!(idempotent.status(), 201);
+    let batch = format!("[{}]", message(1, 1, "batch once"));
+    let idempotent_batch = app
+        .post_json_with("/messages/batch", batch, &[("idempotency-key", "reset-me")])
+        .await;
+    assert_eq!(idempotent_batch.status(), 201);
     let keys = env.keys();
     let mut redis = env.redis().await;
     let _: () = redis::cmd("SADD")
@@ -236,7 +241,18 @@ async fn reset_empties_the_tables_the_totals_and_every_queue() {
     .await
     .unwrap();
 
-    let response = app.client.delete(app.url("/reset")).send().await.unwrap();
+    let remembered: u64 = redis::cmd("EXISTS")
+        .arg(keys.idempotency("reset-me"))
+        .arg(keys.idempotency("batch reset-me"))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(
+        remembered, 2,
+        "both idempotency records exist before the reset"
+    );
+
+    let response = app.reset(Some(ADMIN_KEY)).await;
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["status"], "reset");
@@ -264,6 +280,7 @@ async fn reset_empties_the_tables_the_totals_and_every_queue() {
         .arg(keys.pending())
         .arg(keys.processing("b1"))
         .arg(keys.idempotency("reset-me"))
+        .arg(keys.idempotency("batch reset-me"))
         .query_async(&mut redis)
         .await
         .unwrap();

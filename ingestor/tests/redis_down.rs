@@ -1,5 +1,6 @@
-//! Redis unreachable: every endpoint that needs it answers 503 with `Retry-After`, never a 201; and the
-//! ingestor reconnects by itself once Redis is back.
+//! Redis unreachable: every endpoint that needs it answers 503 with `Retry-After`, never a 201; the
+//! ingestor reconnects by itself once Redis is back; and a retry with the same `Idempotency-Key` after a
+//! 503 is queued exactly once.
 
 mod common;
 
@@ -7,8 +8,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::{dead_port, message, spawn_app};
+use pipeline::api::MessageAccepted;
 use serde_json::Value;
 use testkit::TestEnv;
+use uuid::Uuid;
 
 #[tokio::test]
 async fn redis_unreachable_gives_503_with_retry_after_and_never_a_201() {
@@ -109,5 +112,85 @@ async fn posts_succeed_again_after_redis_restarts() {
     .await;
     let health = app.client.get(app.url("/health")).send().await.unwrap();
     assert_eq!(health.status(), 200);
+    app.stop().await;
+}
+
+/// The pending list of `env`'s prefix on the Redis at `port`, oldest first, as tracking ids.
+async fn pending_ids(env: &TestEnv, port: u16) -> Vec<Uuid> {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+    let mut redis = client.get_multiplexed_async_connection().await.unwrap();
+    let raw: Vec<String> = redis::cmd("LRANGE")
+        .arg(env.keys().pending())
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    raw.iter()
+        .rev()
+        .map(|element| serde_json::from_str::<Value>(element).unwrap()["tracking_id"].clone())
+        .map(|id| serde_json::from_value(id).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_retry_with_the_same_idempotency_key_after_a_503_is_queued_exactly_once() {
+    let env = TestEnv::new().await;
+    let port = dead_port();
+    let app = spawn_app(&env, |config| {
+        config.redis.redis_url = format!("redis://127.0.0.1:{port}");
+    })
+    .await;
+    let post_one = || {
+        app.post_json_with(
+            "/messages",
+            message(3, 4, "retried"),
+            &[("idempotency-key", "retry-1")],
+        )
+    };
+    let batch = format!("[{}, {}]", message(1, 1, "b1"), message(1, 1, "b2"));
+    let post_batch = || {
+        app.post_json_with(
+            "/messages/batch",
+            batch.clone(),
+            &[("idempotency-key", "retry-2")],
+        )
+    };
+
+    // Redis is down: 503, nothing remembered, nothing queued.
+    for response in [post_one().await, post_batch().await] {
+        assert_eq!(response.status(), 503);
+        assert_eq!(response.headers()["retry-after"], "1");
+    }
+
+    let _server = RedisServer::start(port);
+    let accepted: MessageAccepted = testkit::eventually(
+        Duration::from_secs(10),
+        "a 201 once Redis is up",
+        || async {
+            let response = post_one().await;
+            if response.status() == 201 {
+                Some(response.json().await.unwrap())
+            } else {
+                None
+            }
+        },
+    )
+    .await;
+    assert_eq!(pending_ids(&env, port).await, [accepted.message_id]);
+    let again = post_one().await;
+    assert_eq!(again.status(), 201);
+    assert_eq!(again.json::<MessageAccepted>().await.unwrap(), accepted);
+
+    let first_batch = post_batch().await;
+    assert_eq!(first_batch.status(), 201);
+    let first_batch: Value = first_batch.json().await.unwrap();
+    let again_batch = post_batch().await;
+    assert_eq!(again_batch.json::<Value>().await.unwrap(), first_batch);
+    let batch_ids: Vec<Uuid> = serde_json::from_value(first_batch["message_ids"].clone()).unwrap();
+
+    let mut expected = vec![accepted.message_id];
+    expected.extend(batch_ids);
+    assert_eq!(pending_ids(&env, port).await, expected);
     app.stop().await;
 }

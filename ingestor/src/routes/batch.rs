@@ -1,25 +1,29 @@
 //! `POST /messages/batch`: a JSON array of 1..=10,000 messages, all queued with one `LPUSH` or none at all.
+//! An `Idempotency-Key` applies to the whole batch: a repeat answers the same `message_ids`.
 //!
 //! A refusal names the first bad item's field (`[3].content`) and lists every bad index in
 //! `invalid_indexes`, so a client can fix them all in one go.
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
 use pipeline::api::NewMessage;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
+use crate::auth::WriteAccess;
 use crate::domain::{MAX_BATCH_MESSAGES, ValidMessage};
-use crate::error::ApiError;
+use crate::error::{ApiError, BatchErrorBody};
 use crate::extract::{BATCH_BODY_LIMIT, JsonBytes, parse};
+use crate::idempotency::{self, Kind, PushOnce, Remembered};
+use crate::routes::Admitted;
 use crate::startup::AppState;
 use crate::telemetry;
 
 /// `POST /messages/batch` → 201: every message is in Redis.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct BatchAccepted {
     /// One per message, in request order.
     pub message_ids: Vec<Uuid>,
@@ -28,29 +32,101 @@ pub struct BatchAccepted {
     pub queued_at: DateTime<Utc>,
 }
 
+/// The body of `POST /messages/batch`: 1 to 10,000 messages.
+// Only its schema is used: `parse_batch` reads the body, so that every bad item can be named.
+#[derive(Debug, utoipa::ToSchema)]
+#[schema(min_items = 1, max_items = 10_000)]
+pub struct MessageBatch(pub Vec<NewMessage>);
+
+#[utoipa::path(
+    post,
+    path = "/messages/batch",
+    tag = "messages",
+    summary = "Queue many messages at once",
+    description = "Every message is queued (one Redis round trip), or none is. With an `Idempotency-Key`, \
+                   a repeat answers the first request's `message_ids` and queues nothing.",
+    security(("api_key" = [])),
+    params(crate::openapi::IdempotencyKey),
+    request_body(content = MessageBatch, content_type = "application/json"),
+    responses(
+        (status = 201, description = "All queued.", body = BatchAccepted),
+        (status = 400, description = "The body is not JSON.", body = BatchErrorBody),
+        (status = 401, description = "API_KEYS is set and no listed key was sent as a bearer token.",
+            body = BatchErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 413, description = "The body is over 32 MiB.", body = BatchErrorBody),
+        (status = 415, description = "The content type is not JSON.", body = BatchErrorBody),
+        (status = 422, description = "Not an array of 1 to 10,000 messages, or items are invalid \
+                                      (all listed in `invalid_indexes`, the first named in `field`); \
+                                      or the `Idempotency-Key` is invalid. Nothing was queued.",
+            body = BatchErrorBody),
+        (status = 429, description = "The queue is over MAX_QUEUE_DEPTH; nothing was queued.",
+            body = BatchErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait."))),
+        (status = 500, description = "A bug; details are in the ingestor's log.", body = BatchErrorBody),
+        (status = 503, description = "Redis is unavailable; retry.", body = BatchErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait."))),
+    )
+)]
 pub async fn create_batch(
+    _: WriteAccess,
     State(state): State<AppState>,
+    headers: HeaderMap,
     JsonBytes(body): JsonBytes<BATCH_BODY_LIMIT>,
 ) -> Result<(StatusCode, Json<BatchAccepted>), ApiError> {
     let messages = parse_batch(&body)?;
     drop(body);
-    let queued_at = Utc::now();
-    let mut message_ids = Vec::with_capacity(messages.len());
-    let mut command = redis::cmd("LPUSH");
-    command.arg(state.keys.pending());
-    for message in messages {
-        let id = Uuid::now_v7();
-        message_ids.push(id);
-        let element = serde_json::to_vec(&message.into_queued(id, queued_at))
-            .map_err(|error| ApiError::Internal(format!("cannot encode a message: {error}")))?;
-        command.arg(element);
-    }
-    super::query::<i64>(&state.redis, &command).await?;
-    telemetry::accepted(message_ids.len() as u64);
+    let idempotency_key = idempotency::key_of(&headers)?;
+    let count = messages.len() as u64;
+    let keyed = idempotency_key.map(|key| (Kind::Batch, key));
+    // Held until the push has finished, so the queue depth estimate accounts for it.
+    let _admission = match super::admit_or_earlier(&state, count, keyed).await? {
+        Admitted::New(admission) => admission,
+        Admitted::Earlier(earlier) => return accepted(earlier),
+    };
+    let answer = Remembered {
+        kind: Kind::Batch,
+        message_ids: messages.iter().map(|_| Uuid::now_v7()).collect(),
+        queued_at: Utc::now(),
+    };
+    let elements = messages
+        .into_iter()
+        .zip(&answer.message_ids)
+        .map(|(message, id)| serde_json::to_vec(&message.into_queued(*id, answer.queued_at)))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| ApiError::Internal(format!("cannot encode a message: {error}")))?;
+    let answer = match idempotency_key {
+        None => {
+            let mut command = redis::cmd("LPUSH");
+            command.arg(state.keys.pending()).arg(&elements);
+            super::query::<i64>(&state.redis, &command).await?;
+            telemetry::accepted(count);
+            answer
+        }
+        Some(key) => {
+            let pushed = super::redis(|| {
+                let mut conn = state.redis.clone();
+                let (keys, answer, elements) = (&state.keys, &answer, &elements);
+                async move { idempotency::push_once(&mut conn, keys, key, answer, elements).await }
+            })
+            .await?;
+            match pushed {
+                PushOnce::Pushed => {
+                    telemetry::accepted(count);
+                    answer
+                }
+                PushOnce::Earlier(earlier) => earlier,
+            }
+        }
+    };
+    accepted(answer)
+}
+
+/// The 201 for `answer`.
+fn accepted(answer: Remembered) -> Result<(StatusCode, Json<BatchAccepted>), ApiError> {
+    let answer = idempotency::expect_kind(answer, Kind::Batch)?;
     let body = BatchAccepted {
-        message_ids,
+        message_ids: answer.message_ids,
         status: "queued",
-        queued_at,
+        queued_at: answer.queued_at,
     };
     Ok((StatusCode::CREATED, Json(body)))
 }

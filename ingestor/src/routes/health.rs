@@ -13,13 +13,23 @@ use crate::startup::AppState;
 const CHECK_TIMEOUT: Duration = Duration::from_millis(1000);
 
 /// `{"status": "ok" | "degraded", "redis": "ok" | "unavailable", "postgres": "ok" | "unavailable"}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Health {
     pub status: &'static str,
     pub redis: &'static str,
     pub postgres: &'static str,
 }
 
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "operations",
+    summary = "Whether Redis and PostgreSQL answer",
+    responses(
+        (status = 200, description = "Both answer.", body = Health),
+        (status = 503, description = "One of them does not (named in the body).", body = Health),
+    )
+)]
 pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     let (redis_ok, postgres_ok) = tokio::join!(redis_answers(&state), postgres_answers(&state));
     let word = |ok: bool| if ok { "ok" } else { "unavailable" };

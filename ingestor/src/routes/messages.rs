@@ -6,32 +6,69 @@ use axum::extract::{Query, State, rejection::QueryRejection};
 use axum::http::{HeaderMap, StatusCode};
 use chrono::Utc;
 use pipeline::api::{
-    DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, MessageAccepted, NewMessage, PersistedMessage,
+    DEFAULT_LIST_LIMIT, ErrorBody, MAX_LIST_LIMIT, MessageAccepted, NewMessage, PersistedMessage,
 };
 use serde::Deserialize;
 use uuid::Uuid;
 
+use crate::auth::WriteAccess;
 use crate::domain::{ValidMessage, parse_limit};
 use crate::error::ApiError;
 use crate::extract::JsonBody;
-use crate::idempotency::{self, PushOnce, Remembered};
+use crate::idempotency::{self, Kind, PushOnce, Remembered};
+use crate::routes::Admitted;
 use crate::startup::AppState;
 use crate::telemetry;
 
 /// `POST /messages` → 201 once Redis holds the message.
+#[utoipa::path(
+    post,
+    path = "/messages",
+    tag = "messages",
+    summary = "Queue one message",
+    description = "Answers 201 only once Redis holds the message. With an `Idempotency-Key`, a repeat \
+                   answers the first request's `message_id` and queues nothing.",
+    security(("api_key" = [])),
+    params(crate::openapi::IdempotencyKey),
+    request_body(content = NewMessage, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Queued.", body = MessageAccepted),
+        (status = 400, description = "The body is not JSON.", body = ErrorBody),
+        (status = 401, description = "API_KEYS is set and no listed key was sent as a bearer token.",
+            body = ErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 413, description = "The body is over 64 KiB.", body = ErrorBody),
+        (status = 415, description = "The content type is not JSON.", body = ErrorBody),
+        (status = 422, description = "A field (named in `field`) or the `Idempotency-Key` is invalid.",
+            body = ErrorBody),
+        (status = 429, description = "The queue is over MAX_QUEUE_DEPTH; nothing was queued.",
+            body = ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait."))),
+        (status = 500, description = "A bug; details are in the ingestor's log.", body = ErrorBody),
+        (status = 503, description = "Redis is unavailable; retry.", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait."))),
+    )
+)]
 pub async fn create(
+    _: WriteAccess,
     State(state): State<AppState>,
     headers: HeaderMap,
     JsonBody(message): JsonBody<NewMessage>,
 ) -> Result<(StatusCode, Json<MessageAccepted>), ApiError> {
     let valid = ValidMessage::parse(message)?;
     let idempotency_key = idempotency::key_of(&headers)?;
+    let keyed = idempotency_key.map(|key| (Kind::Message, key));
+    // Held until the push has finished, so the queue depth estimate accounts for it.
+    let _admission = match super::admit_or_earlier(&state, 1, keyed).await? {
+        Admitted::New(admission) => admission,
+        Admitted::Earlier(earlier) => return accepted(earlier),
+    };
     let answer = Remembered {
-        message_id: Uuid::now_v7(),
+        kind: Kind::Message,
+        message_ids: vec![Uuid::now_v7()],
         queued_at: Utc::now(),
     };
-    let element = serde_json::to_string(&valid.into_queued(answer.message_id, answer.queued_at))
-        .map_err(|error| ApiError::Internal(format!("cannot encode a message: {error}")))?;
+    let element =
+        serde_json::to_string(&valid.into_queued(answer.message_ids[0], answer.queued_at))
+            .map_err(|error| ApiError::Internal(format!("cannot encode a message: {error}")))?;
     let answer = match idempotency_key {
         None => {
             state
@@ -43,10 +80,11 @@ pub async fn create(
             answer
         }
         Some(key) => {
+            let elements = [element.into_bytes()];
             let pushed = super::redis(|| {
                 let mut conn = state.redis.clone();
-                let (keys, answer, element) = (&state.keys, &answer, &element);
-                async move { idempotency::push_once(&mut conn, keys, key, answer, element).await }
+                let (keys, answer, elements) = (&state.keys, &answer, &elements);
+                async move { idempotency::push_once(&mut conn, keys, key, answer, elements).await }
             })
             .await?;
             match pushed {
@@ -58,8 +96,14 @@ pub async fn create(
             }
         }
     };
+    accepted(answer)
+}
+
+/// The 201 for `answer`.
+fn accepted(answer: Remembered) -> Result<(StatusCode, Json<MessageAccepted>), ApiError> {
+    let answer = idempotency::expect_kind(answer, Kind::Message)?;
     let body = MessageAccepted {
-        message_id: answer.message_id,
+        message_id: answer.message_ids[0],
         status: "queued".into(),
         queued_at: answer.queued_at,
     };
@@ -73,6 +117,23 @@ pub struct ListQuery {
 }
 
 /// `GET /messages?limit=N`: the N newest persisted rows (default 50, 1..=1000), newest first.
+#[utoipa::path(
+    get,
+    path = "/messages",
+    tag = "messages",
+    summary = "The newest persisted messages",
+    params(
+        ("limit" = Option<u64>, Query, minimum = 1, maximum = 1000,
+            description = "How many rows (default 50)."),
+    ),
+    responses(
+        (status = 200, description = "Persisted rows, newest first.", body = Vec<PersistedMessage>),
+        (status = 422, description = "`limit` is not an integer from 1 to 1000.", body = ErrorBody),
+        (status = 500, description = "A bug; details are in the ingestor's log.", body = ErrorBody),
+        (status = 503, description = "PostgreSQL is unavailable; retry.", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait."))),
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     query: Result<Query<ListQuery>, QueryRejection>,

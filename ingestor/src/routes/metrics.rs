@@ -4,6 +4,16 @@ use axum::http::header;
 use axum::response::IntoResponse;
 
 /// Renders every metric recorded in this process.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    summary = "Prometheus metrics",
+    responses(
+        (status = 200, description = "The text exposition format.", body = String,
+            content_type = "text/plain"),
+    )
+)]
 pub async fn metrics() -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -1,5 +1,5 @@
-//! One module per endpoint, plus the timeouts and error mapping every handler shares for Redis and
-//! PostgreSQL.
+//! One module per endpoint, plus what the handlers share: the timeouts and error mapping for Redis and
+//! PostgreSQL, and admission under `MAX_QUEUE_DEPTH`.
 
 pub mod batch;
 pub mod health;
@@ -14,7 +14,10 @@ use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 
+use crate::backpressure::{Admission, Refusal};
 use crate::error::ApiError;
+use crate::idempotency::{self, Kind, Remembered};
+use crate::startup::AppState;
 
 /// Longest wait for one Redis command of a handler (the group commit has its own, `pusher::PUSH_TIMEOUT`).
 pub const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
@@ -75,4 +78,62 @@ impl From<tokio_postgres::Error> for ApiError {
             None => Self::DatabaseUnavailable(error.to_string()),
         }
     }
+}
+
+/// Admits `incoming` messages under `MAX_QUEUE_DEPTH` (see [`crate::backpressure`]): 429 while the queue is
+/// too full, 422 (naming `field`, or the body when `None`) when the submission alone exceeds the limit.
+/// Hold the admission until the push has finished.
+pub fn admit(state: &AppState, incoming: u64, field: Option<&str>) -> Result<Admission, ApiError> {
+    let limit = state.backpressure.limit();
+    state
+        .backpressure
+        .admit(incoming)
+        .map_err(|refusal| match refusal {
+            Refusal::Full { depth, incoming } => ApiError::QueueFull {
+                depth,
+                incoming,
+                limit,
+            },
+            Refusal::NeverFits { incoming } => {
+                let message = format!(
+                    "{incoming} messages can never be queued at once: MAX_QUEUE_DEPTH is {limit}"
+                );
+                match field {
+                    Some(field) => ApiError::invalid_field(field, message),
+                    None => ApiError::invalid_body(message),
+                }
+            }
+        })
+}
+
+/// The outcome of [`admit_or_earlier`].
+#[derive(Debug)]
+pub enum Admitted {
+    /// Push now, holding this.
+    New(Admission),
+    /// A repeat of an accepted request: answer this, push nothing.
+    Earlier(Remembered),
+}
+
+/// [`admit`], except that a repeat of an accepted request (its `Idempotency-Key` is remembered) is let
+/// through even while new submissions are refused, as it queues nothing.
+pub async fn admit_or_earlier(
+    state: &AppState,
+    incoming: u64,
+    idempotency_key: Option<(Kind, &str)>,
+) -> Result<Admitted, ApiError> {
+    let refused = match admit(state, incoming, None) {
+        Ok(admission) => return Ok(Admitted::New(admission)),
+        Err(refused) => refused,
+    };
+    let Some((kind, key)) = idempotency_key else {
+        return Err(refused);
+    };
+    let earlier = redis(|| {
+        let mut conn = state.redis.clone();
+        let keys = &state.keys;
+        async move { idempotency::earlier(&mut conn, keys, kind, key).await }
+    })
+    .await?;
+    earlier.map(Admitted::Earlier).ok_or(refused)
 }

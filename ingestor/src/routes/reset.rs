@@ -1,4 +1,5 @@
-//! `DELETE /reset`: empties the tables and the queues, for demos and tests.
+//! `DELETE /reset`: empties the tables and the queues, for demos and tests. Only with `ADMIN_API_KEY` set
+//! and sent as a bearer token: without it anyone could wipe the data (403 while it is unset).
 //!
 //! Clears Redis first (pending, every registered batcher's processing list, idempotency keys), then
 //! PostgreSQL (`TRUNCATE … RESTART IDENTITY` and zero totals, in one implicit transaction). A batch a
@@ -6,8 +7,10 @@
 
 use axum::Json;
 use axum::extract::State;
+use pipeline::api::ErrorBody;
 use serde::Serialize;
 
+use crate::auth::AdminAccess;
 use crate::error::ApiError;
 use crate::startup::AppState;
 
@@ -17,13 +20,33 @@ const KEYS_PER_COMMAND: usize = 1000;
 const MAX_SCAN_STEPS: usize = 100_000;
 
 /// `{"status": "reset", "message": …}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ResetDone {
     pub status: &'static str,
     pub message: String,
 }
 
-pub async fn reset(State(state): State<AppState>) -> Result<Json<ResetDone>, ApiError> {
+#[utoipa::path(
+    delete,
+    path = "/reset",
+    tag = "admin",
+    summary = "Delete every message, batch, dead letter and queued message",
+    security(("admin_key" = [])),
+    responses(
+        (status = 200, description = "Everything was deleted.", body = ResetDone),
+        (status = 401, description = "The bearer token is not ADMIN_API_KEY.", body = ErrorBody,
+            headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 403, description = "ADMIN_API_KEY is not set on the ingestor, so reset is disabled.",
+            body = ErrorBody),
+        (status = 500, description = "A bug; details are in the ingestor's log.", body = ErrorBody),
+        (status = 503, description = "Redis or PostgreSQL is unavailable; retry.", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait."))),
+    )
+)]
+pub async fn reset(
+    _: AdminAccess,
+    State(state): State<AppState>,
+) -> Result<Json<ResetDone>, ApiError> {
     let deleted = clear_redis(&state).await?;
     super::db(async {
         let client = state.db.get().await?;

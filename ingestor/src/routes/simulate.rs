@@ -4,9 +4,10 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::Utc;
-use pipeline::api::{SimulateAccepted, SimulateRequest};
+use pipeline::api::{ErrorBody, SimulateAccepted, SimulateRequest};
 use uuid::Uuid;
 
+use crate::auth::WriteAccess;
 use crate::domain::{check_simulate_count, simulated_message};
 use crate::error::ApiError;
 use crate::extract::JsonBody;
@@ -19,11 +20,38 @@ pub const CHUNK: u64 = 10_000;
 
 /// 202 once every message is in Redis. If Redis fails part-way, the chunks already pushed stay queued
 /// (and counted as accepted) and the answer is a 503.
+#[utoipa::path(
+    post,
+    path = "/simulate",
+    tag = "messages",
+    summary = "Queue made-up messages",
+    security(("api_key" = [])),
+    request_body(content = SimulateRequest, content_type = "application/json"),
+    responses(
+        (status = 202, description = "All queued.", body = SimulateAccepted),
+        (status = 400, description = "The body is not JSON.", body = ErrorBody),
+        (status = 401, description = "API_KEYS is set and no listed key was sent as a bearer token.",
+            body = ErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 413, description = "The body is over 64 KiB.", body = ErrorBody),
+        (status = 415, description = "The content type is not JSON.", body = ErrorBody),
+        (status = 422, description = "`count` is not an integer from 1 to 1,000,000, or exceeds \
+                                      MAX_QUEUE_DEPTH.", body = ErrorBody),
+        (status = 429, description = "The queue is over MAX_QUEUE_DEPTH; nothing was queued.",
+            body = ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait."))),
+        (status = 500, description = "A bug; details are in the ingestor's log.", body = ErrorBody),
+        (status = 503, description = "Redis is unavailable; retry. Chunks of 10,000 pushed before the \
+                                      failure stay queued.", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait."))),
+    )
+)]
 pub async fn simulate(
+    _: WriteAccess,
     State(state): State<AppState>,
     JsonBody(request): JsonBody<SimulateRequest>,
 ) -> Result<(StatusCode, Json<SimulateAccepted>), ApiError> {
     let count = check_simulate_count(request.count)?;
+    // Held until every chunk is pushed, so the queue depth estimate accounts for them.
+    let _admission = super::admit(&state, count, Some("count"))?;
     // Varies user and channel ids between requests; any 64 bits will do.
     let seed = Uuid::new_v4().as_u64_pair().0;
     let mut tracking_ids = Vec::with_capacity(count as usize);

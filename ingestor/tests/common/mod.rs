@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use ingestor::Config;
+use ingestor::auth::{ApiKeys, Secret};
 use pipeline::config::{BatchConfig, DatabaseConfig, LogConfig, LogFormat, RedisConfig};
 use pipeline::queued::QueuedMessage;
 use testkit::TestEnv;
@@ -21,7 +22,8 @@ pub struct TestApp {
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
-/// The configuration a test starts from: this test's Redis prefix and database, BATCH_SIZE 50.
+/// The configuration a test starts from: this test's Redis prefix and database, BATCH_SIZE 50, and the
+/// production defaults otherwise (writes open, reset disabled, MAX_QUEUE_DEPTH a million).
 pub fn config(env: &TestEnv) -> Config {
     Config {
         redis: RedisConfig {
@@ -41,7 +43,18 @@ pub fn config(env: &TestEnv) -> Config {
         },
         ingestor_addr: "127.0.0.1:0".parse().unwrap(),
         cors_origins: vec!["http://127.0.0.1:8001".into()],
+        api_keys: ApiKeys::default(),
+        admin_api_key: None,
+        max_queue_depth: 1_000_000,
     }
+}
+
+/// The admin key tests configure when they need `DELETE /reset`.
+pub const ADMIN_KEY: &str = "test-admin-key";
+
+/// Enables `DELETE /reset` with [`ADMIN_KEY`].
+pub fn with_admin_key(config: &mut Config) {
+    config.admin_api_key = Some(Secret::new(ADMIN_KEY));
 }
 
 /// Starts the ingestor with [`config`] changed by `tweak`, and waits until it answers HTTP.
@@ -81,6 +94,33 @@ impl TestApp {
             .send()
             .await
             .expect("the ingestor answers")
+    }
+
+    /// POSTs `body` as `application/json` with the given extra headers.
+    pub async fn post_json_with(
+        &self,
+        path: &str,
+        body: impl Into<reqwest::Body>,
+        headers: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let mut request = self
+            .client
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .body(body);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.send().await.expect("the ingestor answers")
+    }
+
+    /// `DELETE /reset`, with `key` as the bearer token when given.
+    pub async fn reset(&self, key: Option<&str>) -> reqwest::Response {
+        let mut request = self.client.delete(self.url("/reset"));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        request.send().await.expect("the ingestor answers")
     }
 
     /// Cancels the token and waits for `run` to return; it must return Ok.

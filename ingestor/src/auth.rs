@@ -1,0 +1,311 @@
+//! Access control: `API_KEYS` guard the write endpoints, `ADMIN_API_KEY` guards `DELETE /reset`.
+//!
+//! Keys travel as `Authorization: Bearer <key>` and are compared in constant time, so response timing does
+//! not tell how much of a guess was right. They are held in [`Secret`]s, whose `Debug` prints no key: the
+//! configuration can be logged, and no log line can carry a key.
+//!
+//! Handlers ask for access with an extractor placed before the body ([`WriteAccess`], [`AdminAccess`]), so
+//! an unauthorised request is refused before its body is read.
+
+use std::fmt;
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
+use subtle::ConstantTimeEq;
+
+use crate::error::ApiError;
+use crate::startup::AppState;
+
+/// Longest key accepted, in bytes.
+pub const MAX_KEY_LEN: usize = 256;
+
+/// A key: printed as `Secret(<redacted>)` by `Debug`, never as its value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The key itself, for comparing; never for printing.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// `API_KEYS`: the keys that may write. Empty means the write endpoints are open.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct ApiKeys(pub Vec<Secret>);
+
+impl fmt::Debug for ApiKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ApiKeys(<{} redacted>)", self.0.len())
+    }
+}
+
+/// `API_KEYS`: comma-separated, blanks around keys and empty entries ignored. It never fails: clap would
+/// print a refused value in its error, so keys are checked later, by [`Access::new`], without echoing them.
+pub fn parse_api_keys(value: &str) -> Result<ApiKeys, String> {
+    Ok(ApiKeys(
+        value
+            .split(',')
+            .map(str::trim)
+            .filter(|key| !key.is_empty())
+            .map(Secret::new)
+            .collect(),
+    ))
+}
+
+/// `ADMIN_API_KEY`, trimmed; checked by [`Access::new`] (see [`parse_api_keys`] for why not here).
+pub fn parse_secret(value: &str) -> Result<Secret, String> {
+    Ok(Secret::new(value.trim()))
+}
+
+/// A key that cannot be used; names the variable and the key's position, never the key.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error(
+    "{variable}: key #{position} must be 1 to {MAX_KEY_LEN} visible ASCII characters (it is sent in an Authorization header)"
+)]
+pub struct BadKey {
+    pub variable: &'static str,
+    /// 1-based.
+    pub position: usize,
+}
+
+/// Who may do what; built once from the configuration. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Access {
+    writers: Arc<[Secret]>,
+    admin: Option<Secret>,
+}
+
+impl Access {
+    /// Checks every key; an empty `ADMIN_API_KEY` counts as unset.
+    pub fn new(api_keys: &ApiKeys, admin: Option<&Secret>) -> Result<Self, BadKey> {
+        for (index, key) in api_keys.0.iter().enumerate() {
+            check_key(key).map_err(|()| BadKey {
+                variable: "API_KEYS",
+                position: index + 1,
+            })?;
+        }
+        let admin = admin.filter(|key| !key.expose().is_empty());
+        if let Some(key) = admin {
+            check_key(key).map_err(|()| BadKey {
+                variable: "ADMIN_API_KEY",
+                position: 1,
+            })?;
+        }
+        Ok(Self {
+            writers: api_keys.0.clone().into(),
+            admin: admin.cloned(),
+        })
+    }
+
+    /// Whether the write endpoints demand a key.
+    pub fn writes_need_key(&self) -> bool {
+        !self.writers.is_empty()
+    }
+
+    /// Whether `DELETE /reset` is enabled.
+    pub fn reset_enabled(&self) -> bool {
+        self.admin.is_some()
+    }
+
+    /// Writes are open without `API_KEYS`; with them, the bearer token must be one of them.
+    pub fn check_write(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        if self.writers.is_empty() {
+            return Ok(());
+        }
+        match bearer_token(headers) {
+            Some(token) if matches_any(token, &self.writers) => Ok(()),
+            _ => Err(ApiError::Unauthorized {
+                needs: "one of the ingestor's API_KEYS",
+            }),
+        }
+    }
+
+    /// Reset is refused (403) without `ADMIN_API_KEY`; with it, the bearer token must be that key.
+    pub fn check_admin(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        let Some(admin) = &self.admin else {
+            return Err(ApiError::ResetDisabled);
+        };
+        match bearer_token(headers) {
+            Some(token) if matches_any(token, std::slice::from_ref(admin)) => Ok(()),
+            _ => Err(ApiError::Unauthorized {
+                needs: "the ingestor's ADMIN_API_KEY",
+            }),
+        }
+    }
+}
+
+fn check_key(key: &Secret) -> Result<(), ()> {
+    let key = key.expose();
+    let valid =
+        !key.is_empty() && key.len() <= MAX_KEY_LEN && key.bytes().all(|b| b.is_ascii_graphic());
+    if valid { Ok(()) } else { Err(()) }
+}
+
+/// The token of `Authorization: Bearer <token>` (the scheme is case-insensitive, RFC 7235).
+fn bearer_token(headers: &HeaderMap) -> Option<&[u8]> {
+    let value = headers.get(header::AUTHORIZATION)?.as_bytes();
+    let (scheme, rest) = value.split_at_checked(6)?;
+    if !scheme.eq_ignore_ascii_case(b"bearer") || !rest.starts_with(b" ") {
+        return None;
+    }
+    let token = rest.trim_ascii();
+    (!token.is_empty()).then_some(token)
+}
+
+/// Whether `token` equals one of `keys`. Every key is compared, each in constant time, so the time taken
+/// depends neither on which key matched nor on how much of a wrong token was right. (The lengths of the
+/// keys may show; their contents do not.)
+fn matches_any(token: &[u8], keys: &[Secret]) -> bool {
+    keys.iter()
+        .fold(subtle::Choice::from(0), |found, key| {
+            found | key.expose().as_bytes().ct_eq(token)
+        })
+        .into()
+}
+
+/// Extractor: the request may use the write endpoints (`POST /messages`, `/messages/batch`, `/simulate`).
+#[derive(Debug, Clone, Copy)]
+pub struct WriteAccess;
+
+impl FromRequestParts<AppState> for WriteAccess {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        state.access.check_write(&parts.headers).map(|()| Self)
+    }
+}
+
+/// Extractor: the request may use `DELETE /reset`.
+#[derive(Debug, Clone, Copy)]
+pub struct AdminAccess;
+
+impl FromRequestParts<AppState> for AdminAccess {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        state.access.check_admin(&parts.headers).map(|()| Self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn keys(list: &str) -> ApiKeys {
+        parse_api_keys(list).unwrap()
+    }
+
+    fn with_auth(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_str(value).unwrap());
+        headers
+    }
+
+    fn code(result: Result<(), ApiError>) -> &'static str {
+        result.map_or_else(|error| error.code(), |()| "ok")
+    }
+
+    #[test]
+    fn api_keys_split_on_commas_and_skip_blanks() {
+        let parsed = keys(" a1 ,, b2,");
+        let exposed: Vec<_> = parsed.0.iter().map(Secret::expose).collect();
+        assert_eq!(exposed, ["a1", "b2"]);
+        assert_eq!(keys("").0.len(), 0);
+        assert_eq!(keys(" , ").0.len(), 0);
+    }
+
+    #[test]
+    fn debug_output_never_shows_a_key() {
+        let api_keys = keys("hunter2-write,other-key");
+        let admin = Secret::new("hunter2-admin");
+        let printed = format!(
+            "{api_keys:?} {admin:?} {:?}",
+            Access::new(&api_keys, Some(&admin)).unwrap()
+        );
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(printed.contains("ApiKeys(<2 redacted>)"), "{printed}");
+    }
+
+    #[test]
+    fn unusable_keys_are_named_by_position_not_value() {
+        let error = Access::new(&keys("good,bad key"), None).unwrap_err();
+        assert_eq!(
+            error,
+            BadKey {
+                variable: "API_KEYS",
+                position: 2
+            }
+        );
+        assert!(!error.to_string().contains("bad key"));
+        let long = Secret::new("k".repeat(MAX_KEY_LEN + 1));
+        let error = Access::new(&ApiKeys::default(), Some(&long)).unwrap_err();
+        assert_eq!(error.variable, "ADMIN_API_KEY");
+        let empty = Secret::new("");
+        assert!(
+            !Access::new(&ApiKeys::default(), Some(&empty))
+                .unwrap()
+                .reset_enabled()
+        );
+    }
+
+    #[test]
+    fn writes_are_open_without_keys_and_guarded_with_them() {
+        let open = Access::new(&ApiKeys::default(), None).unwrap();
+        assert_eq!(code(open.check_write(&HeaderMap::new())), "ok");
+
+        let guarded = Access::new(&keys("k1,k2"), None).unwrap();
+        assert_eq!(code(guarded.check_write(&with_auth("Bearer k2"))), "ok");
+        assert_eq!(code(guarded.check_write(&with_auth("bearer  k1 "))), "ok");
+        for bad in [
+            "Bearer k3",
+            "Bearer k",
+            "Bearer k1x",
+            "Bearer ",
+            "Basic k1",
+            "k1",
+            "Bearerk1",
+        ] {
+            assert_eq!(
+                code(guarded.check_write(&with_auth(bad))),
+                "unauthorized",
+                "{bad:?}"
+            );
+        }
+        assert_eq!(code(guarded.check_write(&HeaderMap::new())), "unauthorized");
+    }
+
+    #[test]
+    fn reset_is_forbidden_without_an_admin_key_and_needs_exactly_it() {
+        let disabled = Access::new(&keys("k1"), None).unwrap();
+        assert_eq!(
+            code(disabled.check_admin(&with_auth("Bearer k1"))),
+            "forbidden"
+        );
+
+        let admin = Secret::new("root-key");
+        let enabled = Access::new(&keys("k1"), Some(&admin)).unwrap();
+        assert_eq!(
+            code(enabled.check_admin(&with_auth("Bearer root-key"))),
+            "ok"
+        );
+        assert_eq!(
+            code(enabled.check_admin(&with_auth("Bearer k1"))),
+            "unauthorized"
+        );
+        assert_eq!(code(enabled.check_admin(&HeaderMap::new())), "unauthorized");
+    }
+}

@@ -1,0 +1,291 @@
+//! Backpressure: `MAX_QUEUE_DEPTH` bounds the messages in the pipeline (waiting in Redis plus held by
+//! batchers). A submission that would take the queue past it is refused with 429 and queues nothing; as
+//! the batchers drain the queue, submissions are admitted again by themselves.
+//!
+//! Asking Redis for the depth on every request would cost a round trip on the hot path, so a background
+//! task reads it every [`REFRESH_INTERVAL`] and requests check an estimate kept in memory: the last
+//! reading, plus every message admitted since, plus those admitted before it whose push had not finished
+//! when it was taken (they may or may not be in it). The estimate can only be too high, until the next
+//! reading, never too low: one ingestor never admits past the limit (except for pushes that land after
+//! their client went away). Several ingestors each see the others' messages once they are in Redis.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+use pipeline::keys::Keys;
+use redis::aio::ConnectionManager;
+use tokio_util::sync::CancellationToken;
+
+/// How often the queue depth is read from Redis.
+pub const REFRESH_INTERVAL: Duration = Duration::from_millis(100);
+/// Longest wait for one depth read; a slower Redis keeps the last reading.
+const REFRESH_TIMEOUT: Duration = Duration::from_secs(1);
+/// `MAX_QUEUE_DEPTH` bounds.
+pub const MAX_LIMIT: u64 = 1_000_000_000;
+
+/// `MAX_QUEUE_DEPTH`: an integer in 1..=[`MAX_LIMIT`].
+pub fn parse_limit(value: &str) -> Result<u64, String> {
+    match value.trim().parse::<u64>() {
+        Ok(limit) if (1..=MAX_LIMIT).contains(&limit) => Ok(limit),
+        _ => Err(format!("must be an integer from 1 to {MAX_LIMIT}")),
+    }
+}
+
+/// Why a submission was not admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Retry later (429): the queue holds about `depth` messages, and `incoming` more would exceed the
+    /// limit.
+    Full { depth: u64, incoming: u64 },
+    /// Never (422): the submission alone is larger than the limit.
+    NeverFits { incoming: u64 },
+}
+
+/// The counters behind the estimate. The estimate is `offset + admitted`, where `offset` is the last
+/// reading minus `completed` as it was just before that reading; so it is the reading plus everything
+/// admitted and not yet completed at the reading, plus everything admitted since.
+#[derive(Debug, Default)]
+struct Counters {
+    /// Messages ever admitted.
+    admitted: AtomicU64,
+    /// Messages whose push has finished (landed or failed).
+    completed: AtomicU64,
+    offset: AtomicI64,
+}
+
+/// The queue depth estimate and the limit. Cheap to clone (the counters are shared).
+#[derive(Debug, Clone)]
+pub struct Backpressure {
+    counters: Arc<Counters>,
+    limit: u64,
+}
+
+/// An admitted submission; dropping it (once the push has finished, whatever its outcome) lets the next
+/// reading of the queue depth account for it.
+#[derive(Debug)]
+#[must_use = "hold the admission until the push has finished"]
+pub struct Admission {
+    counters: Arc<Counters>,
+    count: u64,
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.counters
+            .completed
+            .fetch_add(self.count, Ordering::SeqCst);
+    }
+}
+
+impl Backpressure {
+    pub fn new(limit: u64) -> Self {
+        Self {
+            counters: Arc::default(),
+            limit,
+        }
+    }
+
+    /// `MAX_QUEUE_DEPTH`.
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    /// The estimated queue depth (see the module docs).
+    pub fn depth(&self) -> u64 {
+        let admitted = self.counters.admitted.load(Ordering::SeqCst);
+        estimate(self.counters.offset.load(Ordering::SeqCst), admitted)
+    }
+
+    /// Admits `incoming` messages if the queue then holds at most the limit. Hold the admission until
+    /// the push has finished.
+    pub fn admit(&self, incoming: u64) -> Result<Admission, Refusal> {
+        if incoming > self.limit {
+            return Err(Refusal::NeverFits { incoming });
+        }
+        let counters = &self.counters;
+        counters
+            .admitted
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |admitted| {
+                let depth = estimate(counters.offset.load(Ordering::SeqCst), admitted);
+                fits(depth, incoming, self.limit).then(|| admitted + incoming)
+            })
+            .map(|_| Admission {
+                counters: Arc::clone(counters),
+                count: incoming,
+            })
+            .map_err(|admitted| Refusal::Full {
+                depth: estimate(counters.offset.load(Ordering::SeqCst), admitted),
+                incoming,
+            })
+    }
+
+    /// Reads the queue depth with `read` and makes it the base of the estimate.
+    pub async fn refresh<E>(&self, read: impl Future<Output = Result<u64, E>>) -> Result<u64, E> {
+        // Taken before the read: whatever completes later may or may not be in the reading, so it stays
+        // counted until the next one.
+        let completed = self.counters.completed.load(Ordering::SeqCst);
+        let depth = read.await?;
+        let offset = i64::try_from(depth).unwrap_or(i64::MAX) - completed as i64;
+        self.counters.offset.store(offset, Ordering::SeqCst);
+        metrics::gauge!("ingestor_queue_depth").set(depth as f64);
+        Ok(depth)
+    }
+
+    /// Refreshes the estimate from Redis every [`REFRESH_INTERVAL`] until `shutdown`. While Redis is
+    /// unreachable the last reading stays (pushes fail with 503 then anyway).
+    pub fn spawn_refresher(
+        &self,
+        conn: ConnectionManager,
+        keys: Keys,
+        shutdown: CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(REFRESH_INTERVAL);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // Logged on change only: a Redis that is down would otherwise log ten lines a second.
+            let mut failing = false;
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    _ = ticks.tick() => {}
+                }
+                let mut conn = conn.clone();
+                let read = async {
+                    let read = pipeline::depth::queue_depth(&mut conn, &keys);
+                    match tokio::time::timeout(REFRESH_TIMEOUT, read).await {
+                        Ok(outcome) => outcome.map_err(|error| error.to_string()),
+                        Err(_) => Err(format!("no answer within {REFRESH_TIMEOUT:?}")),
+                    }
+                };
+                match this.refresh(read).await {
+                    Ok(depth) if std::mem::take(&mut failing) => {
+                        tracing::info!(depth, "queue depth readable again");
+                    }
+                    Ok(_) => {}
+                    Err(error) if !failing => {
+                        failing = true;
+                        tracing::warn!(%error, "cannot read the queue depth; keeping the last reading");
+                    }
+                    Err(_) => {}
+                }
+            }
+        })
+    }
+}
+
+/// `offset + admitted`, never below zero (a drained queue read while pushes were in flight).
+fn estimate(offset: i64, admitted: u64) -> u64 {
+    let depth = i128::from(offset) + i128::from(admitted);
+    u64::try_from(depth.max(0)).unwrap_or(u64::MAX)
+}
+
+/// Whether `incoming` more messages fit on a queue of `depth` under `limit`.
+fn fits(depth: u64, incoming: u64, limit: u64) -> bool {
+    depth
+        .checked_add(incoming)
+        .is_some_and(|total| total <= limit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_parse_within_bounds() {
+        assert_eq!(parse_limit("1"), Ok(1));
+        assert_eq!(parse_limit(" 1000000 "), Ok(1_000_000));
+        assert_eq!(parse_limit("1000000000"), Ok(MAX_LIMIT));
+        for bad in ["0", "-1", "1000000001", "1e6", "", "x"] {
+            assert!(parse_limit(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    async fn reading(depth: u64) -> Result<u64, ()> {
+        Ok(depth)
+    }
+
+    #[tokio::test]
+    async fn submissions_are_admitted_up_to_the_limit_and_counted_at_once() {
+        let gate = Backpressure::new(10);
+        gate.refresh(reading(7)).await.unwrap();
+        let admitted = gate.admit(3).unwrap();
+        assert_eq!(gate.depth(), 10);
+        assert_eq!(
+            gate.admit(1).unwrap_err(),
+            Refusal::Full {
+                depth: 10,
+                incoming: 1
+            }
+        );
+        assert_eq!(gate.depth(), 10, "a refusal reserves nothing");
+        drop(admitted);
+        // The queue drained: admitted again.
+        gate.refresh(reading(0)).await.unwrap();
+        assert_eq!(gate.depth(), 0);
+        let _all = gate.admit(10).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_push_still_running_at_a_reading_stays_counted_until_the_next() {
+        let gate = Backpressure::new(10);
+        let in_flight = gate.admit(4).unwrap();
+        // Read before the push landed: 0. The estimate keeps the 4.
+        gate.refresh(reading(0)).await.unwrap();
+        assert_eq!(gate.depth(), 4);
+        drop(in_flight);
+        assert_eq!(
+            gate.depth(),
+            4,
+            "completed after the reading: maybe not in it"
+        );
+        // The next reading has them.
+        gate.refresh(reading(4)).await.unwrap();
+        assert_eq!(gate.depth(), 4);
+        // Admitted during a reading: counted on top of it.
+        let during = gate.admit(2).unwrap();
+        gate.refresh(async {
+            drop(during);
+            Ok::<_, ()>(6)
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            gate.depth(),
+            8,
+            "too high until the next reading, never too low"
+        );
+        gate.refresh(reading(6)).await.unwrap();
+        assert_eq!(gate.depth(), 6);
+    }
+
+    #[tokio::test]
+    async fn a_failed_reading_keeps_the_estimate() {
+        let gate = Backpressure::new(10);
+        gate.refresh(reading(5)).await.unwrap();
+        assert_eq!(
+            gate.refresh(async { Err::<u64, _>("down") }).await,
+            Err("down")
+        );
+        assert_eq!(gate.depth(), 5);
+    }
+
+    #[test]
+    fn a_submission_larger_than_the_limit_never_fits() {
+        let gate = Backpressure::new(10);
+        assert_eq!(
+            gate.admit(11).unwrap_err(),
+            Refusal::NeverFits { incoming: 11 }
+        );
+        assert_eq!(gate.depth(), 0);
+    }
+
+    #[test]
+    fn estimates_and_fits_saturate() {
+        assert_eq!(estimate(-5, 3), 0);
+        assert_eq!(estimate(i64::MAX, u64::MAX), u64::MAX);
+        assert!(!fits(u64::MAX, 1, u64::MAX));
+        assert!(fits(9, 1, 10));
+    }
+}

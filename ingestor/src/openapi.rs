@@ -1,0 +1,262 @@
+//! `GET /openapi.json`: the OpenAPI document of the API, generated from the code.
+//!
+//! Each handler carries its own `#[utoipa::path]` (parameters, bodies, every status with its headers), and
+//! [`crate::startup::routes`] registers the handlers through utoipa-axum, so the router and the document are
+//! built from the same list and cannot drift apart. This module adds what belongs to no handler: the
+//! title, the tags and the two security schemes.
+
+use std::sync::LazyLock;
+
+use axum::http::header;
+use axum::response::IntoResponse;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+/// Name of the security scheme of the write endpoints (`API_KEYS`).
+pub const WRITE_SCHEME: &str = "api_key";
+/// Name of the security scheme of `DELETE /reset` (`ADMIN_API_KEY`).
+pub const ADMIN_SCHEME: &str = "admin_key";
+
+/// The parts of the document that belong to no handler.
+#[derive(Debug, OpenApi)]
+#[openapi(
+    info(
+        title = "ingestor",
+        description = "HTTP front door of the ingestion pipeline: validates messages and queues them in \
+                       Redis; a batcher persists them to PostgreSQL. Errors are JSON `ErrorBody` objects \
+                       (`error` is a stable code). Write endpoints need a bearer key when API_KEYS is set; \
+                       `DELETE /reset` needs ADMIN_API_KEY. 429 and 503 carry `Retry-After`.",
+    ),
+    tags(
+        (name = "messages", description = "Submitting messages and watching them through the queue."),
+        (name = "admin", description = "Destructive operations (need ADMIN_API_KEY)."),
+        (name = "operations", description = "Health, metrics and this document."),
+    ),
+    modifiers(&SecuritySchemes)
+)]
+pub struct ApiDoc;
+
+/// Adds the bearer schemes the handlers' `security(...)` refer to.
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let bearer = |description: &str| {
+            let mut http = Http::new(HttpAuthScheme::Bearer);
+            http.description = Some(description.to_owned());
+            SecurityScheme::Http(http)
+        };
+        components.add_security_scheme(
+            WRITE_SCHEME,
+            bearer(
+                "One of the ingestor's API_KEYS (comma-separated). Required by POST /messages, \
+                 /messages/batch and /simulate when API_KEYS is set; without it they are open.",
+            ),
+        );
+        components.add_security_scheme(
+            ADMIN_SCHEME,
+            bearer("The ingestor's ADMIN_API_KEY. Without it set, DELETE /reset is refused (403)."),
+        );
+    }
+}
+
+/// The optional `Idempotency-Key` header of the submitting endpoints.
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct IdempotencyKey {
+    /// 1 to 128 visible ASCII characters. The same key returns the first request's answer (same ids)
+    /// and queues nothing, for a day; also after a failed attempt (a 503 remembered nothing).
+    #[param(
+        rename = "Idempotency-Key",
+        nullable = false,
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[!-~]+$"
+    )]
+    pub idempotency_key: Option<String>,
+}
+
+/// The whole document: [`ApiDoc`] plus every route of [`crate::startup::routes`].
+pub fn document() -> utoipa::openapi::OpenApi {
+    crate::startup::routes().into_openapi()
+}
+
+/// The document as JSON, made once. utoipa's response headers have no `required`, yet every header the
+/// document names is always sent with its status (`Retry-After` with 429 and 503, `WWW-Authenticate`
+/// with 401), so each is marked required here, for clients and for checkers such as schemathesis.
+static DOCUMENT_JSON: LazyLock<String> = LazyLock::new(|| {
+    let mut document = serde_json::to_value(document()).expect("the OpenAPI document serialises");
+    let operations = document["paths"]
+        .as_object_mut()
+        .into_iter()
+        .flat_map(|paths| paths.values_mut())
+        .filter_map(serde_json::Value::as_object_mut)
+        .flat_map(|path| path.values_mut());
+    for operation in operations {
+        let responses = operation
+            .get_mut("responses")
+            .and_then(serde_json::Value::as_object_mut);
+        for response in responses.into_iter().flat_map(|r| r.values_mut()) {
+            let headers = response
+                .get_mut("headers")
+                .and_then(serde_json::Value::as_object_mut);
+            for header in headers.into_iter().flat_map(|h| h.values_mut()) {
+                if let Some(header) = header.as_object_mut() {
+                    header.insert("required".into(), serde_json::Value::Bool(true));
+                }
+            }
+        }
+    }
+    serde_json::to_string_pretty(&document).expect("JSON serialises")
+});
+
+/// `GET /openapi.json`.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "operations",
+    summary = "This OpenAPI document",
+    responses((status = 200, description = "The OpenAPI 3.1 document.", content_type = "application/json",
+        body = Object)),
+)]
+pub async fn openapi_json() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        DOCUMENT_JSON.as_str(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pipeline::api::{MAX_CONTENT_CHARS, MAX_LIST_LIMIT, MAX_SIMULATE_COUNT};
+    use serde_json::Value;
+
+    fn doc() -> Value {
+        serde_json::from_str(&DOCUMENT_JSON).unwrap()
+    }
+
+    const WRITES: [(&str, &str); 3] = [
+        ("/messages", "post"),
+        ("/messages/batch", "post"),
+        ("/simulate", "post"),
+    ];
+
+    #[test]
+    fn every_route_is_documented_with_its_methods() {
+        let doc = doc();
+        assert_eq!(doc["openapi"], "3.1.0");
+        let mut documented: Vec<String> = doc["paths"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .flat_map(|(path, item)| {
+                item.as_object()
+                    .unwrap()
+                    .keys()
+                    .map(move |method| format!("{method} {path}"))
+            })
+            .collect();
+        documented.sort();
+        assert_eq!(
+            documented,
+            [
+                "delete /reset",
+                "get /health",
+                "get /messages",
+                "get /metrics",
+                "get /openapi.json",
+                "get /queue/status",
+                "post /messages",
+                "post /messages/batch",
+                "post /simulate",
+            ]
+        );
+    }
+
+    #[test]
+    fn write_endpoints_document_their_key_errors_and_retry_headers() {
+        let doc = doc();
+        for (path, method) in WRITES {
+            let operation = &doc["paths"][path][method];
+            assert_eq!(
+                operation["security"],
+                serde_json::json!([{ WRITE_SCHEME: [] }]),
+                "{path}"
+            );
+            let responses = &operation["responses"];
+            for status in ["400", "401", "413", "415", "422", "429", "500", "503"] {
+                let schema = &responses[status]["content"]["application/json"]["schema"]["$ref"];
+                assert!(
+                    schema.as_str().is_some_and(|r| r.ends_with("ErrorBody")),
+                    "{path} {status}: {schema}"
+                );
+            }
+            let header = |status: &str, name: &str| responses[status]["headers"][name].clone();
+            assert_eq!(
+                header("401", "WWW-Authenticate")["required"],
+                true,
+                "{path}"
+            );
+            for status in ["429", "503"] {
+                assert_eq!(header(status, "Retry-After")["required"], true, "{path}");
+            }
+        }
+        for path in ["/messages", "/messages/batch"] {
+            let parameters = doc["paths"][path]["post"]["parameters"].as_array().unwrap();
+            let key = parameters
+                .iter()
+                .find(|p| p["name"] == "Idempotency-Key")
+                .unwrap_or_else(|| panic!("{path} documents Idempotency-Key"));
+            assert_eq!(key["in"], "header");
+            assert_eq!(key["required"], false);
+            assert_eq!(
+                key["schema"]["maxLength"],
+                crate::idempotency::MAX_KEY_LEN as u64
+            );
+        }
+    }
+
+    #[test]
+    fn reset_documents_the_admin_key_and_both_refusals() {
+        let doc = doc();
+        let reset = &doc["paths"]["/reset"]["delete"];
+        assert_eq!(reset["security"], serde_json::json!([{ ADMIN_SCHEME: [] }]));
+        for status in ["200", "401", "403", "503"] {
+            assert!(reset["responses"][status].is_object(), "{status}");
+        }
+        let schemes = &doc["components"]["securitySchemes"];
+        for name in [WRITE_SCHEME, ADMIN_SCHEME] {
+            assert_eq!(schemes[name]["type"], "http");
+            assert_eq!(schemes[name]["scheme"], "bearer");
+        }
+        // Read-only endpoints need no key.
+        for path in ["/messages", "/queue/status", "/health", "/metrics"] {
+            assert!(doc["paths"][path]["get"]["security"].is_null(), "{path}");
+        }
+    }
+
+    #[test]
+    fn documented_limits_are_the_enforced_ones() {
+        let doc = doc();
+        let schemas = &doc["components"]["schemas"];
+        let content = &schemas["NewMessage"]["properties"]["content"];
+        assert_eq!(content["maxLength"], MAX_CONTENT_CHARS as u64);
+        assert_eq!(content["minLength"], 1);
+        for id in ["user_id", "channel_id"] {
+            assert_eq!(schemas["NewMessage"]["properties"][id]["minimum"], 1);
+        }
+        let count = &schemas["SimulateRequest"]["properties"]["count"];
+        assert_eq!(count["maximum"], MAX_SIMULATE_COUNT);
+        assert_eq!(count["minimum"], 1);
+        assert_eq!(
+            schemas["MessageBatch"]["maxItems"],
+            crate::domain::MAX_BATCH_MESSAGES as u64
+        );
+        assert_eq!(schemas["MessageBatch"]["minItems"], 1);
+        let limit = &doc["paths"]["/messages"]["get"]["parameters"][0];
+        assert_eq!(limit["name"], "limit");
+        assert_eq!(limit["schema"]["maximum"], MAX_LIST_LIMIT);
+    }
+}
