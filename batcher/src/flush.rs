@@ -1,0 +1,217 @@
+//! One flush, end to end: decode, commit (retrying transient failures), clear the processing list, publish.
+//!
+//! A [`Flusher`] owns its own PostgreSQL and Redis connections, so the worker can run it on a spawned task
+//! while it keeps filling the next batch on its own connection.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use pipeline::events::{BatchPersisted, ServerEvent};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    backoff::Backoff,
+    policy::FlushReason,
+    queue::{Cleared, Queue, RedisLink},
+    row::{self, Row},
+    store::{Attempts, BatchToCommit, Committed, Store, StoreError},
+};
+
+/// Longest one commit try may take before its connection is presumed dead and the try is redone.
+pub const COMMIT_TRY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A batch to flush.
+#[derive(Debug)]
+pub struct FlushJob {
+    /// Raw elements, oldest first: the oldest elements of the processing list.
+    pub elements: Vec<Vec<u8>>,
+    pub reason: FlushReason,
+    /// The lease the elements were taken under.
+    pub lease: String,
+    /// Number of this flush under `lease`; makes a retried clear harmless.
+    pub seq: u64,
+}
+
+/// How a flush ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlushOutcome {
+    /// Committed, cleared from the processing list, event published.
+    Done,
+    /// Committed, but the list now belongs to someone else (this batcher was presumed dead).
+    Fenced,
+    /// Committed, but the list's oldest end is not this batch: the worker must re-read its list.
+    Mismatch,
+    /// Shutting down and out of time: the batch may be uncommitted and stays in the processing list.
+    GaveUp,
+}
+
+/// Flushes batches; owns the connections it needs.
+#[derive(Debug)]
+pub struct Flusher {
+    store: Store,
+    redis: RedisLink,
+    queue: Queue,
+    /// Cancelled when shutdown's grace period is over: retries stop.
+    give_up: CancellationToken,
+}
+
+impl Flusher {
+    pub fn new(store: Store, redis: RedisLink, queue: Queue, give_up: CancellationToken) -> Self {
+        Self {
+            store,
+            redis,
+            queue,
+            give_up,
+        }
+    }
+
+    /// Flushes one batch. Never drops it: transient failures are retried with capped backoff until they
+    /// succeed or, at shutdown, the grace period ends.
+    pub async fn flush(&mut self, job: FlushJob) -> FlushOutcome {
+        let started = Instant::now();
+        let size = job.elements.len();
+        let mut rows: Vec<Row<'_>> = Vec::with_capacity(size);
+        let mut row_raws: Vec<&[u8]> = Vec::with_capacity(size);
+        let mut rejected: Vec<(&[u8], String)> = Vec::new();
+        for raw in &job.elements {
+            match row::decode(raw) {
+                Ok(row) => {
+                    rows.push(row);
+                    row_raws.push(raw);
+                }
+                Err(reason) => rejected.push((raw, row::error_text(&reason.to_string()))),
+            }
+        }
+        let batcher_id = self.queue.id.clone();
+        let batch = BatchToCommit {
+            batcher_id: &batcher_id,
+            reason: job.reason,
+            size,
+            rows: &rows,
+            row_raws: &row_raws,
+            rejected: &rejected,
+        };
+        let Some(committed) = self.commit(&batch).await else {
+            return FlushOutcome::GaveUp;
+        };
+        let committed_at = Utc::now();
+
+        let ids = persisted_ids(&rows, &committed.refused, committed_at);
+        let dead_letters = rejected.len() + committed.refused.len();
+        let event = ServerEvent::BatchPersisted(BatchPersisted {
+            ids,
+            batch_id: committed.batch_id,
+            batch_size: size as u64,
+            worker_timestamp: committed_at,
+            reason: job.reason.as_str().to_owned(),
+            batcher_id,
+            dead_letters: dead_letters as u64,
+        });
+        let event = serde_json::to_string(&event).expect("events serialize");
+        let outcome = self.clear(&job, &event).await;
+
+        let elapsed = started.elapsed();
+        metrics::counter!("batcher_messages_persisted_total").increment(committed.inserted);
+        metrics::counter!("batcher_flushes_total", "reason" => job.reason.as_str()).increment(1);
+        metrics::counter!("batcher_dead_letters_total").increment(dead_letters as u64);
+        metrics::histogram!("batcher_batch_size").record(size as f64);
+        metrics::histogram!("batcher_flush_duration_seconds").record(elapsed.as_secs_f64());
+        tracing::info!(
+            batch_id = committed.batch_id,
+            size,
+            inserted = committed.inserted,
+            dead_letters,
+            reason = %job.reason,
+            duration_ms = %format_args!("{:.1}", elapsed.as_secs_f64() * 1000.0),
+            outcome = ?outcome,
+            "batch committed"
+        );
+        outcome
+    }
+
+    /// Commits with retries; `None` if shutdown's grace ran out first.
+    async fn commit(&mut self, batch: &BatchToCommit<'_>) -> Option<Committed> {
+        let mut attempts = Attempts::default();
+        let mut backoff = Backoff::default();
+        loop {
+            let try_commit =
+                tokio::time::timeout(COMMIT_TRY_TIMEOUT, self.store.commit(batch, &mut attempts));
+            // A try hung on a silent connection must not hold shutdown past its grace period. Dropping it
+            // mid-transaction rolls back (or, after COMMIT was sent, leaves a commit the replay will see).
+            let result = tokio::select! {
+                result = try_commit => Some(result.unwrap_or(Err(StoreError::Timeout(COMMIT_TRY_TIMEOUT)))),
+                () = self.give_up.cancelled() => None,
+            };
+            let Some(result) = result else {
+                self.store.reset();
+                return None;
+            };
+            match result {
+                Ok(committed) => return Some(committed),
+                Err(error) => {
+                    let delay = backoff.next_delay();
+                    tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "cannot commit the batch; retrying");
+                    metrics::counter!("batcher_retries_total").increment(1);
+                    self.store.reset();
+                    if !self.pause(delay).await {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Clears the batch from the processing list and publishes the event, with retries.
+    async fn clear(&mut self, job: &FlushJob, event: &str) -> FlushOutcome {
+        let mut backoff = Backoff::default();
+        loop {
+            match self
+                .queue
+                .clear(&mut self.redis, &job.lease, job.seq, &job.elements, event)
+                .await
+            {
+                Ok(Cleared::Done) => return FlushOutcome::Done,
+                Ok(Cleared::Fenced) => return FlushOutcome::Fenced,
+                Ok(Cleared::Mismatch) => return FlushOutcome::Mismatch,
+                Err(error) => {
+                    let delay = backoff.next_delay();
+                    tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "cannot clear the committed batch; retrying");
+                    metrics::counter!("batcher_retries_total").increment(1);
+                    if !self.pause(delay).await {
+                        return FlushOutcome::GaveUp;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sleeps `delay`; `false` if the grace period ended meanwhile.
+    async fn pause(&self, delay: Duration) -> bool {
+        tokio::select! {
+            () = tokio::time::sleep(delay) => true,
+            () = self.give_up.cancelled() => false,
+        }
+    }
+}
+
+/// Tracking ids of the rows that are in `messages` now (all but the refused ones, whose indexes ascend),
+/// recording each one's end-to-end latency on the way.
+fn persisted_ids(
+    rows: &[Row<'_>],
+    refused: &[(usize, String)],
+    committed_at: chrono::DateTime<Utc>,
+) -> Vec<uuid::Uuid> {
+    let latency = metrics::histogram!("pipeline_end_to_end_latency_seconds");
+    let mut refused = refused.iter().map(|(index, _)| *index).peekable();
+    let mut ids = Vec::with_capacity(rows.len());
+    for (index, row) in rows.iter().enumerate() {
+        if refused.next_if_eq(&index).is_some() {
+            continue;
+        }
+        ids.push(row.tracking_id);
+        let waited = (committed_at - row.created_at).to_std().unwrap_or_default();
+        latency.record(waited.as_secs_f64());
+    }
+    ids
+}

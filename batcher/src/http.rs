@@ -1,0 +1,103 @@
+//! `/health` and `/metrics`.
+
+use std::time::Duration;
+
+use axum::{
+    Json, Router,
+    extract::State,
+    http::{StatusCode, header},
+    response::IntoResponse,
+    routing::get,
+};
+use serde::Serialize;
+
+/// How long each dependency check of `/health` may take.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What the handlers need.
+#[derive(Debug, Clone)]
+pub struct HttpState {
+    pub batcher_id: String,
+    pub redis: redis::Client,
+    pub postgres: deadpool_postgres::Pool,
+}
+
+/// `GET /health` body: `status` is `ok` (200) or `unavailable` (503, a dependency is down).
+#[derive(Debug, Serialize)]
+pub struct Health {
+    pub status: &'static str,
+    pub batcher_id: String,
+    /// `ok` or `unreachable`.
+    pub redis: &'static str,
+    /// `ok` or `unreachable`.
+    pub postgres: &'static str,
+}
+
+/// The router of the batcher's HTTP endpoints.
+pub fn app(state: HttpState) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+async fn health(State(state): State<HttpState>) -> impl IntoResponse {
+    let (redis, postgres) = tokio::join!(redis_ok(&state.redis), postgres_ok(&state.postgres));
+    let word = |ok| if ok { "ok" } else { "unreachable" };
+    let status = if redis && postgres {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = Health {
+        status: if status == StatusCode::OK {
+            "ok"
+        } else {
+            "unavailable"
+        },
+        batcher_id: state.batcher_id,
+        redis: word(redis),
+        postgres: word(postgres),
+    };
+    (status, Json(body))
+}
+
+async fn redis_ok(client: &redis::Client) -> bool {
+    let ping = async {
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        redis::cmd("PING").query_async::<String>(&mut conn).await
+    };
+    match tokio::time::timeout(CHECK_TIMEOUT, ping).await {
+        Ok(Ok(_)) => true,
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "health: Redis unreachable");
+            false
+        }
+        Err(_) => false,
+    }
+}
+
+async fn postgres_ok(pool: &deadpool_postgres::Pool) -> bool {
+    let check = async {
+        let client = pool.get().await.map_err(|error| error.to_string())?;
+        client
+            .simple_query("SELECT 1")
+            .await
+            .map_err(|error| error.to_string())
+    };
+    match tokio::time::timeout(CHECK_TIMEOUT, check).await {
+        Ok(Ok(_)) => true,
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "health: PostgreSQL unreachable");
+            false
+        }
+        Err(_) => false,
+    }
+}
+
+async fn metrics() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        pipeline::telemetry::metrics().render(),
+    )
+}

@@ -1,0 +1,306 @@
+//! Helpers shared by the batcher's integration tests: a running batcher, messages pushed the way the ingestor
+//! pushes them, and queries over the outcome.
+#![allow(dead_code)] // each test file uses its own subset
+
+use std::time::Duration;
+
+use batcher::Config;
+use chrono::{DateTime, SubsecRound, Utc};
+use pipeline::{
+    config::{BatchConfig, DatabaseConfig, LogConfig, LogFormat, RedisConfig},
+    queued::QueuedMessage,
+};
+use testkit::TestEnv;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// How long a test waits for an outcome that should take well under a second.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A batcher config for `env`.
+pub fn config(env: &TestEnv, batcher_id: &str, batch_size: usize, timeout_secs: f64) -> Config {
+    Config {
+        redis: RedisConfig {
+            redis_url: env.redis_url.clone(),
+            redis_key_prefix: env.prefix.clone(),
+        },
+        database: DatabaseConfig {
+            database_url: env.database_url.clone(),
+        },
+        batch: BatchConfig {
+            batch_size,
+            batch_timeout: Duration::from_secs_f64(timeout_secs),
+        },
+        log: LogConfig {
+            log_format: LogFormat::Text,
+            log_filter: "warn".into(),
+        },
+        batcher_addr: "127.0.0.1:0".parse().unwrap(),
+        batcher_id: batcher_id.into(),
+    }
+}
+
+/// A batcher running in this process.
+pub struct Running {
+    pub shutdown: CancellationToken,
+    pub task: JoinHandle<anyhow::Result<()>>,
+    pub addr: std::net::SocketAddr,
+}
+
+impl Running {
+    /// Cancels the token and waits for `run` to return; panics if it failed.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(20), self.task)
+            .await
+            .expect("the batcher stops within 20 s")
+            .expect("the batcher task does not panic")
+            .expect("the batcher returns Ok");
+    }
+}
+
+/// Applies the schema (so the test can query before the batcher has started), then starts `batcher::run`
+/// on 127.0.0.1:0.
+pub async fn start(env: &TestEnv, config: Config) -> Running {
+    env.apply_schema().await;
+    let (listener, addr) = testkit::listener().await.unwrap();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(batcher::run(config, listener, shutdown.clone()));
+    Running {
+        shutdown,
+        task,
+        addr,
+    }
+}
+
+/// A valid message, as the ingestor would queue it (created_at in whole microseconds, like PostgreSQL).
+pub fn message(i: usize) -> QueuedMessage {
+    QueuedMessage {
+        tracking_id: Uuid::now_v7(),
+        user_id: 1 + i as i64,
+        channel_id: 7,
+        content: format!("message {i} ✓"),
+        created_at: Utc::now().trunc_subsecs(6),
+    }
+}
+
+/// `n` valid messages.
+pub fn messages(n: usize) -> Vec<QueuedMessage> {
+    (0..n).map(message).collect()
+}
+
+/// The JSON element of `message`.
+pub fn raw(message: &QueuedMessage) -> Vec<u8> {
+    serde_json::to_vec(message).unwrap()
+}
+
+/// `LPUSH key e1 e2 …` in one command: `e1` ends up rightmost, i.e. oldest.
+pub async fn lpush(env: &TestEnv, key: &str, elements: &[Vec<u8>]) {
+    let mut redis = env.redis().await;
+    let _: i64 = redis::cmd("LPUSH")
+        .arg(key)
+        .arg(elements)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+}
+
+/// Pushes raw elements onto the pending list, oldest first.
+pub async fn push_raw(env: &TestEnv, elements: &[Vec<u8>]) {
+    lpush(env, &env.keys().pending(), elements).await;
+}
+
+/// Pushes messages onto the pending list, oldest first.
+pub async fn push(env: &TestEnv, messages: &[QueuedMessage]) {
+    let elements: Vec<Vec<u8>> = messages.iter().map(raw).collect();
+    push_raw(env, &elements).await;
+}
+
+/// `LLEN key`.
+pub async fn llen(env: &TestEnv, key: &str) -> i64 {
+    let mut redis = env.redis().await;
+    redis::cmd("LLEN")
+        .arg(key)
+        .query_async(&mut redis)
+        .await
+        .unwrap()
+}
+
+/// Waits until `messages` holds `n` rows.
+pub async fn wait_rows(env: &TestEnv, n: i64) {
+    testkit::eventually(WAIT, &format!("{n} rows"), || async {
+        (env.count("messages").await == n).then_some(())
+    })
+    .await;
+}
+
+/// Waits until `key` is an empty list.
+pub async fn wait_empty(env: &TestEnv, key: &str) {
+    testkit::eventually(WAIT, &format!("{key} to empty"), || async {
+        (llen(env, key).await == 0).then_some(())
+    })
+    .await;
+}
+
+/// One `batches` row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchRow {
+    pub id: i64,
+    pub batcher_id: String,
+    pub reason: String,
+    pub size: i32,
+    pub inserted: i32,
+    pub dead_letters: i32,
+    pub committed_at: DateTime<Utc>,
+}
+
+/// Every `batches` row, in commit order.
+pub async fn batches(env: &TestEnv) -> Vec<BatchRow> {
+    env.db()
+        .await
+        .query(
+            "SELECT id, batcher_id, reason, size, inserted, dead_letters, committed_at \
+             FROM batches ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| BatchRow {
+            id: row.get(0),
+            batcher_id: row.get(1),
+            reason: row.get(2),
+            size: row.get(3),
+            inserted: row.get(4),
+            dead_letters: row.get(5),
+            committed_at: row.get(6),
+        })
+        .collect()
+}
+
+/// Every row of `messages` as the message it came from, in insertion order.
+pub async fn persisted(env: &TestEnv) -> Vec<QueuedMessage> {
+    env.db()
+        .await
+        .query(
+            "SELECT tracking_id, user_id, channel_id, content, created_at FROM messages ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| QueuedMessage {
+            tracking_id: row.get(0),
+            user_id: row.get(1),
+            channel_id: row.get(2),
+            content: row.get(3),
+            created_at: row.get(4),
+        })
+        .collect()
+}
+
+/// `(count(*), count(DISTINCT tracking_id))` of `messages`.
+pub async fn row_counts(env: &TestEnv) -> (i64, i64) {
+    let row = env
+        .db()
+        .await
+        .query_one(
+            "SELECT count(*), count(DISTINCT tracking_id) FROM messages",
+            &[],
+        )
+        .await
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+/// Whether `id` is in the set of batchers.
+pub async fn registered(env: &TestEnv, id: &str) -> bool {
+    let mut redis = env.redis().await;
+    redis::cmd("SISMEMBER")
+        .arg(env.keys().batchers())
+        .arg(id)
+        .query_async(&mut redis)
+        .await
+        .unwrap()
+}
+
+/// A loopback TCP proxy in front of Redis or PostgreSQL, so a test can cut one service's connections and make
+/// the server unreachable for a while without touching anyone else's connections.
+pub struct Proxy {
+    pub addr: std::net::SocketAddr,
+    refusing: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    cuts: tokio::sync::watch::Sender<u64>,
+    accept: JoinHandle<()>,
+}
+
+impl Proxy {
+    /// Listens on 127.0.0.1:0 and forwards every connection to `target`.
+    pub async fn start(target: std::net::SocketAddr) -> Self {
+        use std::sync::{
+            Arc,
+            atomic::{AtomicBool, Ordering},
+        };
+        let (listener, addr) = testkit::listener().await.unwrap();
+        let refusing = Arc::new(AtomicBool::new(false));
+        let (cuts, _) = tokio::sync::watch::channel(0u64);
+        let accept = {
+            let (refusing, cuts) = (Arc::clone(&refusing), cuts.clone());
+            tokio::spawn(async move {
+                while let Ok((mut inbound, _)) = listener.accept().await {
+                    if refusing.load(Ordering::SeqCst) {
+                        continue; // dropped: the client sees the connection closed
+                    }
+                    let mut cut = cuts.subscribe();
+                    tokio::spawn(async move {
+                        let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
+                            return;
+                        };
+                        tokio::select! {
+                            _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                            _ = cut.changed() => {}
+                        }
+                    });
+                }
+            })
+        };
+        Self {
+            addr,
+            refusing,
+            cuts,
+            accept,
+        }
+    }
+
+    /// Closes every open connection and refuses new ones until [`Proxy::restore`].
+    pub fn cut_and_refuse(&self) {
+        self.refusing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.cuts.send_modify(|n| *n += 1);
+    }
+
+    /// Accepts connections again.
+    pub fn restore(&self) {
+        self.refusing
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.cuts.send_modify(|n| *n += 1);
+    }
+}
+
+/// `url` with its `host:port` replaced by `addr` (e.g. to go through a [`Proxy`]).
+pub fn via(url: &str, addr: std::net::SocketAddr) -> String {
+    let scheme_end = url.find("://").unwrap() + 3;
+    let host_start = url[scheme_end..]
+        .find('@')
+        .map_or(scheme_end, |i| scheme_end + i + 1);
+    let host_end = url[host_start..]
+        .find(['/', '?'])
+        .map_or(url.len(), |i| host_start + i);
+    format!("{}{addr}{}", &url[..host_start], &url[host_end..])
+}
