@@ -1,0 +1,29 @@
+//! The API's error message under the field it names (or, with `field` = `None`, under the whole form).
+
+use leptos::prelude::*;
+
+use crate::model::errors::FormError;
+
+#[component]
+pub fn FieldError(
+    error: RwSignal<Option<FormError>>,
+    field: Option<&'static str>,
+) -> impl IntoView {
+    let message = move || {
+        error.with(|error| {
+            let error = error.as_ref()?;
+            match field {
+                Some(field) => error.for_field(field).map(str::to_owned),
+                // The form-wide slot shows what no field of the form claims.
+                None => error.field.is_none().then(|| error.message.clone()),
+            }
+        })
+    };
+    view! {
+        <Show when=move || message().is_some()>
+            <p class="field-error" role="alert" data-field=field.unwrap_or("form")>
+                {message}
+            </p>
+        </Show>
+    }
+}

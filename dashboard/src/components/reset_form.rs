@@ -1,0 +1,69 @@
+//! Reset (`DELETE /reset`): deletes every message, batch and queued element. Asks for confirmation, and
+//! sends the admin key (`ADMIN_API_KEY`; without one the ingestor refuses resets) as a bearer token.
+
+use leptos::{ev::SubmitEvent, prelude::*, task::spawn_local};
+
+use super::field_error::FieldError;
+use crate::{actions, model::errors::FormError, store::Store};
+
+#[component]
+pub fn ResetForm() -> impl IntoView {
+    let store = Store::get();
+    let key = RwSignal::new(String::new());
+    let confirming = RwSignal::new(false);
+    let busy = RwSignal::new(false);
+    let error = RwSignal::new(None::<FormError>);
+    let done = RwSignal::new(false);
+
+    let submit = move |event: SubmitEvent| {
+        event.prevent_default();
+        if !confirming.get_untracked() {
+            confirming.set(true);
+            done.set(false);
+            return;
+        }
+        busy.set(true);
+        spawn_local(async move {
+            let result = actions::reset(store, &key.get_untracked()).await;
+            done.set(result.is_ok());
+            error.set(result.err());
+            confirming.set(false);
+            busy.set(false);
+        });
+    };
+
+    view! {
+        <form class="form reset" on:submit=submit novalidate>
+            <h3>"Reset"</h3>
+            <div class="row inline">
+                <label class="field">
+                    <span>"Admin key"</span>
+                    <input
+                        data-testid="reset-key"
+                        type="password"
+                        autocomplete="off"
+                        prop:value=key
+                        on:input=move |ev| key.set(event_target_value(&ev))
+                    />
+                </label>
+                <button
+                    type="submit"
+                    class="danger"
+                    data-testid="reset-button"
+                    disabled=busy
+                >
+                    {move || if confirming.get() { "Confirm: delete everything" } else { "Reset pipeline…" }}
+                </button>
+                <Show when=move || confirming.get()>
+                    <button type="button" class="quiet" on:click=move |_| confirming.set(false)>
+                        "Cancel"
+                    </button>
+                </Show>
+            </div>
+            <FieldError error field=None/>
+            <Show when=move || done.get()>
+                <p class="ok">"Everything was deleted."</p>
+            </Show>
+        </form>
+    }
+}

@@ -1,0 +1,106 @@
+//! What the notifier tells the page at `GET /config.json`, and the form inputs turned into request bodies.
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// Body of `GET /config.json`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ClientConfig {
+    /// Base URL of the ingestor's API (no trailing slash).
+    pub ingestor_url: String,
+    /// `BATCH_SIZE`.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: u64,
+    /// `BATCH_TIMEOUT`.
+    #[serde(default = "default_batch_timeout")]
+    pub batch_timeout_seconds: f64,
+}
+
+fn default_batch_size() -> u64 {
+    50
+}
+
+fn default_batch_timeout() -> f64 {
+    30.0
+}
+
+impl ClientConfig {
+    /// What the page assumes until (or unless) `/config.json` answers: the ingestor on port 8000 of the host
+    /// that served the page.
+    pub fn fallback(hostname: &str) -> Self {
+        Self {
+            ingestor_url: format!("http://{hostname}:8000"),
+            batch_size: default_batch_size(),
+            batch_timeout_seconds: default_batch_timeout(),
+        }
+    }
+
+    pub fn batch_timeout_ms(&self) -> f64 {
+        self.batch_timeout_seconds * 1_000.0
+    }
+}
+
+/// The WebSocket URL of `/ws/stats` on the page's own origin (`http:` → `ws:`, `https:` → `wss:`).
+pub fn websocket_url(protocol: &str, host: &str) -> String {
+    let scheme = if protocol == "https:" { "wss" } else { "ws" };
+    format!("{scheme}://{host}/ws/stats")
+}
+
+/// A form field for a JSON number: sent as a number when it is an integer, else as the text typed, so the
+/// API (not the page) decides, and names the field in its 422.
+pub fn number_or_text(input: &str) -> Value {
+    let trimmed = input.trim();
+    match trimmed.parse::<i64>() {
+        Ok(n) => json!(n),
+        Err(_) => json!(trimmed),
+    }
+}
+
+/// Body of `POST /messages` from the form's three inputs.
+pub fn new_message_body(user_id: &str, channel_id: &str, content: &str) -> String {
+    json!({
+        "user_id": number_or_text(user_id),
+        "channel_id": number_or_text(channel_id),
+        "content": content,
+    })
+    .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_json_is_read_with_defaults() {
+        let config: ClientConfig =
+            serde_json::from_str(r#"{"ingestor_url":"http://127.0.0.1:8000"}"#).unwrap();
+        assert_eq!(config, ClientConfig::fallback("127.0.0.1"));
+        let full: ClientConfig = serde_json::from_str(
+            r#"{"ingestor_url":"http://x:1","batch_size":7,"batch_timeout_seconds":0.5}"#,
+        )
+        .unwrap();
+        assert_eq!((full.batch_size, full.batch_timeout_ms()), (7, 500.0));
+    }
+
+    #[test]
+    fn websocket_url_follows_the_page_scheme() {
+        assert_eq!(
+            websocket_url("http:", "127.0.0.1:8001"),
+            "ws://127.0.0.1:8001/ws/stats"
+        );
+        assert_eq!(
+            websocket_url("https:", "dash.example"),
+            "wss://dash.example/ws/stats"
+        );
+    }
+
+    #[test]
+    fn numbers_are_sent_as_numbers_and_anything_else_as_typed() {
+        let body: Value = serde_json::from_str(&new_message_body(" 7 ", "x", "hi")).unwrap();
+        assert_eq!(
+            body,
+            json!({"user_id": 7, "channel_id": "x", "content": "hi"})
+        );
+        assert_eq!(number_or_text(""), json!(""));
+    }
+}
