@@ -1,0 +1,198 @@
+//! The pipeline scenarios (1) single-message POSTs, (2) bulk POSTs and (3) a /simulate drain; (4) is in
+//! [`crate::latency`]. Each is measured by [`Bench::measure`]: load, drain, check.
+
+use std::sync::Arc;
+
+use anyhow::bail;
+use bytes::Bytes;
+use hyper::StatusCode;
+use pipeline::api::MAX_SIMULATE_COUNT;
+
+use crate::corpus;
+use crate::latency::{OPEN_LOOP_GRACE, SATURATED};
+use crate::load::{Body, Workload, closed_loop, open_loop, sequential};
+use crate::measure::{Measured, sustained};
+use crate::pacing::Schedule;
+use crate::report::{rate, ratio};
+use crate::run::{Bench, say};
+
+impl Bench {
+    /// (1) `POST /messages`, one message per request, closed loop on keep-alive connections.
+    pub async fn single(&mut self) -> anyhow::Result<()> {
+        let (connections, duration) = (self.plan.connections, self.plan.duration);
+        say(&format!(
+            "(1) single-message POST /messages, {connections} connections for {duration:?}"
+        ));
+        let addr = self.services.ingestor.addr();
+        let workload = Arc::new(Workload::singles(
+            "/messages",
+            corpus::single_bodies(1024),
+            false,
+        ));
+        let measured = self
+            .measure(|progress| closed_loop(addr, workload, connections, duration, progress))
+            .await?;
+        let verdict = sustained(&measured, duration, self.plan.batch_timeout);
+        let mut row = self.row(
+            format!("(1) single POST /messages, {connections} conns"),
+            &measured,
+            vec![verdict],
+        );
+        row.ratio = ratios(&[
+            ratio(measured.outcome.accepted_rate(), self.ceilings.http, "HTTP"),
+            ratio(measured.persisted_rate(), self.ceilings.copy, "COPY"),
+        ]);
+        self.rows.push(row);
+        Ok(())
+    }
+
+    /// (2) `POST /messages/batch` arrays, closed loop.
+    pub async fn bulk(&mut self) -> anyhow::Result<()> {
+        let plan = &self.plan;
+        let (size, connections, duration) =
+            (plan.bulk_size, plan.bulk_connections, plan.bulk_duration);
+        say(&format!(
+            "(2) bulk POST /messages/batch of {size}, {connections} connections for {duration:?}"
+        ));
+        let addr = self.services.ingestor.addr();
+        let workload = Arc::new(bulk_workload(size));
+        let measured = self
+            .measure(|progress| {
+                closed_loop(addr, workload.clone(), connections, duration, progress)
+            })
+            .await?;
+        let verdict = sustained(&measured, duration, self.plan.batch_timeout);
+        let name = format!("(2) bulk POST /messages/batch ×{size}, {connections} conns");
+        let mut row = self.row(name, &measured, vec![verdict, "latency per request".into()]);
+        row.ratio = self.bulk_ratios(&measured);
+        self.rows.push(row);
+
+        // The goal is a share of the COPY ceiling *sustained*: offer exactly that, open loop.
+        let Some(copy) = self.ceilings.copy.filter(|_| self.plan.bulk_sustain > 0.0) else {
+            return Ok(());
+        };
+        let target = self.plan.bulk_sustain * copy;
+        say(&format!(
+            "(2b) bulk at {:.0}% of the COPY ceiling: {} msg/s open loop for {duration:?}",
+            100.0 * self.plan.bulk_sustain,
+            rate(target)
+        ));
+        let schedule = Schedule::new(target / size as f64, duration);
+        let deadline = duration + OPEN_LOOP_GRACE;
+        let measured = self
+            .measure(|progress| {
+                open_loop(addr, workload, connections, schedule, deadline, progress)
+            })
+            .await?;
+        let mut notes = vec![sustained(&measured, duration, self.plan.batch_timeout)];
+        let achieved = measured.outcome.accepted_rate();
+        if achieved < SATURATED * target {
+            notes.push(format!(
+                "saturated: {} of {} msg/s",
+                rate(achieved),
+                rate(target)
+            ));
+        }
+        let name = format!(
+            "(2b) bulk ×{size} at {:.0}% of COPY, open loop",
+            100.0 * self.plan.bulk_sustain
+        );
+        let mut row = self.row(name, &measured, notes);
+        row.ratio = self.bulk_ratios(&measured);
+        self.rows.push(row);
+        Ok(())
+    }
+
+    fn bulk_ratios(&self, measured: &Measured) -> String {
+        ratios(&[
+            ratio(
+                measured.outcome.accepted_rate(),
+                self.ceilings.redis,
+                "LPUSH",
+            ),
+            ratio(measured.persisted_rate(), self.ceilings.copy, "COPY"),
+        ])
+    }
+
+    /// (3) `POST /simulate` of `simulate_count` messages (requests of at most 1,000,000), until persisted.
+    pub async fn simulate(&mut self) -> anyhow::Result<()> {
+        let count = self.plan.simulate_count;
+        say(&format!(
+            "(3) POST /simulate of {count} messages, until fully persisted"
+        ));
+        let addr = self.services.ingestor.addr();
+        let mut bodies = Vec::new();
+        let mut left = count;
+        while left > 0 {
+            let n = left.min(MAX_SIMULATE_COUNT);
+            bodies.push(Body {
+                bytes: Bytes::from(format!("{{\"count\":{n}}}")),
+                messages: n,
+            });
+            left -= n;
+        }
+        let workload = Arc::new(Workload {
+            path: "/simulate",
+            bodies,
+            expect: StatusCode::ACCEPTED,
+            keep_ids: false,
+        });
+        let measured = self
+            .measure(|progress| sequential(addr, workload, progress))
+            .await?;
+        if measured.outcome.accepted != count {
+            bail!(
+                "/simulate queued {} of {count} messages",
+                measured.outcome.accepted
+            );
+        }
+        let to_persisted = measured.drained.at.duration_since(measured.start);
+        let notes = vec![format!(
+            "202 after {:.2} s, all persisted after {:.2} s",
+            measured.outcome.elapsed.as_secs_f64(),
+            to_persisted.as_secs_f64()
+        )];
+        let mut row = self.row(
+            format!("(3) POST /simulate {}", rate(count as f64)),
+            &measured,
+            notes,
+        );
+        // One or a few huge requests: their latency is in the notes, not a percentile.
+        (row.p50, row.p99) = (None, None);
+        row.ratio = ratios(&[
+            ratio(
+                measured.outcome.accepted_rate(),
+                self.ceilings.redis,
+                "LPUSH",
+            ),
+            ratio(measured.persisted_rate(), self.ceilings.copy, "COPY"),
+        ]);
+        self.rows.push(row);
+        Ok(())
+    }
+}
+
+/// Four different `POST /messages/batch` bodies of `size` messages.
+fn bulk_workload(size: u64) -> Workload {
+    let bodies = (0..4)
+        .map(|i| Body {
+            bytes: corpus::batch_body(i * size, size),
+            messages: size,
+        })
+        .collect();
+    Workload {
+        path: "/messages/batch",
+        bodies,
+        expect: StatusCode::CREATED,
+        keep_ids: false,
+    }
+}
+
+pub fn ratios(parts: &[Option<String>]) -> String {
+    parts
+        .iter()
+        .flatten()
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ")
+}

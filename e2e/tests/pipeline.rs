@@ -1,0 +1,379 @@
+//! The whole pipeline, end to end: POST → Redis → batcher → PostgreSQL → pub/sub → WebSocket.
+
+use std::{collections::HashSet, net::SocketAddr, time::Duration};
+
+use clap::Parser;
+use futures_util::{StreamExt, stream};
+use pipeline::{
+    api::{MessageAccepted, PersistedMessage, SimulateAccepted},
+    events::ServerEvent,
+};
+use testkit::{TestEnv, eventually};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// The three services running in this process against one test's database and key prefix; `replicas` of each,
+/// as a scaled-out deployment would run them (each batcher with its own `BATCHER_ID`).
+struct Pipeline {
+    env: TestEnv,
+    /// Base URL of each ingestor; `api` is the first.
+    ingestors: Vec<String>,
+    api: String,
+    notifiers: Vec<SocketAddr>,
+    notifier: SocketAddr,
+    http: reqwest::Client,
+    shutdown: CancellationToken,
+    services: Vec<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Pipeline {
+    async fn start(batch_size: usize, batch_timeout: &str) -> Self {
+        Self::start_replicated(1, batch_size, batch_timeout).await
+    }
+
+    async fn start_replicated(replicas: usize, batch_size: usize, batch_timeout: &str) -> Self {
+        let env = TestEnv::new().await;
+        let batch_size = batch_size.to_string();
+        let shared = [
+            "--redis-url",
+            env.redis_url.as_str(),
+            "--redis-key-prefix",
+            env.prefix.as_str(),
+            "--database-url",
+            env.database_url.as_str(),
+            "--batch-size",
+            batch_size.as_str(),
+            "--batch-timeout",
+            batch_timeout,
+        ];
+        let args = |name: &str, extra: &[&str]| {
+            std::iter::once(name)
+                .chain(shared.iter().copied())
+                .chain(extra.iter().copied())
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        };
+        let shutdown = CancellationToken::new();
+        let mut services = Vec::new();
+        let mut ingestors = Vec::new();
+        let mut notifiers = Vec::new();
+
+        for replica in 1..=replicas {
+            let (listener, addr) = testkit::listener().await.unwrap();
+            let config = ingestor::Config::try_parse_from(args("ingestor", &[])).unwrap();
+            services.push(tokio::spawn(ingestor::run(
+                config,
+                listener,
+                shutdown.clone(),
+            )));
+            ingestors.push(format!("http://{addr}"));
+
+            let (listener, _) = testkit::listener().await.unwrap();
+            let id = format!("e2e-{replica}");
+            let config =
+                batcher::Config::try_parse_from(args("batcher", &["--batcher-id", &id])).unwrap();
+            services.push(tokio::spawn(batcher::run(
+                config,
+                listener,
+                shutdown.clone(),
+            )));
+
+            let (listener, addr) = testkit::listener().await.unwrap();
+            let config = notifier::Config::try_parse_from(args("notifier", &[])).unwrap();
+            services.push(tokio::spawn(notifier::run(
+                config,
+                listener,
+                shutdown.clone(),
+            )));
+            notifiers.push(addr);
+        }
+
+        let pipeline = Self {
+            env,
+            api: ingestors[0].clone(),
+            notifier: notifiers[0],
+            ingestors,
+            notifiers,
+            http: reqwest::Client::new(),
+            shutdown,
+            services,
+        };
+        let health = pipeline
+            .ingestors
+            .iter()
+            .map(|api| format!("{api}/health"))
+            .chain(
+                pipeline
+                    .notifiers
+                    .iter()
+                    .map(|addr| format!("http://{addr}/health")),
+            );
+        for url in health {
+            eventually(Duration::from_secs(10), "service health", || async {
+                let response = pipeline.http.get(&url).send().await.ok()?;
+                response.status().is_success().then_some(())
+            })
+            .await;
+        }
+        pipeline
+    }
+
+    async fn post(&self, user_id: i64, content: &str) -> MessageAccepted {
+        self.post_to(&self.api, user_id, content).await
+    }
+
+    async fn post_to(&self, api: &str, user_id: i64, content: &str) -> MessageAccepted {
+        let response = self
+            .http
+            .post(format!("{api}/messages"))
+            .json(&serde_json::json!({"user_id": user_id, "channel_id": 7, "content": content}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+        response.json().await.unwrap()
+    }
+
+    /// Tracking ids in `messages`, failing on duplicates.
+    async fn persisted_ids(&self) -> HashSet<Uuid> {
+        let rows = self
+            .env
+            .db()
+            .await
+            .query("SELECT tracking_id FROM messages", &[])
+            .await
+            .unwrap();
+        let ids: HashSet<Uuid> = rows.iter().map(|row| row.get(0)).collect();
+        assert_eq!(ids.len(), rows.len(), "duplicate tracking_id in messages");
+        ids
+    }
+
+    async fn wait_for_rows(&self, expected: i64) {
+        eventually(
+            Duration::from_secs(30),
+            &format!("{expected} rows"),
+            || async { (self.env.count("messages").await >= expected).then_some(()) },
+        )
+        .await;
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        for service in self.services {
+            service.await.unwrap().unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn thousands_of_concurrent_posts_become_exactly_those_rows() {
+    let pipeline = Pipeline::start(100, "0.1").await;
+    const MESSAGES: i64 = 3000;
+
+    let accepted: Vec<MessageAccepted> = stream::iter(0..MESSAGES)
+        .map(|i| {
+            let pipeline = &pipeline;
+            async move { pipeline.post(i + 1, &format!("message {i}")).await }
+        })
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    let returned: HashSet<Uuid> = accepted.iter().map(|a| a.message_id).collect();
+    assert_eq!(returned.len(), MESSAGES as usize, "message ids are unique");
+    assert!(accepted.iter().all(|a| a.status == "queued"));
+
+    pipeline.wait_for_rows(MESSAGES).await;
+    // Give a stray duplicate the chance to show up before asserting there is none.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(pipeline.env.count("messages").await, MESSAGES);
+    assert_eq!(pipeline.persisted_ids().await, returned);
+
+    let totals = pipeline
+        .env
+        .db()
+        .await
+        .query_one("SELECT messages FROM pipeline_totals", &[])
+        .await
+        .unwrap();
+    assert_eq!(totals.get::<_, i64>(0), MESSAGES);
+    pipeline.stop().await;
+}
+
+#[tokio::test]
+async fn simulate_persists_exactly_the_ids_it_returned() {
+    let pipeline = Pipeline::start(50, "0.1").await;
+    let response = pipeline
+        .http
+        .post(format!("{}/simulate", pipeline.api))
+        .json(&serde_json::json!({"count": 2000}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let accepted: SimulateAccepted = response.json().await.unwrap();
+    assert_eq!(accepted.messages_count, 2000);
+    assert_eq!(accepted.batch_threshold, 50);
+    let returned: HashSet<Uuid> = accepted.tracking_ids.into_iter().collect();
+    assert_eq!(returned.len(), 2000);
+
+    pipeline.wait_for_rows(2000).await;
+    assert_eq!(pipeline.persisted_ids().await, returned);
+    pipeline.stop().await;
+}
+
+#[tokio::test]
+async fn a_websocket_client_sees_every_posted_id_become_persisted() {
+    let pipeline = Pipeline::start(20, "0.05").await;
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async(format!("ws://{}/ws/stats", pipeline.notifier))
+            .await
+            .unwrap();
+    // The first frame is the current stats; after it the subscription is live.
+    let first = next_event(&mut socket).await;
+    assert!(
+        matches!(first, ServerEvent::StatsUpdate(_)),
+        "got {first:?}"
+    );
+
+    let mut posted = HashSet::new();
+    for i in 0..150 {
+        posted.insert(pipeline.post(1, &format!("watched {i}")).await.message_id);
+    }
+
+    let mut seen = HashSet::new();
+    let mut last_total = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while (seen.len() < posted.len() || last_total < 150) && tokio::time::Instant::now() < deadline
+    {
+        match next_event(&mut socket).await {
+            ServerEvent::BatchPersisted(batch) => {
+                assert!(batch.batch_size <= 20, "batch over BATCH_SIZE: {batch:?}");
+                seen.extend(batch.ids);
+            }
+            ServerEvent::StatsUpdate(stats) => {
+                assert_eq!(stats.batch_threshold, 20);
+                last_total = stats.total_messages;
+            }
+        }
+    }
+    assert_eq!(
+        seen, posted,
+        "every posted id arrives in a batch_persisted event"
+    );
+    assert_eq!(
+        last_total, 150,
+        "stats_update reports every persisted message"
+    );
+    pipeline.stop().await;
+}
+
+#[tokio::test]
+async fn get_messages_lists_what_the_batcher_persisted_newest_first() {
+    let pipeline = Pipeline::start(3, "0.05").await;
+    let first = pipeline.post(11, "first").await;
+    let second = pipeline.post(12, "second").await;
+    let third = pipeline.post(13, "third").await;
+    pipeline.wait_for_rows(3).await;
+
+    let rows: Vec<PersistedMessage> = pipeline
+        .http
+        .get(format!("{}/messages?limit=2", pipeline.api))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2);
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.tracking_id).collect();
+    assert_eq!(ids, vec![third.message_id, second.message_id]);
+    assert_eq!((rows[0].user_id, rows[0].content.as_str()), (13, "third"));
+    assert_ne!(first.message_id, third.message_id);
+    pipeline.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_of_each_service_persist_every_message_once_and_every_notifier_relays_every_id() {
+    let pipeline = Pipeline::start_replicated(2, 50, "0.05").await;
+    const MESSAGES: i64 = 2000;
+
+    // Subscribe to both notifiers before posting; the first frame of each is the current stats.
+    let mut sockets = Vec::new();
+    for addr in &pipeline.notifiers {
+        let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws/stats"))
+            .await
+            .unwrap();
+        let first = next_event(&mut socket).await;
+        assert!(
+            matches!(first, ServerEvent::StatsUpdate(_)),
+            "got {first:?}"
+        );
+        sockets.push(socket);
+    }
+
+    // Alternate between the two ingestors, 64 requests in flight.
+    let accepted: Vec<MessageAccepted> = stream::iter(0..MESSAGES)
+        .map(|i| {
+            let pipeline = &pipeline;
+            let api = &pipeline.ingestors[i as usize % 2];
+            async move { pipeline.post_to(api, i + 1, &format!("scaled {i}")).await }
+        })
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    let returned: HashSet<Uuid> = accepted.iter().map(|a| a.message_id).collect();
+    assert_eq!(returned.len(), MESSAGES as usize);
+
+    pipeline.wait_for_rows(MESSAGES).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(pipeline.env.count("messages").await, MESSAGES);
+    assert_eq!(pipeline.persisted_ids().await, returned);
+
+    // Both batchers took part, each under its own id (its own processing list and heartbeat).
+    let batchers: Vec<String> = pipeline
+        .env
+        .db()
+        .await
+        .query("SELECT DISTINCT batcher_id FROM batches ORDER BY 1", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(batchers, ["e2e-1", "e2e-2"]);
+
+    // Every notifier relays every batch, whichever batcher committed it.
+    for (n, socket) in sockets.iter_mut().enumerate() {
+        let mut seen = HashSet::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while seen.len() < returned.len() && tokio::time::Instant::now() < deadline {
+            if let ServerEvent::BatchPersisted(batch) = next_event(socket).await {
+                seen.extend(batch.ids);
+            }
+        }
+        assert_eq!(seen, returned, "notifier {n} relays every persisted id");
+    }
+    pipeline.stop().await;
+}
+
+async fn next_event<S>(socket: &mut S) -> ServerEvent
+where
+    S: futures_util::Stream<
+            Item = Result<
+                tokio_tungstenite::tungstenite::Message,
+                tokio_tungstenite::tungstenite::Error,
+            >,
+        > + Unpin,
+{
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(5), socket.next())
+            .await
+            .expect("an event within 5 s")
+            .expect("the socket stays open")
+            .expect("a valid frame");
+        if let tokio_tungstenite::tungstenite::Message::Text(text) = frame {
+            return serde_json::from_str(&text).expect("events parse as ServerEvent");
+        }
+    }
+}
