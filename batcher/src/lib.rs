@@ -37,6 +37,7 @@
 //! - [`flush`]: one flush end to end: decode, commit with retries, clear, publish `batch_persisted`, metrics.
 //! - [`worker`]: the fill/flush loop, recovery and the shutdown flush.
 //! - [`http`]: `/health` and `/metrics`.
+//! - [`telemetry`]: the metrics, declared at start.
 
 pub mod backoff;
 pub mod flush;
@@ -46,6 +47,7 @@ pub mod policy;
 pub mod queue;
 pub mod row;
 pub mod store;
+pub mod telemetry;
 pub mod worker;
 
 use std::net::SocketAddr;
@@ -117,7 +119,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     // Installs the recorder before the first metric is recorded.
-    let _ = pipeline::telemetry::metrics();
+    telemetry::declare_metrics();
     let database_url = &config.database.database_url;
     pipeline::schema::connect_and_apply(database_url).await?;
     let redis = redis::Client::open(config.redis.redis_url.as_str()).with_context(|| {

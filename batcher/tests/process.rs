@@ -1,5 +1,5 @@
-//! The real `batcher` binary: killed with SIGKILL holding a full processing list, and stopped with SIGTERM
-//! holding a partial batch.
+//! The real `batcher` binary: killed with SIGKILL holding a full processing list, killed again and again in
+//! the middle of a stream, and stopped with SIGTERM holding a partial batch.
 
 mod common;
 
@@ -68,6 +68,89 @@ async fn a_batcher_killed_with_a_full_processing_list_loses_and_duplicates_nothi
 
     sigterm(&second).await;
     let status = tokio::time::timeout(Duration::from_secs(20), second.wait())
+        .await
+        .expect("exits within 20 s")
+        .unwrap();
+    assert!(status.success(), "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batchers_killed_again_and_again_mid_stream_lose_and_duplicate_nothing() {
+    const MESSAGES: usize = 10_000;
+    const CHUNK: usize = 250;
+    // Kill delays after each start, spread so that kills land while moving, during COPY and between the
+    // commit and the clearing of the processing list (fixed, so a failure replays the same schedule).
+    const KILL_AFTER_MS: [u64; 6] = [120, 45, 310, 80, 200, 15];
+
+    let env = TestEnv::new().await;
+    env.apply_schema().await;
+    let sent = messages(MESSAGES);
+
+    // The stream: a chunk every 10 ms, while batchers come and go.
+    let producer = {
+        let mut redis = env.redis().await;
+        let pending = env.keys().pending();
+        let chunks: Vec<Vec<Vec<u8>>> = sent
+            .chunks(CHUNK)
+            .map(|chunk| chunk.iter().map(raw).collect())
+            .collect();
+        tokio::spawn(async move {
+            for chunk in chunks {
+                let _: i64 = redis::cmd("LPUSH")
+                    .arg(&pending)
+                    .arg(chunk)
+                    .query_async(&mut redis)
+                    .await
+                    .unwrap();
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+
+    // Each incarnation gets a new id, as a rescheduled container would: the dead one's list is left for a live
+    // batcher to reclaim once its heartbeat expires.
+    for (n, delay) in KILL_AFTER_MS.iter().enumerate() {
+        let mut child = spawn(&env, &format!("crash-{n}"), 200, "0.05");
+        tokio::time::sleep(Duration::from_millis(*delay)).await;
+        child.kill().await.unwrap();
+    }
+    producer.await.unwrap();
+    let mut survivor = spawn(&env, "survivor", 200, "0.05");
+
+    testkit::eventually(Duration::from_secs(60), "10000 rows", || async {
+        (env.count("messages").await == MESSAGES as i64).then_some(())
+    })
+    .await;
+    for n in 0..KILL_AFTER_MS.len() {
+        wait_empty(&env, &env.keys().processing(&format!("crash-{n}"))).await;
+    }
+    wait_empty(&env, &env.keys().pending()).await;
+    // Give a replayed batch the chance to show up as a duplicate before asserting there is none.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(row_counts(&env).await, (MESSAGES as i64, MESSAGES as i64));
+    let mut persisted = persisted(&env).await;
+    persisted.sort_by_key(|m| m.tracking_id);
+    let mut expected = sent.clone();
+    expected.sort_by_key(|m| m.tracking_id);
+    assert_eq!(persisted, expected);
+    let totals: i64 = env
+        .db()
+        .await
+        .query_one("SELECT messages FROM pipeline_totals", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        totals, MESSAGES as i64,
+        "the running total counts each row once"
+    );
+    // The kills landed on batchers at work, and the survivor recovered what they held.
+    let batches = batches(&env).await;
+    assert!(batches.iter().any(|b| b.batcher_id.starts_with("crash-")));
+    assert!(batches.iter().any(|b| b.batcher_id == "survivor"));
+
+    sigterm(&survivor).await;
+    let status = tokio::time::timeout(Duration::from_secs(20), survivor.wait())
         .await
         .expect("exits within 20 s")
         .unwrap();

@@ -146,7 +146,7 @@ pub async fn run(
         .await
         .context("Failed to prepare the database")?;
     // Installs the recorder before anything is counted (counts made before it would be lost).
-    pipeline::telemetry::metrics();
+    telemetry::declare_metrics();
     tracing::info!(
         write_keys = config.api_keys.0.len(),
         writes_need_key = access.writes_need_key(),

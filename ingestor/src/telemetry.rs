@@ -16,6 +16,42 @@ use crate::error::ErrorCode;
 /// Label for requests that matched no route (a fixed value, so unknown paths cannot blow up cardinality).
 const UNMATCHED: &str = "unmatched";
 
+/// Error codes a submission can be refused with: each gets its `ingestor_messages_rejected_total` series at 0.
+const REJECTION_REASONS: &[&str] = &[
+    "malformed_json",
+    "payload_too_large",
+    "unsupported_media_type",
+    "invalid_field",
+    "unauthorized",
+    "queue_full",
+    "redis_unavailable",
+];
+
+/// Declares the ingestor's metrics, so that each is on `/metrics` from the first scrape.
+pub fn declare_metrics() {
+    use pipeline::telemetry::Metric;
+    pipeline::telemetry::declare(&[
+        Metric::Counter {
+            name: "ingestor_messages_accepted_total",
+            help: "Messages queued in Redis (each item of a batch or a simulation counts).",
+            label: None,
+        },
+        Metric::Counter {
+            name: "ingestor_messages_rejected_total",
+            help: "Submissions refused, by error code.",
+            label: Some(("reason", REJECTION_REASONS)),
+        },
+        Metric::Histogram {
+            name: "ingestor_request_duration_seconds",
+            help: "HTTP request duration by method, matched route and status.",
+        },
+        Metric::Gauge {
+            name: "ingestor_queue_depth",
+            help: "Messages waiting in Redis, as last read for MAX_QUEUE_DEPTH.",
+        },
+    ]);
+}
+
 /// Messages accepted (each one in a batch or a simulation counts).
 pub fn accepted(count: u64) {
     metrics::counter!("ingestor_messages_accepted_total").increment(count);

@@ -11,6 +11,7 @@
 //!   slows itself (it lags and skips events), the number of clients is bounded.
 //! - `dashboard`: the built dashboard at `/` (or a small page saying how to build it) and `GET /config.json`.
 //! - `http`: the router, `/health`, `/metrics`, and the one error type of the HTTP layer.
+//! - `telemetry`: the metrics, declared at start.
 //!
 //! The dashboard calls the ingestor's API directly: it learns the ingestor's URL from `/config.json`
 //! (`INGESTOR_URL`), and the ingestor allows the notifier's origin via CORS.
@@ -20,6 +21,7 @@ mod http;
 mod rate;
 mod relay;
 mod stats;
+mod telemetry;
 mod ws;
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
@@ -115,9 +117,8 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    // Install the recorder before the first metric is touched, and make the gauge visible from the start.
-    let _ = pipeline::telemetry::metrics();
-    metrics::gauge!("notifier_ws_clients").increment(0.0);
+    // Install the recorder before the first metric is touched, and make every metric visible from the start.
+    telemetry::declare_metrics();
 
     pipeline::schema::connect_and_apply(&config.database.database_url)
         .await

@@ -61,3 +61,59 @@ pub fn metrics() -> PrometheusHandle {
         })
         .clone()
 }
+
+/// One metric a service exposes, declared at start so that `/metrics` shows it (with its help text) from the
+/// first scrape: counters at 0 rather than absent until their first event, so that dashboards, alerts and
+/// `rate()` see a series from the beginning.
+#[derive(Debug, Clone, Copy)]
+pub enum Metric {
+    /// A counter; with `Some((label, values))`, one series at 0 per value.
+    Counter {
+        name: &'static str,
+        help: &'static str,
+        label: Option<(&'static str, &'static [&'static str])>,
+    },
+    /// A gauge, at 0 until set.
+    Gauge {
+        name: &'static str,
+        help: &'static str,
+    },
+    /// A histogram in seconds (names ending in `_seconds`) or of sizes; it has samples only once recorded.
+    Histogram {
+        name: &'static str,
+        help: &'static str,
+    },
+}
+
+/// Installs the recorder (if not yet) and declares `metrics`.
+pub fn declare(metrics: &[Metric]) {
+    let _ = self::metrics();
+    for metric in metrics {
+        match *metric {
+            Metric::Counter { name, help, label } => {
+                metrics::describe_counter!(name, help);
+                match label {
+                    None => metrics::counter!(name).increment(0),
+                    Some((label, values)) => {
+                        for value in values {
+                            metrics::counter!(name, label => *value).increment(0);
+                        }
+                    }
+                }
+            }
+            Metric::Gauge { name, help } => {
+                metrics::describe_gauge!(name, help);
+                metrics::gauge!(name).increment(0.0);
+            }
+            Metric::Histogram { name, help } => {
+                let unit = if name.ends_with("_seconds") {
+                    metrics::Unit::Seconds
+                } else {
+                    metrics::Unit::Count
+                };
+                metrics::describe_histogram!(name, unit, help);
+                let _ = metrics::histogram!(name);
+            }
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! The batcher's metrics, declared at start so that each is on `/metrics` from the first scrape.
+
+use pipeline::telemetry::Metric;
+
+/// Every `reason` a flush can have (see [`crate::policy::FlushReason`]).
+const FLUSH_REASONS: &[&str] = &["size", "timeout", "shutdown", "recovery"];
+
+/// Declares every metric the batcher records.
+pub fn declare_metrics() {
+    pipeline::telemetry::declare(&[
+        Metric::Counter {
+            name: "batcher_messages_persisted_total",
+            help: "Rows committed to `messages` (replays of already committed rows are not counted).",
+            label: None,
+        },
+        Metric::Counter {
+            name: "batcher_flushes_total",
+            help: "Committed batches, by what triggered the flush.",
+            label: Some(("reason", FLUSH_REASONS)),
+        },
+        Metric::Counter {
+            name: "batcher_dead_letters_total",
+            help: "Elements written to `dead_letters` instead of `messages`.",
+            label: None,
+        },
+        Metric::Counter {
+            name: "batcher_retries_total",
+            help: "Redis or PostgreSQL operations retried after a failure (with capped backoff).",
+            label: None,
+        },
+        Metric::Counter {
+            name: "batcher_fenced_total",
+            help: "Times this batcher found its lease lost (its list reclaimed) and started over.",
+            label: None,
+        },
+        Metric::Counter {
+            name: "batcher_reclaims_total",
+            help: "Processing lists of dead batchers moved back to pending by this batcher.",
+            label: None,
+        },
+        Metric::Counter {
+            name: "batcher_reclaimed_messages_total",
+            help: "Elements moved back to pending from dead batchers' processing lists.",
+            label: None,
+        },
+        Metric::Histogram {
+            name: "batcher_batch_size",
+            help: "Elements per committed batch.",
+        },
+        Metric::Histogram {
+            name: "batcher_flush_duration_seconds",
+            help: "Time from the start of a flush to its commit, retries included.",
+        },
+        Metric::Histogram {
+            name: "pipeline_end_to_end_latency_seconds",
+            help: "Message creation (at the ingestor) to its commit in PostgreSQL.",
+        },
+        Metric::Gauge {
+            name: "pipeline_queue_depth",
+            help: "Messages pending in Redis plus those held in batchers' processing lists.",
+        },
+    ]);
+}
