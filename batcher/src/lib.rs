@@ -33,7 +33,8 @@
 //! - [`backoff`]: capped exponential backoff (50 ms doubling to 5 s) for retries.
 //! - [`queue`]: the Redis moves (BLMOVE, the batch-moving script, clearing after commit) and the connection.
 //! - [`heartbeat`]: registration, the heartbeat lease, reclaiming dead batchers' lists.
-//! - [`store`]: PostgreSQL: COPY into a staging table, idempotent insert, bad-row isolation, one transaction.
+//! - [`store`]: PostgreSQL: binary COPY straight into `messages` (through a staging table with `ON CONFLICT` only
+//!   when a replay hits `tracking_id`), bad-row isolation, one transaction.
 //! - [`flush`]: one flush end to end: decode, commit with retries, clear, publish `batch_persisted`, metrics.
 //! - [`worker`]: the fill/flush loop, recovery and the shutdown flush.
 //! - [`http`]: `/health` and `/metrics`.
@@ -125,7 +126,7 @@ pub async fn run(
     let redis = redis::Client::open(config.redis.redis_url.as_str()).with_context(|| {
         format!(
             "REDIS_URL is not a valid Redis URL: {}",
-            config.redis.redis_url
+            pipeline::schema::redact(&config.redis.redis_url)
         )
     })?;
 

@@ -49,7 +49,7 @@ pub fn declare_metrics() {
         },
         Metric::Histogram {
             name: "batcher_flush_duration_seconds",
-            help: "Time from the start of a flush to its commit, retries included.",
+            help: "Time of a flush: decode, commit (retries included), clear and publish.",
         },
         Metric::Histogram {
             name: "pipeline_end_to_end_latency_seconds",

@@ -1,6 +1,7 @@
 //! `Idempotency-Key` on `POST /messages` and `POST /messages/batch`: the same key yields the same
-//! `message_id`(s) and one element per message in Redis, also when the retry follows a failure (a 503
-//! pushed nothing and remembered nothing, so the retry pushes as if it were the first request).
+//! `message_id`(s) and one element per message in Redis, also when the retry follows a failure: the key is
+//! remembered in the same script that pushes, so after a 503 either both happened (the retry gets the first
+//! answer) or neither did (the retry pushes as if it were the first request).
 //!
 //! One Lua script remembers the key's answer (`SET EX`, only when the key is new) and pushes the elements
 //! atomically, so two concurrent requests with the same key cannot both push. Such requests bypass the

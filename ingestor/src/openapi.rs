@@ -66,7 +66,8 @@ impl Modify for SecuritySchemes {
 #[into_params(parameter_in = Header)]
 pub struct IdempotencyKey {
     /// 1 to 128 visible ASCII characters. The same key returns the first request's answer (same ids)
-    /// and queues nothing, for a day; also after a failed attempt (a 503 remembered nothing).
+    /// and queues nothing, for a day; also after a failed attempt (a 503 either queued and remembered the
+    /// request, or did neither).
     #[param(
         rename = "Idempotency-Key",
         nullable = false,

@@ -95,7 +95,10 @@ impl AppState {
 /// A self-healing Redis connection that connects on first use.
 fn redis_connection(url: &str) -> anyhow::Result<ConnectionManager> {
     let client = redis::Client::open(url)
-        .map_err(|error| anyhow::anyhow!("REDIS_URL is not a valid Redis URL ({url}): {error}"))?;
+        .map_err(|error| {
+            let url = pipeline::schema::redact(url);
+            anyhow::anyhow!("REDIS_URL is not a valid Redis URL ({url}): {error}")
+        })?;
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(REDIS_CONNECT_TIMEOUT))
         .set_response_timeout(Some(REDIS_RESPONSE_TIMEOUT))

@@ -25,6 +25,7 @@ const REJECTION_REASONS: &[&str] = &[
     "unauthorized",
     "queue_full",
     "redis_unavailable",
+    "internal",
 ];
 
 /// Declares the ingestor's metrics, so that each is on `/metrics` from the first scrape.
@@ -47,7 +48,7 @@ pub fn declare_metrics() {
         },
         Metric::Gauge {
             name: "ingestor_queue_depth",
-            help: "Messages waiting in Redis, as last read for MAX_QUEUE_DEPTH.",
+            help: "Messages pending in Redis plus those held by batchers, as last read for MAX_QUEUE_DEPTH.",
         },
     ]);
 }

@@ -26,7 +26,7 @@ pub fn declare_metrics() {
         },
         Metric::Counter {
             name: "notifier_stats_read_failures_total",
-            help: "Failed reads of the stats sources; the last values are kept meanwhile.",
+            help: "Streaks of failed stats reads, by source (counted once per streak; the last values are kept).",
             label: Some(("source", &["redis", "postgres"])),
         },
         Metric::Gauge {

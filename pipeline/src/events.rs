@@ -43,7 +43,8 @@ pub struct Stats {
 /// The batcher publishes it on the `{prefix}:events` channel after the commit; the notifier relays it as is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BatchPersisted {
-    /// Tracking ids of every message of the batch, including ones a replay found already persisted.
+    /// Tracking ids of the batch's rows that are in `messages`, including ones a replay found already
+    /// persisted; dead letters are not listed (an undecodable element has no id).
     pub ids: Vec<Uuid>,
     /// `batches.id`.
     pub batch_id: i64,

@@ -1,7 +1,8 @@
 //! Names of every Redis key and channel the pipeline uses.
 //!
 //! All of them start with the same hash tag, `{<REDIS_KEY_PREFIX>}`, so they live in one Redis Cluster slot and
-//! the Lua scripts that touch several of them stay legal on a cluster.
+//! the Lua scripts that touch several of them keep to one slot. (The services' Redis client is not
+//! cluster-aware: on a cluster, point `REDIS_URL` at the node owning the prefix's slot.)
 
 /// Key and channel names under one `REDIS_KEY_PREFIX`.
 #[derive(Debug, Clone, PartialEq, Eq)]
