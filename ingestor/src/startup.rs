@@ -1,6 +1,8 @@
 //! Builds the application: the shared state (Redis, PostgreSQL pool, group-commit pusher, access keys,
 //! backpressure) and the router, whose routes also make the OpenAPI document.
 
+use std::ops::Deref;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -29,9 +31,21 @@ const REDIS_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Longest answer time for one Redis command (a 10,000-element LPUSH of /simulate included).
 const REDIS_RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Everything handlers share. Cheap to clone.
+/// Everything handlers share: one `Arc`, since axum clones the state for every request.
 #[derive(Clone, Debug)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The contents of [`AppState`].
+#[derive(Debug)]
+pub struct Shared {
     pub keys: Keys,
     /// For everything but single-message pushes: batch, simulate, status, reset, health.
     pub redis: ConnectionManager,
@@ -74,7 +88,7 @@ impl AppState {
         let depth_refresher =
             backpressure.spawn_refresher(redis.clone(), keys.clone(), shutdown.clone());
         let db = pipeline::schema::pool(&config.database.database_url, DB_POOL_SIZE)?;
-        let state = Self {
+        let state = Self(Arc::new(Shared {
             keys,
             redis,
             pusher,
@@ -83,7 +97,7 @@ impl AppState {
             cors_origins: config.cors_origins.clone(),
             access,
             backpressure,
-        };
+        }));
         let tasks = Tasks {
             pusher: pusher_task,
             depth_refresher,
@@ -94,11 +108,10 @@ impl AppState {
 
 /// A self-healing Redis connection that connects on first use.
 fn redis_connection(url: &str) -> anyhow::Result<ConnectionManager> {
-    let client = redis::Client::open(url)
-        .map_err(|error| {
-            let url = pipeline::schema::redact(url);
-            anyhow::anyhow!("REDIS_URL is not a valid Redis URL ({url}): {error}")
-        })?;
+    let client = redis::Client::open(url).map_err(|error| {
+        let url = pipeline::schema::redact(url);
+        anyhow::anyhow!("REDIS_URL is not a valid Redis URL ({url}): {error}")
+    })?;
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(REDIS_CONNECT_TIMEOUT))
         .set_response_timeout(Some(REDIS_RESPONSE_TIMEOUT))
