@@ -1,0 +1,78 @@
+//! A statement timeout cancelling the batcher's COPY: the batch stays in the processing list, is retried with
+//! backoff, and commits exactly once, with no dead letter. In a file of its own so that the process-wide
+//! `batcher_retries_total` counts only this test's batcher.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use testkit::TestEnv;
+
+async fn retries_total(metrics_url: &str) -> f64 {
+    let text = reqwest::get(metrics_url)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix("batcher_retries_total "))
+        .expect("batcher_retries_total is exposed")
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn statements_cancelled_by_statement_timeout_are_retried_until_the_batch_commits_once() {
+    let env = TestEnv::new().await;
+    env.apply_schema().await;
+    // Every new connection to this test's database gets a 300 ms statement_timeout.
+    let db = env.db().await;
+    db.batch_execute(
+        "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET statement_timeout = ''300ms''', \
+         current_database()); END $$",
+    )
+    .await
+    .unwrap();
+    let batcher = start(&env, config(&env, "st1", 1000, 0.1)).await;
+    push(&env, &messages(1)).await;
+    wait_rows(&env, 1).await;
+
+    // A long transaction holds `messages`: the batcher's COPY waits for the lock until it is cancelled.
+    let mut holder = env.db().await;
+    let lock = holder.transaction().await.unwrap();
+    lock.batch_execute(
+        "SET LOCAL statement_timeout = 0; LOCK TABLE messages IN ACCESS EXCLUSIVE MODE",
+    )
+    .await
+    .unwrap();
+    let sent = messages(5);
+    push(&env, &sent).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        llen(&env, &env.keys().processing("st1")).await,
+        5,
+        "the batch stays in Redis while its statements time out"
+    );
+    lock.rollback().await.unwrap();
+
+    wait_rows(&env, 6).await;
+    wait_empty(&env, &env.keys().processing("st1")).await;
+    assert_eq!(row_counts(&env).await, (6, 6));
+    assert_eq!(&persisted(&env).await[1..], &sent[..]);
+    assert_eq!(
+        env.count("dead_letters").await,
+        0,
+        "a timeout is not bad data"
+    );
+    assert_eq!(
+        batches(&env).await.len(),
+        2,
+        "one batch per flush, however many tries"
+    );
+    // Alone in this process, so every retry counted is this batcher's: the lock outlasted several timeouts.
+    let retries = retries_total(&format!("http://{}/metrics", batcher.addr)).await;
+    assert!(retries >= 2.0, "{retries} retries");
+    batcher.stop().await;
+}
