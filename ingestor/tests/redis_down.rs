@@ -1,6 +1,6 @@
 //! Redis unreachable: every endpoint that needs it answers 503 with `Retry-After`, never a 201; the
 //! ingestor reconnects by itself once Redis is back; and a retry with the same `Idempotency-Key` after a
-//! 503 is queued exactly once.
+//! 503 is queued exactly once, also when Redis was paused rather than gone.
 
 mod common;
 
@@ -192,5 +192,75 @@ async fn a_retry_with_the_same_idempotency_key_after_a_503_is_queued_exactly_onc
     let mut expected = vec![accepted.message_id];
     expected.extend(batch_ids);
     assert_eq!(pending_ids(&env, port).await, expected);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_paused_redis_gets_a_503_within_the_push_timeout_and_a_keyed_retry_is_queued_once() {
+    let env = TestEnv::new().await;
+    let port = dead_port();
+    let _server = RedisServer::start(port);
+    let app = spawn_app(&env, |config| {
+        config.redis.redis_url = format!("redis://127.0.0.1:{port}");
+    })
+    .await;
+    let post_keyed = || {
+        app.post_json_with(
+            "/messages",
+            message(5, 6, "paused"),
+            &[("idempotency-key", "paused-1")],
+        )
+    };
+    let post = || app.post_json("/messages", message(5, 6, "after the pause"));
+    testkit::eventually(Duration::from_secs(10), "a first 201", || async {
+        (post().await.status() == 201).then_some(())
+    })
+    .await;
+
+    // Redis stops answering writes for 6 s, far beyond the ingestor's 2 s push timeout.
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+    let mut admin = client.get_multiplexed_async_connection().await.unwrap();
+    let () = redis::cmd("CLIENT")
+        .arg(&["PAUSE", "6000", "WRITE"])
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let asked = std::time::Instant::now();
+    let (plain, keyed) = tokio::join!(post(), post_keyed());
+    let waited = asked.elapsed();
+    for response in [plain, keyed] {
+        assert_eq!(response.status(), 503);
+        assert_eq!(response.headers()["retry-after"], "1");
+    }
+    assert!(
+        waited < Duration::from_secs(5),
+        "answered while Redis was still paused, after {waited:?}"
+    );
+
+    let () = redis::cmd("CLIENT")
+        .arg("UNPAUSE")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    // Whether the timed-out pushes ran is unknown to the client; the keyed retry settles it: one element.
+    let accepted: MessageAccepted =
+        testkit::eventually(Duration::from_secs(10), "a 201 for the retry", || async {
+            let response = post_keyed().await;
+            if response.status() == 201 {
+                Some(response.json().await.unwrap())
+            } else {
+                None
+            }
+        })
+        .await;
+    let pending = pending_ids(&env, port).await;
+    assert_eq!(
+        pending
+            .iter()
+            .filter(|id| **id == accepted.message_id)
+            .count(),
+        1
+    );
+    assert_eq!(post().await.status(), 201, "writes go through again");
     app.stop().await;
 }
