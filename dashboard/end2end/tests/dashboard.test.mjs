@@ -257,6 +257,37 @@ test("reset asks for confirmation and the admin key, then empties the pipeline a
   assert.deepEqual(pageErrors, []);
 });
 
+test("the layout fits a phone's width and the stat cards keep their size as numbers change", async () => {
+  const phone = await browser.newPage({ viewport: { width: 390, height: 844 } });
+  try {
+    await phone.goto(`${pipeline.notifierUrl}/`, { waitUntil: "load", timeout: WAIT_MS });
+    await phone.locator('[data-testid="connection-state"][data-state="connected"]').waitFor({ timeout: WAIT_MS });
+    // Nothing wider than the screen: no horizontal scrolling.
+    const overflow = await phone.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.equal(overflow, 0, "horizontal overflow in px at 390 px wide");
+    for (const hook of ["total-messages", "queue-depth", "messages-per-second", "simulate-button"]) {
+      const box = await phone.getByTestId(hook).boundingBox();
+      assert.ok(box && box.x >= 0 && box.x + box.width <= 390, `${hook} within the screen: ${JSON.stringify(box)}`);
+    }
+  } finally {
+    await phone.close();
+  }
+
+  // On the wide page: a burst changes the numbers, not the size of their cards.
+  const card = page.getByTestId("total-messages").locator("xpath=ancestor::article[contains(@class, 'stat')][1]");
+  const before = await card.boundingBox();
+  const total = await shown("total-messages");
+  await burst(40);
+  await waitForNumber("total-messages", "==", total + 40, 30_000);
+  const after = await card.boundingBox();
+  assert.deepEqual(
+    [after.width, after.height],
+    [before.width, before.height],
+    "the stat card keeps its size as its number grows",
+  );
+  assert.deepEqual(pageErrors, []);
+});
+
 /** Polls the ingestor's /queue/status until nothing is queued or held. */
 async function waitUntilQueueEmpty(ingestorUrl, timeoutMs) {
   const deadline = Date.now() + timeoutMs;
