@@ -91,29 +91,27 @@ pub async fn register(
 ) -> Result<bool, QueueError> {
     static SCRIPT: std::sync::LazyLock<redis::Script> =
         std::sync::LazyLock::new(|| script(REGISTER));
-    let ttl = HEARTBEAT_TTL.as_millis() as u64;
-    let registered: i64 = link
-        .call(REDIS_OP_TIMEOUT, |mut conn| async move {
-            SCRIPT
-                .key(&queue.heartbeat)
-                .key(&queue.batchers)
-                .arg(&queue.id)
-                .arg(lease)
-                .arg(ttl)
-                .invoke_async(&mut conn)
-                .await
-        })
-        .await?;
-    Ok(registered == 1)
+    lease_script(&SCRIPT, queue, link, lease).await
 }
 
 /// Renews the heartbeat; `false` when this lease is fenced (the list was reclaimed or the id taken over).
 pub async fn renew(queue: &Queue, link: &mut RedisLink, lease: &str) -> Result<bool, QueueError> {
     static SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| script(RENEW));
+    lease_script(&SCRIPT, queue, link, lease).await
+}
+
+/// Runs a script of [`register`]'s and [`renew`]'s signature (KEYS: heartbeat, batcher set; ARGV: id, lease,
+/// TTL in ms); `true` when it answered 1.
+async fn lease_script(
+    script: &redis::Script,
+    queue: &Queue,
+    link: &mut RedisLink,
+    lease: &str,
+) -> Result<bool, QueueError> {
     let ttl = HEARTBEAT_TTL.as_millis() as u64;
-    let renewed: i64 = link
+    let answer: i64 = link
         .call(REDIS_OP_TIMEOUT, |mut conn| async move {
-            SCRIPT
+            script
                 .key(&queue.heartbeat)
                 .key(&queue.batchers)
                 .arg(&queue.id)
@@ -123,7 +121,7 @@ pub async fn renew(queue: &Queue, link: &mut RedisLink, lease: &str) -> Result<b
                 .await
         })
         .await?;
-    Ok(renewed == 1)
+    Ok(answer == 1)
 }
 
 /// Leaves the set if the processing list is empty, and deletes the heartbeat either way.
