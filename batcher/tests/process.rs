@@ -5,6 +5,8 @@ mod common;
 
 use std::{process::Stdio, time::Duration};
 
+use tokio::io::AsyncReadExt;
+
 use common::*;
 use testkit::TestEnv;
 use tokio::process::{Child, Command};
@@ -193,4 +195,68 @@ async fn sigterm_commits_the_held_partial_batch_and_exits_zero() {
         .await
         .unwrap();
     assert!(!heartbeat);
+}
+
+#[tokio::test]
+async fn json_logs_are_one_object_per_line_with_one_line_per_flush_and_none_per_message() {
+    let env = TestEnv::new().await;
+    env.apply_schema().await;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_batcher"))
+        .env("REDIS_URL", &env.redis_url)
+        .env("DATABASE_URL", &env.database_url)
+        .env("REDIS_KEY_PREFIX", &env.prefix)
+        .env("BATCH_SIZE", "10")
+        .env("BATCH_TIMEOUT", "60")
+        .env("BATCHER_ID", "log1")
+        .env("BATCHER_ADDR", "127.0.0.1:0")
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the batcher binary starts");
+    let mut stdout = child.stdout.take().unwrap();
+    let sent = messages(23);
+    push(&env, &sent).await;
+    wait_rows(&env, 20).await;
+    testkit::eventually(WAIT, "3 held by log1", || async {
+        (llen(&env, &env.keys().processing("log1")).await == 3).then_some(())
+    })
+    .await;
+    sigterm(&child).await;
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("exits within 20 s")
+        .unwrap();
+    assert!(status.success(), "{status}");
+    let mut log = String::new();
+    stdout.read_to_string(&mut log).await.unwrap();
+
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
+        .collect();
+    let flushes: Vec<(u64, String)> = lines
+        .iter()
+        .filter(|line| line["message"] == "batch committed")
+        .map(|line| {
+            assert!(line["duration_ms"].is_string() || line["duration_ms"].is_number());
+            (
+                line["size"].as_u64().unwrap(),
+                line["reason"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        flushes,
+        [
+            (10, "size".into()),
+            (10, "size".into()),
+            (3, "shutdown".into())
+        ]
+    );
+    for message in &sent {
+        let id = message.tracking_id.to_string();
+        assert!(!log.contains(&id), "a message id in the log: {id}");
+    }
 }
