@@ -2,6 +2,7 @@
 //! creation→commit latency from the notifier's `batch_persisted` events.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use anyhow::bail;
@@ -18,6 +19,9 @@ use crate::run::{Bench, say};
 const EVENT_GRACE: Duration = Duration::from_millis(500);
 /// Beyond its duration, how long an open-loop load may run late before its unsent requests are dropped.
 pub const OPEN_LOOP_GRACE: Duration = Duration::from_secs(10);
+/// Unmeasured load at the same rate before each measured one, then a drain: connections, pools, allocator
+/// pages and the table's first pages are warm, so one-off start-up costs do not land in the p99.
+const WARMUP: Duration = Duration::from_secs(3);
 /// An open-loop load that achieves less than this share of its target rate is saturated.
 pub const SATURATED: f64 = 0.95;
 
@@ -44,6 +48,24 @@ impl Bench {
             corpus::single_bodies(1024),
             true,
         ));
+        if !self.plan.smoke {
+            say(&format!(
+                "    warm-up: {WARMUP:?} at the same rate, not measured"
+            ));
+            let before = self.monitor.snapshot().await?;
+            let warm = open_loop(
+                addr,
+                workload.clone(),
+                connections,
+                Schedule::new(target, WARMUP),
+                WARMUP + OPEN_LOOP_GRACE,
+                Arc::new(AtomicU64::new(0)),
+            )
+            .await;
+            self.monitor
+                .drain(before.persisted + warm.accepted, self.drain_timeout())
+                .await?;
+        }
         let log = EventLog::subscribe(self.services.notifier.addr()).await?;
         let measured = self
             .measure(|progress| {
