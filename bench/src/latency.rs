@@ -49,6 +49,9 @@ impl Bench {
             true,
         ));
         if !self.plan.smoke {
+            if !self.monitor.checkpoint().await {
+                say("    (CHECKPOINT refused: earlier scenarios' writes may land in this one)");
+            }
             say(&format!(
                 "    warm-up: {WARMUP:?} at the same rate, not measured"
             ));

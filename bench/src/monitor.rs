@@ -74,6 +74,12 @@ impl Monitor {
         Ok(Self { pg, redis, keys })
     }
 
+    /// `CHECKPOINT`: writes out what earlier scenarios left dirty, so that their writes do not stall this one.
+    /// Needs a superuser or `pg_checkpoint`; without it the scenario just runs on the server as it is.
+    pub async fn checkpoint(&mut self) -> bool {
+        self.pg.batch_execute("CHECKPOINT").await.is_ok()
+    }
+
     pub async fn snapshot(&mut self) -> anyhow::Result<Snapshot> {
         let row = self
             .pg

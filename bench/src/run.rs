@@ -245,7 +245,8 @@ keep up shows its real end-to-end rate. Sustained = the backlog did not grow ove
 load, nothing was refused (429), and what was left drained within 1 s + 2 × BATCH_TIMEOUT. Closed-loop
 rows (1, 2) offer as much as the ingestor accepts: their persisted column is the pipeline's capacity;
 open-loop rows (2b, 4) offer a fixed rate and show whether it is sustained; each rate of (4) is measured
-after 3 s of unmeasured load at that rate and a drain (warm connections and pools). p50/p99: HTTP latency per
+after a PostgreSQL `CHECKPOINT` (so earlier scenarios' dirty pages are not written during it), then 3 s of
+unmeasured load at that rate and a drain (warm connections and pools). p50/p99: HTTP latency per
 request (open loop: from the request's due time, so a stall counts for every request it delayed);
 creation→commit: `worker_timestamp` of the `batch_persisted` event received on `/ws/stats` minus the
 `queued_at` of the message's 201 (both taken by the services on this machine's clock, µs). Peak RSS:
