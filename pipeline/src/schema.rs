@@ -18,6 +18,11 @@ pub async fn apply(client: &mut tokio_postgres::Client) -> anyhow::Result<()> {
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
         .await
         .context("Failed to take the schema lock")?;
+    // Every start re-applies the schema: without this, each service logs "relation … already exists"
+    // notices for every table.
+    tx.batch_execute("SET LOCAL client_min_messages = warning")
+        .await
+        .context("Failed to quiet the schema's notices")?;
     tx.batch_execute(INIT_SQL)
         .await
         .context("Failed to apply init.sql")?;
