@@ -22,14 +22,14 @@ pub struct HttpState {
     pub postgres: deadpool_postgres::Pool,
 }
 
-/// `GET /health` body: `status` is `ok` (200) or `unavailable` (503, a dependency is down).
+/// `GET /health` body: `status` is `ok` (200) or `degraded` (503, a dependency is down).
 #[derive(Debug, Serialize)]
 pub struct Health {
     pub status: &'static str,
     pub batcher_id: String,
-    /// `ok` or `unreachable`.
+    /// `ok` or `unavailable`.
     pub redis: &'static str,
-    /// `ok` or `unreachable`.
+    /// `ok` or `unavailable`.
     pub postgres: &'static str,
 }
 
@@ -43,7 +43,8 @@ pub fn app(state: HttpState) -> Router {
 
 async fn health(State(state): State<HttpState>) -> impl IntoResponse {
     let (redis, postgres) = tokio::join!(redis_ok(&state.redis), postgres_ok(&state.postgres));
-    let word = |ok| if ok { "ok" } else { "unreachable" };
+    // The same words as the ingestor's and the notifier's /health.
+    let word = |ok| if ok { "ok" } else { "unavailable" };
     let status = if redis && postgres {
         StatusCode::OK
     } else {
@@ -53,7 +54,7 @@ async fn health(State(state): State<HttpState>) -> impl IntoResponse {
         status: if status == StatusCode::OK {
             "ok"
         } else {
-            "unavailable"
+            "degraded"
         },
         batcher_id: state.batcher_id,
         redis: word(redis),

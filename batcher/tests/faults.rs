@@ -81,7 +81,7 @@ async fn the_batcher_rides_out_its_redis_connections_being_cut_and_refused() {
     let health: serde_json::Value = response.json().await.unwrap();
     assert_eq!(
         (health["status"].as_str(), health["redis"].as_str()),
-        (Some("unavailable"), Some("unreachable"))
+        (Some("degraded"), Some("unavailable"))
     );
     assert_eq!(health["postgres"], "ok");
     tokio::time::sleep(Duration::from_millis(500)).await;

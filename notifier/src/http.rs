@@ -57,7 +57,8 @@ struct Health {
 }
 
 fn state_of(up: bool) -> &'static str {
-    if up { "ok" } else { "down" }
+    // The same words as the ingestor's and the batcher's /health.
+    if up { "ok" } else { "unavailable" }
 }
 
 /// 200 when Redis and PostgreSQL both answer, 503 otherwise (the service itself keeps running either way).
