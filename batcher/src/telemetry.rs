@@ -55,9 +55,6 @@ pub fn declare_metrics() {
             name: "pipeline_end_to_end_latency_seconds",
             help: "Message creation (at the ingestor) to its commit in PostgreSQL.",
         },
-        Metric::Gauge {
-            name: "pipeline_queue_depth",
-            help: "Messages pending in Redis plus those held in batchers' processing lists.",
-        },
+        pipeline::telemetry::QUEUE_DEPTH,
     ]);
 }

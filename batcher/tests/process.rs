@@ -5,15 +5,15 @@ mod common;
 
 use std::{process::Stdio, time::Duration};
 
-use tokio::io::AsyncReadExt;
-
 use common::*;
 use testkit::TestEnv;
+use tokio::io::AsyncReadExt;
 use tokio::process::{Child, Command};
 
-/// Starts the binary for `env`; the variables are set on the child only.
-fn spawn(env: &TestEnv, batcher_id: &str, batch_size: usize, timeout: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_batcher"))
+/// The binary for `env`, quiet (warnings only, stdout discarded); the variables are set on the child only.
+fn command(env: &TestEnv, batcher_id: &str, batch_size: usize, timeout: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_batcher"));
+    command
         .env("REDIS_URL", &env.redis_url)
         .env("DATABASE_URL", &env.database_url)
         .env("REDIS_KEY_PREFIX", &env.prefix)
@@ -23,20 +23,31 @@ fn spawn(env: &TestEnv, batcher_id: &str, batch_size: usize, timeout: &str) -> C
         .env("BATCHER_ADDR", "127.0.0.1:0")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
-        .kill_on_drop(true)
+        .kill_on_drop(true);
+    command
+}
+
+/// Starts the binary for `env`.
+fn spawn(env: &TestEnv, batcher_id: &str, batch_size: usize, timeout: &str) -> Child {
+    command(env, batcher_id, batch_size, timeout)
         .spawn()
         .expect("the batcher binary starts")
 }
 
-/// Sends SIGTERM (tokio's `Child::kill` is SIGKILL).
-async fn sigterm(child: &Child) {
+/// Sends SIGTERM (tokio's `Child::kill` is SIGKILL) and asserts that the batcher exits 0 within 20 s.
+async fn terminate(child: &mut Child) {
     let pid = child.id().expect("the child is running").to_string();
-    let status = Command::new("kill")
+    let sent = Command::new("kill")
         .args(["-TERM", &pid])
         .status()
         .await
         .unwrap();
-    assert!(status.success());
+    assert!(sent.success());
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("exits within 20 s")
+        .unwrap();
+    assert!(status.success(), "{status}");
 }
 
 #[tokio::test]
@@ -68,12 +79,7 @@ async fn a_batcher_killed_with_a_full_processing_list_loses_and_duplicates_nothi
     let reasons: Vec<_> = batches(&env).await.into_iter().map(|b| b.reason).collect();
     assert_eq!(reasons, ["recovery"]);
 
-    sigterm(&second).await;
-    let status = tokio::time::timeout(Duration::from_secs(20), second.wait())
-        .await
-        .expect("exits within 20 s")
-        .unwrap();
-    assert!(status.success(), "{status}");
+    terminate(&mut second).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -88,35 +94,23 @@ async fn batchers_killed_again_and_again_mid_stream_lose_and_duplicate_nothing()
     env.apply_schema().await;
     let sent = messages(MESSAGES);
 
-    // The stream: a chunk every 10 ms, while batchers come and go.
-    let producer = {
-        let mut redis = env.redis().await;
-        let pending = env.keys().pending();
-        let chunks: Vec<Vec<Vec<u8>>> = sent
-            .chunks(CHUNK)
-            .map(|chunk| chunk.iter().map(raw).collect())
-            .collect();
-        tokio::spawn(async move {
-            for chunk in chunks {
-                let _: i64 = redis::cmd("LPUSH")
-                    .arg(&pending)
-                    .arg(chunk)
-                    .query_async(&mut redis)
-                    .await
-                    .unwrap();
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        })
+    // The stream, a chunk every 10 ms, while batchers come and go.
+    let stream = async {
+        for chunk in sent.chunks(CHUNK) {
+            push(&env, chunk).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     };
-
     // Each incarnation gets a new id, as a rescheduled container would: the dead one's list is left for a live
     // batcher to reclaim once its heartbeat expires.
-    for (n, delay) in KILL_AFTER_MS.iter().enumerate() {
-        let mut child = spawn(&env, &format!("crash-{n}"), 200, "0.05");
-        tokio::time::sleep(Duration::from_millis(*delay)).await;
-        child.kill().await.unwrap();
-    }
-    producer.await.unwrap();
+    let crashes = async {
+        for (n, delay) in KILL_AFTER_MS.iter().enumerate() {
+            let mut child = spawn(&env, &format!("crash-{n}"), 200, "0.05");
+            tokio::time::sleep(Duration::from_millis(*delay)).await;
+            child.kill().await.unwrap();
+        }
+    };
+    tokio::join!(stream, crashes);
     let mut survivor = spawn(&env, "survivor", 200, "0.05");
 
     testkit::eventually(Duration::from_secs(60), "10000 rows", || async {
@@ -151,12 +145,7 @@ async fn batchers_killed_again_and_again_mid_stream_lose_and_duplicate_nothing()
     assert!(batches.iter().any(|b| b.batcher_id.starts_with("crash-")));
     assert!(batches.iter().any(|b| b.batcher_id == "survivor"));
 
-    sigterm(&survivor).await;
-    let status = tokio::time::timeout(Duration::from_secs(20), survivor.wait())
-        .await
-        .expect("exits within 20 s")
-        .unwrap();
-    assert!(status.success(), "{status}");
+    terminate(&mut survivor).await;
 }
 
 #[tokio::test]
@@ -173,12 +162,7 @@ async fn sigterm_commits_the_held_partial_batch_and_exits_zero() {
     .await;
     assert_eq!(env.count("messages").await, 0);
 
-    sigterm(&child).await;
-    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
-        .await
-        .expect("exits within 20 s")
-        .unwrap();
-    assert!(status.success(), "{status}");
+    terminate(&mut child).await;
     assert_eq!(persisted(&env).await, sent);
     let batches = batches(&env).await;
     assert_eq!(batches.len(), 1);
@@ -201,18 +185,10 @@ async fn sigterm_commits_the_held_partial_batch_and_exits_zero() {
 async fn json_logs_are_one_object_per_line_with_one_line_per_flush_and_none_per_message() {
     let env = TestEnv::new().await;
     env.apply_schema().await;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_batcher"))
-        .env("REDIS_URL", &env.redis_url)
-        .env("DATABASE_URL", &env.database_url)
-        .env("REDIS_KEY_PREFIX", &env.prefix)
-        .env("BATCH_SIZE", "10")
-        .env("BATCH_TIMEOUT", "60")
-        .env("BATCHER_ID", "log1")
-        .env("BATCHER_ADDR", "127.0.0.1:0")
+    let mut child = command(&env, "log1", 10, "60")
         .env("LOG_FORMAT", "json")
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .expect("the batcher binary starts");
     let mut stdout = child.stdout.take().unwrap();
@@ -223,12 +199,7 @@ async fn json_logs_are_one_object_per_line_with_one_line_per_flush_and_none_per_
         (llen(&env, &env.keys().processing("log1")).await == 3).then_some(())
     })
     .await;
-    sigterm(&child).await;
-    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
-        .await
-        .expect("exits within 20 s")
-        .unwrap();
-    assert!(status.success(), "{status}");
+    terminate(&mut child).await;
     let mut log = String::new();
     stdout.read_to_string(&mut log).await.unwrap();
 

@@ -17,11 +17,9 @@ use uuid::Uuid;
 /// as a scaled-out deployment would run them (each batcher with its own `BATCHER_ID`).
 struct Pipeline {
     env: TestEnv,
-    /// Base URL of each ingestor; `api` is the first.
+    /// Base URL of each ingestor.
     ingestors: Vec<String>,
-    api: String,
     notifiers: Vec<SocketAddr>,
-    notifier: SocketAddr,
     http: reqwest::Client,
     shutdown: CancellationToken,
     services: Vec<JoinHandle<anyhow::Result<()>>>,
@@ -91,8 +89,6 @@ impl Pipeline {
 
         let pipeline = Self {
             env,
-            api: ingestors[0].clone(),
-            notifier: notifiers[0],
             ingestors,
             notifiers,
             http: reqwest::Client::new(),
@@ -119,8 +115,18 @@ impl Pipeline {
         pipeline
     }
 
+    /// The first ingestor's base URL.
+    fn api(&self) -> &str {
+        &self.ingestors[0]
+    }
+
+    /// The first notifier's address.
+    fn notifier(&self) -> SocketAddr {
+        self.notifiers[0]
+    }
+
     async fn post(&self, user_id: i64, content: &str) -> MessageAccepted {
-        self.post_to(&self.api, user_id, content).await
+        self.post_to(self.api(), user_id, content).await
     }
 
     async fn post_to(&self, api: &str, user_id: i64, content: &str) -> MessageAccepted {
@@ -205,7 +211,7 @@ async fn simulate_persists_exactly_the_ids_it_returned() {
     let pipeline = Pipeline::start(50, "0.1").await;
     let response = pipeline
         .http
-        .post(format!("{}/simulate", pipeline.api))
+        .post(format!("{}/simulate", pipeline.api()))
         .json(&serde_json::json!({"count": 2000}))
         .send()
         .await
@@ -226,7 +232,7 @@ async fn simulate_persists_exactly_the_ids_it_returned() {
 async fn a_websocket_client_sees_every_posted_id_become_persisted() {
     let pipeline = Pipeline::start(20, "0.05").await;
     let (mut socket, _) =
-        tokio_tungstenite::connect_async(format!("ws://{}/ws/stats", pipeline.notifier))
+        tokio_tungstenite::connect_async(format!("ws://{}/ws/stats", pipeline.notifier()))
             .await
             .unwrap();
     // The first frame is the current stats; after it the subscription is live.
@@ -278,7 +284,7 @@ async fn get_messages_lists_what_the_batcher_persisted_newest_first() {
 
     let rows: Vec<PersistedMessage> = pipeline
         .http
-        .get(format!("{}/messages?limit=2", pipeline.api))
+        .get(format!("{}/messages?limit=2", pipeline.api()))
         .send()
         .await
         .unwrap()

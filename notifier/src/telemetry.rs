@@ -29,9 +29,6 @@ pub fn declare_metrics() {
             help: "Streaks of failed stats reads, by source (counted once per streak; the last values are kept).",
             label: Some(("source", &["redis", "postgres"])),
         },
-        Metric::Gauge {
-            name: "pipeline_queue_depth",
-            help: "Messages pending in Redis plus those held in batchers' processing lists.",
-        },
+        pipeline::telemetry::QUEUE_DEPTH,
     ]);
 }

@@ -4,11 +4,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Notifier, next_matching};
-use futures_util::StreamExt;
+use common::{Notifier, close_code, next_matching};
 use serde_json::{Value, json};
 use testkit::TestEnv;
-use tokio_tungstenite::tungstenite::{self, Message, protocol::frame::coding::CloseCode};
+use tokio_tungstenite::tungstenite::{self, protocol::frame::coding::CloseCode};
 
 #[tokio::test]
 async fn the_fallback_page_is_served_when_the_dashboard_is_not_built() {
@@ -199,18 +198,10 @@ async fn shutdown_closes_websockets_and_stops_the_server() {
     );
 
     // The client got a Close frame ("going away"), after at most the stats already in flight.
-    let close = tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            match ws.next().await {
-                Some(Ok(Message::Close(frame))) => return frame,
-                Some(Ok(_)) => {}
-                other => panic!("no Close frame: {other:?}"),
-            }
-        }
-    })
-    .await
-    .expect("the Close frame arrives");
-    assert_eq!(close.map(|f| f.code), Some(CloseCode::Away));
+    assert_eq!(
+        close_code(&mut ws, Duration::from_secs(5)).await,
+        Some(CloseCode::Away)
+    );
     // Nothing listens any more.
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }

@@ -4,11 +4,10 @@ mod common;
 
 use std::{process::Stdio, time::Duration};
 
-use common::next_matching;
-use futures_util::StreamExt;
+use common::{close_code, next_matching};
 use testkit::TestEnv;
 use tokio::process::Command;
-use tokio_tungstenite::tungstenite::{Message, protocol::frame::coding::CloseCode};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 #[tokio::test]
 async fn sigterm_closes_websockets_and_exits_zero() {
@@ -49,18 +48,10 @@ async fn sigterm_closes_websockets_and_exits_zero() {
             .unwrap()
             .success()
     );
-    let close = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            match ws.next().await {
-                Some(Ok(Message::Close(frame))) => return frame,
-                Some(Ok(_)) => {}
-                other => panic!("no Close frame: {other:?}"),
-            }
-        }
-    })
-    .await
-    .expect("the Close frame arrives");
-    assert_eq!(close.map(|f| f.code), Some(CloseCode::Away));
+    assert_eq!(
+        close_code(&mut ws, Duration::from_secs(10)).await,
+        Some(CloseCode::Away)
+    );
     let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
         .await
         .expect("exits within 10 s of SIGTERM")

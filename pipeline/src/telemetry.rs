@@ -85,6 +85,12 @@ pub enum Metric {
     },
 }
 
+/// `pipeline_queue_depth`, set by both the batcher and the notifier from [`crate::depth::queue_depth`].
+pub const QUEUE_DEPTH: Metric = Metric::Gauge {
+    name: "pipeline_queue_depth",
+    help: "Messages pending in Redis plus those held in batchers' processing lists.",
+};
+
 /// Installs the recorder (if not yet) and declares `metrics`.
 pub fn declare(metrics: &[Metric]) {
     let _ = self::metrics();

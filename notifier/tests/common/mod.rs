@@ -11,7 +11,10 @@ use pipeline::config::{BatchConfig, DatabaseConfig, LogConfig, LogFormat, RedisC
 use serde_json::Value;
 use testkit::TestEnv;
 use tokio::{net::TcpStream, task::JoinHandle};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, tungstenite::Message};
+use tokio_tungstenite::{
+    MaybeTlsStream, WebSocketStream,
+    tungstenite::{Message, protocol::frame::coding::CloseCode},
+};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -22,6 +25,22 @@ pub const WAIT: Duration = Duration::from_secs(10);
 
 /// A client of `/ws/stats`.
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// The code of the Close frame `ws` receives within `within`, skipping the frames before it; panics if the
+/// connection ends without one.
+pub async fn close_code(ws: &mut Ws, within: Duration) -> Option<CloseCode> {
+    tokio::time::timeout(within, async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| f.code),
+                Some(Ok(_)) => {}
+                other => panic!("no Close frame: {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("the Close frame arrives")
+}
 
 /// The configuration of a test's notifier: its own database and key prefix, no built dashboard.
 pub fn config(env: &TestEnv) -> Config {
