@@ -98,18 +98,9 @@ pub fn default_batcher_id() -> String {
         .unwrap_or_else(|| "batcher".into())
 }
 
-/// `BATCHER_ID`: 1 to 64 of `A-Z a-z 0-9 _ - .` (it becomes part of Redis key names).
+/// `BATCHER_ID`: it becomes part of Redis key names, so the same rule as `REDIS_KEY_PREFIX`.
 pub fn parse_batcher_id(value: &str) -> Result<String, String> {
-    let valid = !value.is_empty()
-        && value.len() <= 64
-        && value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-    if valid {
-        Ok(value.to_owned())
-    } else {
-        Err("must be 1 to 64 of A-Z a-z 0-9 _ - .".into())
-    }
+    pipeline::config::parse_key_part(value)
 }
 
 /// Applies the schema, then serves `/health` and `/metrics` on `listener` and runs the worker until

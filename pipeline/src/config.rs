@@ -52,6 +52,12 @@ pub const MAX_BATCH_SIZE: usize = 100_000;
 
 /// `REDIS_KEY_PREFIX`: non-empty, at most 64 characters, no braces or spaces (it becomes a hash tag).
 pub fn parse_key_prefix(value: &str) -> Result<String, String> {
+    parse_key_part(value)
+}
+
+/// A value that becomes part of Redis key names (the prefix, a batcher's id): 1 to 64 of `A-Z a-z 0-9 _ - .`,
+/// so no braces (hash tags), colons (separators) or spaces.
+pub fn parse_key_part(value: &str) -> Result<String, String> {
     let valid = !value.is_empty()
         && value.len() <= 64
         && value
