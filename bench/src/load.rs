@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use axum::http::StatusCode;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use hyper::StatusCode;
 use uuid::Uuid;
 
 use crate::client::{Answer, ClientError, Connection};
@@ -130,8 +130,8 @@ impl Outcome {
             Err(error) => {
                 let reason = match error {
                     ClientError::Connect(..) => "connect failed",
-                    ClientError::Http(_) => "connection error",
-                    ClientError::Request(_) => "bad request",
+                    ClientError::Io(_) | ClientError::Closed => "connection error",
+                    ClientError::Protocol(_) => "unreadable answer",
                 };
                 *self.failures.entry(reason.to_owned()).or_default() += 1;
                 return;

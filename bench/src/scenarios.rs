@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use anyhow::bail;
+use axum::http::StatusCode;
 use bytes::Bytes;
-use hyper::StatusCode;
 use pipeline::api::MAX_SIMULATE_COUNT;
 
 use crate::corpus;
