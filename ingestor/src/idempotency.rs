@@ -10,7 +10,11 @@
 
 use std::sync::LazyLock;
 
+use std::convert::Infallible;
+
+use axum::extract::FromRequestParts;
 use axum::http::HeaderMap;
+use axum::http::request::Parts;
 use chrono::{DateTime, Utc};
 use pipeline::keys::Keys;
 use uuid::Uuid;
@@ -53,6 +57,22 @@ pub fn key_of(headers: &HeaderMap) -> Result<Option<&str>, FieldError> {
     let valid =
         !key.is_empty() && key.len() <= MAX_KEY_LEN && key.bytes().all(|b| b.is_ascii_graphic());
     if valid { Ok(Some(key)) } else { Err(bad()) }
+}
+
+/// Extractor: the request's `Idempotency-Key` as [`key_of`] reads it. A bad key is kept, not rejected, so the
+/// handler reports it after the body's errors, and only this header is copied (a `HeaderMap` extractor would
+/// copy them all, on every request).
+#[derive(Debug)]
+pub struct IdempotencyHeader(pub Result<Option<String>, FieldError>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyHeader {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Infallible> {
+        Ok(Self(
+            key_of(&parts.headers).map(|key| key.map(str::to_owned)),
+        ))
+    }
 }
 
 /// Which endpoint a key was first used on.

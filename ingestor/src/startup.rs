@@ -140,10 +140,9 @@ pub fn app(state: AppState) -> Router {
     let cors = cors(&state.cors_origins);
     let (router, _document) = routes().split_for_parts();
     router
-        .route_layer(axum::middleware::from_fn(telemetry::remember_route))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
-        .layer(axum::middleware::from_fn(telemetry::track_requests))
+        .layer(telemetry::TrackRequestsLayer)
         .layer(cors)
         .with_state(state)
 }

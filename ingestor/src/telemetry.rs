@@ -1,15 +1,20 @@
 //! Request metrics: `ingestor_request_duration_seconds{method,path,status}` for every request, and
 //! `ingestor_messages_rejected_total{reason}` for refused submissions.
 //!
-//! Two layers because the route template (`MatchedPath`) is only known after routing, while the outer layer
-//! must also see 404s: the inner one copies the template into the response for the outer one to read.
+//! [`TrackRequestsLayer`] is added with `Router::layer`, which wraps each route (and the fallback) after
+//! routing, so the route template (`MatchedPath`) is already in the request; a request that matched no route
+//! has none and is labelled `unmatched`. It is a plain tower layer rather than `middleware::from_fn`, which
+//! boxes a future and clones the inner service on every request: this runs on every `POST /messages`.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
 use axum::http::Method;
-use axum::middleware::Next;
 use axum::response::Response;
+use tower::{Layer, Service};
 
 use crate::error::ErrorCode;
 
@@ -58,28 +63,78 @@ pub fn accepted(count: u64) {
     metrics::counter!("ingestor_messages_accepted_total").increment(count);
 }
 
-/// Route layer: leaves the matched route template in the response's extensions.
-pub async fn remember_route(request: Request, next: Next) -> Response {
-    let route = request.extensions().get::<MatchedPath>().cloned();
-    let mut response = next.run(request).await;
-    if let Some(route) = route {
-        response.extensions_mut().insert(route);
+/// Times every request and counts refused submissions by error code (see the module docs).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TrackRequestsLayer;
+
+impl<S> Layer<S> for TrackRequestsLayer {
+    type Service = TrackRequests<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        TrackRequests { inner }
     }
-    response
 }
 
-/// Outer layer: times every request and counts refused submissions by error code.
-pub async fn track_requests(request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = method_label(request.method());
-    let response = next.run(request).await;
-    let path = response
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or(UNMATCHED, MatchedPath::as_str)
-        .to_owned();
-    let status = response.status().as_u16().to_string();
-    if is_submission(method, &path)
+/// The service of [`TrackRequestsLayer`].
+#[derive(Debug, Clone)]
+pub struct TrackRequests<S> {
+    inner: S,
+}
+
+impl<S> Service<Request> for TrackRequests<S>
+where
+    S: Service<Request, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = Tracked<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let method = method_label(request.method());
+        let path = request.extensions().get::<MatchedPath>().cloned();
+        Tracked {
+            inner: self.inner.call(request),
+            started: Instant::now(),
+            method,
+            path,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of [`TrackRequests`]: records once the response is ready.
+    pub struct Tracked<F> {
+        #[pin]
+        inner: F,
+        started: Instant,
+        method: &'static str,
+        path: Option<MatchedPath>,
+    }
+}
+
+impl<F, E> Future for Tracked<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = ready!(this.inner.poll(cx));
+        if let Ok(response) = &result {
+            let path = this.path.as_ref().map_or(UNMATCHED, MatchedPath::as_str);
+            record(this.method, path, response, this.started.elapsed());
+        }
+        Poll::Ready(result)
+    }
+}
+
+fn record(method: &'static str, path: &str, response: &Response, elapsed: std::time::Duration) {
+    if is_submission(method, path)
         && let Some(ErrorCode(reason)) = response.extensions().get::<ErrorCode>()
     {
         metrics::counter!("ingestor_messages_rejected_total", "reason" => *reason).increment(1);
@@ -87,11 +142,10 @@ pub async fn track_requests(request: Request, next: Next) -> Response {
     metrics::histogram!(
         "ingestor_request_duration_seconds",
         "method" => method,
-        "path" => path,
-        "status" => status,
+        "path" => path.to_owned(),
+        "status" => response.status().as_str().to_owned(),
     )
-    .record(started.elapsed().as_secs_f64());
-    response
+    .record(elapsed.as_secs_f64());
 }
 
 /// The method as a label: the standard ones by name, any other as `other`, since clients may send any

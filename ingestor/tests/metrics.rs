@@ -57,6 +57,15 @@ async fn metrics_count_every_accepted_message_and_each_rejection() {
         422
     );
     assert_eq!(app.post_json("/messages", "{").await.status(), 400);
+    let unknown = app
+        .client
+        .get(app.url("/no-such-route"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+    let wrong_method = app.client.put(app.url("/messages")).send().await.unwrap();
+    assert_eq!(wrong_method.status(), 405);
 
     let after = scrape().await;
     let accepted = "ingestor_messages_accepted_total";
@@ -69,9 +78,23 @@ async fn metrics_count_every_accepted_message_and_each_rejection() {
     assert_eq!(sample(&after, invalid) - sample(&before, invalid), 1.0);
     let malformed = r#"ingestor_messages_rejected_total{reason="malformed_json"}"#;
     assert_eq!(sample(&after, malformed) - sample(&before, malformed), 1.0);
-    assert!(
-        after.contains(r#"ingestor_request_duration_seconds_count{method="POST",path="/messages",status="201"}"#),
-        "{after}"
-    );
+    // Requests by route template, or `unmatched`, and status.
+    for (series, count) in [
+        (r#"{method="POST",path="/messages",status="201"}"#, 3.0),
+        (r#"{method="POST",path="/messages",status="422"}"#, 1.0),
+        (
+            r#"{method="POST",path="/messages/batch",status="201"}"#,
+            1.0,
+        ),
+        (r#"{method="GET",path="unmatched",status="404"}"#, 1.0),
+        (r#"{method="PUT",path="/messages",status="405"}"#, 1.0),
+    ] {
+        let series = format!("ingestor_request_duration_seconds_count{series}");
+        assert_eq!(
+            sample(&after, &series) - sample(&before, &series),
+            count,
+            "{series}\n{after}"
+        );
+    }
     app.stop().await;
 }

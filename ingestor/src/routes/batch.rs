@@ -6,7 +6,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use pipeline::api::NewMessage;
 use serde::Serialize;
@@ -17,7 +17,7 @@ use crate::auth::WriteAccess;
 use crate::domain::{MAX_BATCH_MESSAGES, ValidMessage};
 use crate::error::{ApiError, BatchErrorBody};
 use crate::extract::{BATCH_BODY_LIMIT, JsonBytes, parse};
-use crate::idempotency::{self, Kind, PushOnce, Remembered};
+use crate::idempotency::{self, IdempotencyHeader, Kind, PushOnce, Remembered};
 use crate::routes::Admitted;
 use crate::startup::AppState;
 use crate::telemetry;
@@ -69,14 +69,14 @@ pub struct MessageBatch(pub Vec<NewMessage>);
 pub async fn create_batch(
     _: WriteAccess,
     State(state): State<AppState>,
-    headers: HeaderMap,
+    IdempotencyHeader(idempotency_key): IdempotencyHeader,
     JsonBytes(body): JsonBytes<BATCH_BODY_LIMIT>,
 ) -> Result<(StatusCode, Json<BatchAccepted>), ApiError> {
     let messages = parse_batch(&body)?;
     drop(body);
-    let idempotency_key = idempotency::key_of(&headers)?;
+    let idempotency_key = idempotency_key?;
     let count = messages.len() as u64;
-    let keyed = idempotency_key.map(|key| (Kind::Batch, key));
+    let keyed = idempotency_key.as_deref().map(|key| (Kind::Batch, key));
     // Held until the push has finished, so the queue depth estimate accounts for it.
     let _admission = match super::admit_or_earlier(&state, count, keyed).await? {
         Admitted::New(admission) => admission,
@@ -93,7 +93,7 @@ pub async fn create_batch(
         .map(|(message, id)| serde_json::to_vec(&message.into_queued(*id, answer.queued_at)))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|error| ApiError::Internal(format!("cannot encode a message: {error}")))?;
-    let answer = match idempotency_key {
+    let answer = match idempotency_key.as_deref() {
         None => {
             let mut command = redis::cmd("LPUSH");
             command.arg(state.keys.pending()).arg(&elements);

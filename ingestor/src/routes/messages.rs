@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::extract::{Query, State, rejection::QueryRejection};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use chrono::Utc;
 use pipeline::api::{
     DEFAULT_LIST_LIMIT, ErrorBody, MAX_LIST_LIMIT, MessageAccepted, NewMessage, PersistedMessage,
@@ -15,7 +15,7 @@ use crate::auth::WriteAccess;
 use crate::domain::{ValidMessage, parse_limit};
 use crate::error::ApiError;
 use crate::extract::JsonBody;
-use crate::idempotency::{self, Kind, PushOnce, Remembered};
+use crate::idempotency::{self, IdempotencyHeader, Kind, PushOnce, Remembered};
 use crate::routes::Admitted;
 use crate::startup::AppState;
 use crate::telemetry;
@@ -50,12 +50,12 @@ use crate::telemetry;
 pub async fn create(
     _: WriteAccess,
     State(state): State<AppState>,
-    headers: HeaderMap,
+    IdempotencyHeader(idempotency_key): IdempotencyHeader,
     JsonBody(message): JsonBody<NewMessage>,
 ) -> Result<(StatusCode, Json<MessageAccepted>), ApiError> {
     let valid = ValidMessage::parse(message)?;
-    let idempotency_key = idempotency::key_of(&headers)?;
-    let keyed = idempotency_key.map(|key| (Kind::Message, key));
+    let idempotency_key = idempotency_key?;
+    let keyed = idempotency_key.as_deref().map(|key| (Kind::Message, key));
     // Held until the push has finished, so the queue depth estimate accounts for it.
     let _admission = match super::admit_or_earlier(&state, 1, keyed).await? {
         Admitted::New(admission) => admission,
@@ -69,7 +69,7 @@ pub async fn create(
     let element =
         serde_json::to_string(&valid.into_queued(answer.message_ids[0], answer.queued_at))
             .map_err(|error| ApiError::Internal(format!("cannot encode a message: {error}")))?;
-    let answer = match idempotency_key {
+    let answer = match idempotency_key.as_deref() {
         None => {
             state
                 .pusher
