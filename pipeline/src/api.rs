@@ -35,6 +35,7 @@ pub struct MessageAccepted {
     pub message_id: Uuid,
     /// Always `"queued"`.
     pub status: String,
+    #[serde(serialize_with = "crate::timestamp::serialize")]
     pub queued_at: DateTime<Utc>,
 }
 

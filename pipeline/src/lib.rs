@@ -5,6 +5,7 @@
 //! - [`api`]: request and response bodies of the ingestor's HTTP API.
 //! - [`events`]: the events the notifier pushes over WebSocket (`stats_update`, `batch_persisted`).
 //! - [`queued`]: [`queued::QueuedMessage`], the element the ingestor pushes and the batcher persists.
+//! - [`timestamp`]: chrono's timestamp text, serialized with less work (two per `POST /messages`).
 //!
 //! With the default `server` feature (everything that is not wasm-safe):
 //!
@@ -18,6 +19,7 @@
 pub mod api;
 pub mod events;
 pub mod queued;
+pub mod timestamp;
 
 #[cfg(feature = "server")]
 pub mod config;

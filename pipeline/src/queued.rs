@@ -16,5 +16,6 @@ pub struct QueuedMessage {
     pub channel_id: i64,
     pub content: String,
     /// When the ingestor accepted it; `messages.created_at`, and the start of the end-to-end latency.
+    #[serde(serialize_with = "crate::timestamp::serialize")]
     pub created_at: DateTime<Utc>,
 }
