@@ -10,6 +10,7 @@
 //!   `health`, `metrics`), plus the Redis/PostgreSQL timeouts and the admission check they share.
 //! - [`openapi`]: `GET /openapi.json`, generated from the handlers' annotations.
 //! - [`auth`]: `API_KEYS` for the write endpoints, `ADMIN_API_KEY` for `DELETE /reset`.
+//! - [`cors`]: CORS for browsers, skipped for requests that are not CORS requests.
 //! - [`backpressure`]: `MAX_QUEUE_DEPTH`, checked against a queue depth cached in memory.
 //! - [`domain`]: the validation rules, pure and unit-tested.
 //! - [`extract`]: the JSON body extractor (content type, body limits, the failing field's path).
@@ -21,6 +22,7 @@
 
 pub mod auth;
 pub mod backpressure;
+pub mod cors;
 pub mod domain;
 pub mod error;
 pub mod extract;

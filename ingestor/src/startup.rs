@@ -18,6 +18,7 @@ use utoipa_axum::routes;
 
 use crate::auth::Access;
 use crate::backpressure::Backpressure;
+use crate::cors::BrowserCorsLayer;
 use crate::openapi::{self, ApiDoc};
 use crate::pusher::Pusher;
 use crate::routes::{batch, health, messages, metrics, queue_status, reset, simulate};
@@ -143,7 +144,7 @@ pub fn app(state: AppState) -> Router {
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(telemetry::TrackRequestsLayer)
-        .layer(cors)
+        .layer(BrowserCorsLayer::new(cors))
         .with_state(state)
 }
 

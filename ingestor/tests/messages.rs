@@ -309,7 +309,7 @@ async fn shutdown_lets_in_flight_posts_finish_and_every_acknowledged_post_is_que
 }
 
 #[tokio::test]
-async fn the_dashboard_origin_passes_the_cors_preflight() {
+async fn cors_answers_the_dashboard_and_only_marks_other_clients_answers() {
     let env = TestEnv::new().await;
     let app = spawn_app(&env, |_| {}).await;
     let preflight = app
@@ -345,5 +345,30 @@ async fn the_dashboard_origin_passes_the_cors_preflight() {
             .headers()
             .contains_key("access-control-allow-origin")
     );
+
+    // The dashboard's POST itself, and a client that is not a browser (no Origin: CORS is skipped, its
+    // two unconditional headers are still there).
+    let from_dashboard = app
+        .client
+        .post(app.url("/messages"))
+        .header("origin", "http://127.0.0.1:8001")
+        .header("content-type", "application/json")
+        .body(message(1, 1, "from the dashboard"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(from_dashboard.status(), 201);
+    let headers = from_dashboard.headers();
+    assert_eq!(
+        headers["access-control-allow-origin"],
+        "http://127.0.0.1:8001"
+    );
+    assert_eq!(headers["access-control-expose-headers"], "retry-after");
+    let plain = app.post_json("/messages", message(1, 1, "no origin")).await;
+    assert_eq!(plain.status(), 201);
+    let headers = plain.headers();
+    assert!(!headers.contains_key("access-control-allow-origin"));
+    assert_eq!(headers["access-control-expose-headers"], "retry-after");
+    assert_eq!(headers["vary"], "origin");
     app.stop().await;
 }
