@@ -79,12 +79,21 @@ impl<T: DeserializeOwned, S: Send + Sync, const LIMIT: usize> FromRequest<S>
 
 /// `application/json` (any parameters) or `application/<x>+json`.
 fn is_json(content_type: &str) -> bool {
+    // What nearly every client sends, without the parsing below.
+    if content_type == "application/json" {
+        return true;
+    }
     let essence = content_type.split(';').next().unwrap_or("").trim();
     let Some((kind, subtype)) = essence.split_once('/') else {
         return false;
     };
+    let suffix = subtype
+        .len()
+        .checked_sub("+json".len())
+        .and_then(|at| subtype.get(at..));
     kind.eq_ignore_ascii_case("application")
-        && (subtype.eq_ignore_ascii_case("json") || subtype.to_ascii_lowercase().ends_with("+json"))
+        && (subtype.eq_ignore_ascii_case("json")
+            || suffix.is_some_and(|suffix| suffix.eq_ignore_ascii_case("+json")))
 }
 
 /// Parses `bytes` as `T`; on failure, says whether it was not JSON (400) or which field was wrong (422).
@@ -178,6 +187,7 @@ mod tests {
             "application/json",
             "Application/JSON; charset=utf-8",
             "application/vnd.api+json",
+            "application/VND.API+JSON; charset=utf-8",
         ] {
             assert!(is_json(good), "{good}");
         }
@@ -185,6 +195,9 @@ mod tests {
             "text/plain",
             "application/x-www-form-urlencoded",
             "json",
+            "application/jsonx",
+            "application/json+x",
+            "application/json5",
             "",
         ] {
             assert!(!is_json(bad), "{bad}");
