@@ -7,7 +7,7 @@
 #
 # Environment: TEST_DATABASE_URL (admin connection used to create/drop the database, default
 # postgres://postgres@127.0.0.1:5432/postgres), TEST_REDIS_URL, CHROMIUM (default /usr/bin/chromium),
-# E2E_SKIP_BUILD=1 to use what is already built.
+# E2E_SKIP_BUILD=1 to use what is already built, UPDATE_SCREENSHOT=1 to replace the README's screenshot.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)

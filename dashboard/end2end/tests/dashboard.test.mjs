@@ -31,7 +31,10 @@ const HOOKS = [
   "simulate-button",
   "throughput-chart",
 ];
-export const SCREENSHOT = join(ROOT, "dashboard", "end2end", "screenshot.png");
+/** The README's picture is replaced only on request (UPDATE_SCREENSHOT=1), so a test run leaves the tree clean. */
+export const SCREENSHOT = process.env.UPDATE_SCREENSHOT
+  ? join(ROOT, "dashboard", "end2end", "screenshot.png")
+  : join(process.env.CARGO_TARGET_DIR ?? join(ROOT, "target"), "dashboard-screenshot.png");
 
 let pipeline;
 let browser;
