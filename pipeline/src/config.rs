@@ -112,14 +112,34 @@ pub struct LogConfig {
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
 
-    /// Log filter in tracing's EnvFilter syntax (e.g. `info`, `batcher=debug`).
-    #[arg(long, env = "RUST_LOG", default_value = "info")]
+    /// Log filter in tracing's EnvFilter syntax (e.g. `info`, `batcher=debug`); a filter that does not
+    /// parse stops the service at start.
+    #[arg(long, env = "RUST_LOG", default_value = "info", value_parser = parse_log_filter)]
     pub log_filter: String,
+}
+
+/// `RUST_LOG`: a filter `EnvFilter` accepts. Checked here, so a typo is an error at start rather than a
+/// service that logs something other than what was asked for.
+pub fn parse_log_filter(value: &str) -> Result<String, String> {
+    tracing_subscriber::EnvFilter::builder()
+        .parse(value)
+        .map(|_| value.to_owned())
+        .map_err(|error| format!("not a log filter ({error}); e.g. `info` or `info,batcher=debug`"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_filters_are_checked() {
+        for good in ["info", "warn,batcher=debug", "ingestor::routes=trace", ""] {
+            assert_eq!(parse_log_filter(good).as_deref(), Ok(good), "{good:?}");
+        }
+        for bad in ["info,batcher=loud", "=debug[", "batcher=debug=info"] {
+            assert!(parse_log_filter(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn batch_timeout_takes_fractional_seconds() {

@@ -9,6 +9,8 @@ use crate::config::{LogConfig, LogFormat};
 
 /// Installs the global tracing subscriber. Call once, from `main`.
 pub fn init_tracing(config: &LogConfig) {
+    // From the command line or the environment the filter was checked by `parse_log_filter`; only a
+    // `LogConfig` built in code can hold a bad one, and it gets `info`.
     let filter = EnvFilter::try_new(&config.log_filter).unwrap_or_else(|_| EnvFilter::new("info"));
     let registry = tracing_subscriber::registry().with(filter);
     match config.log_format {
