@@ -54,7 +54,9 @@ pub mod worker;
 use std::net::SocketAddr;
 
 use anyhow::Context;
-use pipeline::config::{BatchConfig, DatabaseConfig, LogConfig, RedisConfig, parse_addr};
+use pipeline::config::{
+    BatchConfig, DatabaseConfig, LogConfig, RedisConfig, parse_addr, parse_key_part,
+};
 use tokio_util::sync::CancellationToken;
 
 /// The batcher's configuration, from the environment (or the matching flags).
@@ -84,7 +86,7 @@ pub struct Config {
     /// This batcher's identity: it names its processing list and heartbeat in Redis. Defaults to the host
     /// name; several batchers on one host need distinct ids (e.g. `$(hostname)-1`), and a restarted batcher
     /// must keep its id to re-flush what it held. Letters, digits, `_`, `-`, `.`; at most 64.
-    #[arg(long, env = "BATCHER_ID", default_value_t = default_batcher_id(), value_parser = parse_batcher_id)]
+    #[arg(long, env = "BATCHER_ID", default_value_t = default_batcher_id(), value_parser = parse_key_part)]
     pub batcher_id: String,
 }
 
@@ -94,13 +96,8 @@ pub fn default_batcher_id() -> String {
         .iter()
         .filter_map(|path| std::fs::read_to_string(path).ok())
         .map(|name| name.trim().to_owned())
-        .find(|name| parse_batcher_id(name).is_ok())
+        .find(|name| parse_key_part(name).is_ok())
         .unwrap_or_else(|| "batcher".into())
-}
-
-/// `BATCHER_ID`: it becomes part of Redis key names, so the same rule as `REDIS_KEY_PREFIX`.
-pub fn parse_batcher_id(value: &str) -> Result<String, String> {
-    pipeline::config::parse_key_part(value)
 }
 
 /// Applies the schema, then serves `/health` and `/metrics` on `listener` and runs the worker until
@@ -158,11 +155,11 @@ mod tests {
 
     #[test]
     fn batcher_ids_must_be_safe_in_key_names() {
-        assert_eq!(parse_batcher_id("host-1.a_b"), Ok("host-1.a_b".into()));
+        assert_eq!(parse_key_part("host-1.a_b"), Ok("host-1.a_b".into()));
         for bad in ["", "a b", "a:b", "a{b", &"x".repeat(65)] {
-            assert!(parse_batcher_id(bad).is_err(), "{bad:?} accepted");
+            assert!(parse_key_part(bad).is_err(), "{bad:?} accepted");
         }
-        assert!(parse_batcher_id(&default_batcher_id()).is_ok());
+        assert!(parse_key_part(&default_batcher_id()).is_ok());
     }
 
     #[test]

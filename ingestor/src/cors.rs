@@ -159,7 +159,9 @@ mod tests {
             .expose_headers([header::RETRY_AFTER])
     }
 
-    /// The answer of `service` to `request`, with a handler that sets its own `Vary`.
+    type BoxedHandler = tower::util::BoxCloneSyncService<Request, Response, Infallible>;
+
+    /// The headers of the answer to `request` through `layer`, around a handler that sets its own `Vary`.
     async fn answer<L: Layer<BoxedHandler>>(layer: &L, request: Request) -> HeaderMap
     where
         L::Service: Service<Request, Response = Response, Error = Infallible>,
@@ -175,8 +177,6 @@ mod tests {
         let response = layer.layer(handler).oneshot(request).await.unwrap();
         response.headers().clone()
     }
-
-    type BoxedHandler = tower::util::BoxCloneSyncService<Request, Response, Infallible>;
 
     fn request(method: Method, origin: Option<&'static str>) -> Request {
         let mut builder = Request::builder().method(method).uri("/messages");

@@ -8,9 +8,8 @@
 //! group commit. Keys are scoped by endpoint: the same key on `POST /messages` and on
 //! `POST /messages/batch` names two different requests.
 
-use std::sync::LazyLock;
-
 use std::convert::Infallible;
+use std::sync::LazyLock;
 
 use axum::extract::FromRequestParts;
 use axum::http::HeaderMap;

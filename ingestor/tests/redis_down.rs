@@ -7,7 +7,7 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{dead_port, message, spawn_app};
+use common::{TestApp, dead_port, message, spawn_app};
 use pipeline::api::MessageAccepted;
 use serde_json::Value;
 use testkit::TestEnv;
@@ -17,10 +17,7 @@ use uuid::Uuid;
 async fn redis_unreachable_gives_503_with_retry_after_and_never_a_201() {
     let env = TestEnv::new().await;
     let port = dead_port();
-    let app = spawn_app(&env, |config| {
-        config.redis.redis_url = format!("redis://127.0.0.1:{port}");
-    })
-    .await;
+    let app = spawn_on(&env, port).await;
 
     let requests = [
         ("/messages", message(1, 1, "lost?")),
@@ -88,10 +85,7 @@ async fn posts_succeed_again_after_redis_restarts() {
     let env = TestEnv::new().await;
     let port = dead_port();
     let server = RedisServer::start(port);
-    let app = spawn_app(&env, |config| {
-        config.redis.redis_url = format!("redis://127.0.0.1:{port}");
-    })
-    .await;
+    let app = spawn_on(&env, port).await;
     let post = || app.post_json("/messages", message(1, 1, "survives restarts"));
     testkit::eventually(
         Duration::from_secs(10),
@@ -115,9 +109,19 @@ async fn posts_succeed_again_after_redis_restarts() {
     app.stop().await;
 }
 
+/// The Redis this file's tests start (or leave dead) on `port`.
+fn redis_url(port: u16) -> String {
+    format!("redis://127.0.0.1:{port}")
+}
+
+/// An ingestor using the Redis at `port` (which may be dead, or come and go).
+async fn spawn_on(env: &TestEnv, port: u16) -> TestApp {
+    spawn_app(env, |config| config.redis.redis_url = redis_url(port)).await
+}
+
 /// The pending list of `env`'s prefix on the Redis at `port`, oldest first, as tracking ids.
 async fn pending_ids(env: &TestEnv, port: u16) -> Vec<Uuid> {
-    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+    let client = redis::Client::open(redis_url(port)).unwrap();
     let mut redis = client.get_multiplexed_async_connection().await.unwrap();
     let raw: Vec<String> = redis::cmd("LRANGE")
         .arg(env.keys().pending())
@@ -137,10 +141,7 @@ async fn pending_ids(env: &TestEnv, port: u16) -> Vec<Uuid> {
 async fn a_retry_with_the_same_idempotency_key_after_a_503_is_queued_exactly_once() {
     let env = TestEnv::new().await;
     let port = dead_port();
-    let app = spawn_app(&env, |config| {
-        config.redis.redis_url = format!("redis://127.0.0.1:{port}");
-    })
-    .await;
+    let app = spawn_on(&env, port).await;
     let post_one = || {
         app.post_json_with(
             "/messages",
@@ -200,10 +201,7 @@ async fn a_paused_redis_gets_a_503_within_the_push_timeout_and_a_keyed_retry_is_
     let env = TestEnv::new().await;
     let port = dead_port();
     let _server = RedisServer::start(port);
-    let app = spawn_app(&env, |config| {
-        config.redis.redis_url = format!("redis://127.0.0.1:{port}");
-    })
-    .await;
+    let app = spawn_on(&env, port).await;
     let post_keyed = || {
         app.post_json_with(
             "/messages",
@@ -218,7 +216,7 @@ async fn a_paused_redis_gets_a_503_within_the_push_timeout_and_a_keyed_retry_is_
     .await;
 
     // Redis stops answering writes for 6 s, far beyond the ingestor's 2 s push timeout.
-    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+    let client = redis::Client::open(redis_url(port)).unwrap();
     let mut admin = client.get_multiplexed_async_connection().await.unwrap();
     let () = redis::cmd("CLIENT")
         .arg(&["PAUSE", "6000", "WRITE"])

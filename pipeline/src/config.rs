@@ -13,7 +13,7 @@ pub struct RedisConfig {
     pub redis_url: String,
 
     /// Prefix of every Redis key and channel (a hash tag: `{ingest}:pending`). Letters, digits, `_`, `-`, `.`.
-    #[arg(long, env = "REDIS_KEY_PREFIX", default_value = "ingest", value_parser = parse_key_prefix)]
+    #[arg(long, env = "REDIS_KEY_PREFIX", default_value = "ingest", value_parser = parse_key_part)]
     pub redis_key_prefix: String,
 }
 
@@ -50,12 +50,7 @@ pub struct BatchConfig {
 /// The largest `BATCH_SIZE`: a batch is held in memory and in one COPY.
 pub const MAX_BATCH_SIZE: usize = 100_000;
 
-/// `REDIS_KEY_PREFIX`: non-empty, at most 64 characters, no braces or spaces (it becomes a hash tag).
-pub fn parse_key_prefix(value: &str) -> Result<String, String> {
-    parse_key_part(value)
-}
-
-/// A value that becomes part of Redis key names (the prefix, a batcher's id): 1 to 64 of `A-Z a-z 0-9 _ - .`,
+/// A value that becomes part of Redis key names (`REDIS_KEY_PREFIX`, which becomes a hash tag; `BATCHER_ID`): 1 to 64 of `A-Z a-z 0-9 _ - .`,
 /// so no braces (hash tags), colons (separators) or spaces.
 pub fn parse_key_part(value: &str) -> Result<String, String> {
     let valid = !value.is_empty()
@@ -163,9 +158,9 @@ mod tests {
 
     #[test]
     fn key_prefix_must_be_a_safe_hash_tag() {
-        assert_eq!(parse_key_prefix("test-1.a_b"), Ok("test-1.a_b".into()));
+        assert_eq!(parse_key_part("test-1.a_b"), Ok("test-1.a_b".into()));
         for bad in ["", "a b", "a{b", "a}b", &"x".repeat(65)] {
-            assert!(parse_key_prefix(bad).is_err(), "{bad:?} accepted as prefix");
+            assert!(parse_key_part(bad).is_err(), "{bad:?} accepted as prefix");
         }
     }
 

@@ -11,7 +11,7 @@ pub struct Keys {
 }
 
 impl Keys {
-    /// Keys under `prefix` (already validated by [`crate::config::parse_key_prefix`]).
+    /// Keys under `prefix` (already validated by [`crate::config::parse_key_part`]).
     pub fn new(prefix: &str) -> Self {
         Self {
             tag: format!("{{{prefix}}}"),
