@@ -12,8 +12,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     backoff::Backoff,
+    link::RedisLink,
     policy::FlushReason,
-    queue::{Cleared, Queue, RedisLink},
+    queue::{Cleared, Queue},
     row::{self, Row},
     store::{Attempts, BatchToCommit, Committed, Store, StoreError},
 };
@@ -27,9 +28,7 @@ pub struct FlushJob {
     /// Raw elements, oldest first: the oldest elements of the processing list.
     pub elements: Vec<Vec<u8>>,
     pub reason: FlushReason,
-    /// The lease the elements were taken under.
-    pub lease: String,
-    /// Number of this flush under `lease`; makes a retried clear harmless.
+    /// Number of this flush under the worker's lease; makes a retried clear harmless.
     pub seq: u64,
 }
 
@@ -38,7 +37,7 @@ pub struct FlushJob {
 pub enum FlushOutcome {
     /// Committed, cleared from the processing list, event published.
     Done,
-    /// Committed, but the list now belongs to someone else (this batcher was presumed dead).
+    /// Committed, but the shard's lease is someone else's now (this batcher was presumed dead).
     Fenced,
     /// Committed, but the list's oldest end is not this batch: the worker must re-read its list.
     Mismatch,
@@ -168,7 +167,7 @@ impl Flusher {
         loop {
             match self
                 .queue
-                .clear(&mut self.redis, &job.lease, job.seq, &job.elements, event)
+                .clear(&mut self.redis, job.seq, &job.elements, event)
                 .await
             {
                 Ok(Cleared::Done) => return FlushOutcome::Done,

@@ -18,7 +18,7 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Debug, Clone)]
 pub struct HttpState {
     pub batcher_id: String,
-    pub redis: redis::Client,
+    pub redis: pipeline::connection::RedisTarget,
     pub postgres: deadpool_postgres::Pool,
 }
 
@@ -63,9 +63,13 @@ async fn health(State(state): State<HttpState>) -> impl IntoResponse {
     (status, Json(body))
 }
 
-async fn redis_ok(client: &redis::Client) -> bool {
+async fn redis_ok(target: &pipeline::connection::RedisTarget) -> bool {
     let ping = async {
-        let mut conn = client.get_multiplexed_async_connection().await?;
+        let timeouts = pipeline::connection::Timeouts {
+            connect: CHECK_TIMEOUT,
+            response: Some(CHECK_TIMEOUT),
+        };
+        let mut conn = target.connect(timeouts).await?;
         redis::cmd("PING").query_async::<String>(&mut conn).await
     };
     match tokio::time::timeout(CHECK_TIMEOUT, ping).await {

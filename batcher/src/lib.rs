@@ -1,49 +1,59 @@
 //! Moves messages from Redis in batches and persists them to PostgreSQL with binary COPY.
 //!
-//! Delivery: at-least-once transport, exactly-once rows. Elements move atomically from the pending list into
-//! this batcher's own processing list and leave it only after their PostgreSQL commit; rows are idempotent on
-//! `tracking_id`, so re-flushing after a crash duplicates nothing. A batcher re-flushes its own list at start,
-//! and reclaims the list of any batcher whose heartbeat expired.
+//! Delivery: at-least-once transport, exactly-once rows. The queue is split into shards (`QUEUE_SHARDS`), each
+//! drained by one live batcher at a time, the holder of the shard's lease. Elements move atomically from the
+//! shard's pending list into the holder's processing list and leave it only after their PostgreSQL commit;
+//! rows are idempotent on `tracking_id`, so re-flushing after a crash duplicates nothing. Taking over a shard
+//! moves every processing list of the shard back to the oldest end of pending, in one atomic step with the
+//! lease, so a channel's messages are committed in the order they were queued, across crashes and hand-overs.
 //!
 //! # Guarantees and their bounds
 //!
-//! - **Crash** (`kill -9` at any moment): what was taken is in the processing list until its commit; the
-//!   restarted batcher (same `BATCHER_ID`) waits for its predecessor's heartbeat to expire (at most
-//!   [`heartbeat::HEARTBEAT_TTL`], 5 s), then re-flushes the list with reason `recovery`.
-//! - **Gone for good**: the heartbeat is renewed every [`heartbeat::HEARTBEAT_INTERVAL`] (1 s) and expires
-//!   after 5 s; any live batcher then moves that list back to the oldest end of pending within a second.
+//! - **Crash** (`kill -9` at any moment): what was taken is in the processing list until its commit; once
+//!   the lease expires (at most [`lease::LEASE_TTL`], 5 s), the shard's next holder (another batcher, or this
+//!   one restarted) moves it back to pending and flushes it first, with reason `recovery`.
+//! - **Batchers come and go**: membership and leases are renewed every [`lease::LEASE_INTERVAL`] (1 s); every
+//!   live batcher works out the same assignment of shards to batchers, so a starting batcher takes its share
+//!   (the old holders flush and release) and a dead one's shards are taken within the TTL.
 //! - **Bad data**: elements that do not decode, and rows PostgreSQL refuses (SQLSTATE classes 22, 23, 54),
 //!   go to `dead_letters` with the raw bytes and the error; the rest of the batch commits.
 //! - **PostgreSQL or Redis failing** (anything else): the batch stays in the processing list and is retried
 //!   on a new connection, backing off from 50 ms doubling to 5 s ([`backoff`]), for as long as it takes.
-//! - **SIGTERM**: stop taking, commit what is held (reason `shutdown`), leave the set, exit 0. Retries stop
-//!   [`worker::SHUTDOWN_GRACE`] (10 s) after the signal; what could not be committed by then stays in the
-//!   processing list, whose heartbeat is deleted so another batcher reclaims it at once.
+//! - **SIGTERM**: stop taking, commit what is held (reason `shutdown`), release every shard, leave the
+//!   membership, exit 0. Retries stop [`ownership::SHUTDOWN_GRACE`] (10 s) after the signal; what could not be
+//!   committed by then stays in its processing list for the shard's next holder.
 //!
 //! Limits: events are at-least-once (a replayed batch publishes its ids again). A batcher paused for longer
-//! than 5 s is presumed dead and its list reclaimed; it notices within a second of waking and starts over,
-//! but an element it moved in that second stays in its list, not in pending, and if it then dies for good
-//! that element waits until a batcher with the same id starts again. Redis holds the queue: without AOF,
-//! a crash of Redis itself loses what it held.
+//! than the lease's TTL is presumed dead and its shards taken over; it cannot move anything after that (its
+//! moves check the lease), and what it commits late is a replay the rows' uniqueness absorbs. Redis holds the
+//! queue: without AOF and replicas, a crash of Redis itself loses what it held.
 //!
 //! # Layout
 //!
 //! - [`policy`]: the pure flush policy: flush at `BATCH_SIZE`, or `BATCH_TIMEOUT` after the batch's first element.
 //! - [`row`]: the pure decoding of one Redis element into a validated row, or a dead-letter reason.
+//! - [`assignment`]: the pure assignment of shards to live batchers (rendezvous hashing).
 //! - [`backoff`]: capped exponential backoff (50 ms doubling to 5 s) for retries.
-//! - [`queue`]: the Redis moves (BLMOVE, the batch-moving script, clearing after commit) and the connection.
-//! - [`heartbeat`]: registration, the heartbeat lease, reclaiming dead batchers' lists.
+//! - [`link`]: one Redis connection (server or cluster), remade after failures, every call bounded.
+//! - [`lease`]: membership, shard leases, takeover and release (Lua scripts).
+//! - [`queue`]: a shard's Redis moves (the wake-up, the lease-checked move, clearing after commit).
 //! - [`store`]: PostgreSQL: binary COPY straight into `messages` (through a staging table with `ON CONFLICT` only
 //!   when a replay hits `tracking_id`), bad-row isolation, one transaction.
 //! - [`flush`]: one flush end to end: decode, commit with retries, clear, publish `batch_persisted`, metrics.
-//! - [`worker`]: the fill/flush loop, recovery and the shutdown flush.
+//! - [`worker`]: one shard's fill/flush loop, recovery and final flush.
+//! - [`ownership`]: which shards this batcher holds; lease renewal; one worker per shard.
+//! - [`gauge`]: the `pipeline_queue_depth` gauge.
 //! - [`http`]: `/health` and `/metrics`.
 //! - [`telemetry`]: the metrics, declared at start.
 
+pub mod assignment;
 pub mod backoff;
 pub mod flush;
-pub mod heartbeat;
+pub mod gauge;
 pub mod http;
+pub mod lease;
+pub mod link;
+pub mod ownership;
 pub mod policy;
 pub mod queue;
 pub mod row;
@@ -83,21 +93,23 @@ pub struct Config {
     #[arg(long, env = "BATCHER_ADDR", default_value = "127.0.0.1:8002", value_parser = parse_addr)]
     pub batcher_addr: SocketAddr,
 
-    /// This batcher's identity: it names its processing list and heartbeat in Redis. Defaults to the host
-    /// name; several batchers on one host need distinct ids (e.g. `$(hostname)-1`), and a restarted batcher
-    /// must keep its id to re-flush what it held. Letters, digits, `_`, `-`, `.`; at most 64.
+    /// This batcher's identity: it names its processing lists and its membership in Redis, and is recorded
+    /// with every batch it commits. Defaults to `<host name>-<process id>`, so batchers on one host never share
+    /// one; ids must be distinct among live batchers. Letters, digits, `_`, `-`, `.`; at most 64.
     #[arg(long, env = "BATCHER_ID", default_value_t = default_batcher_id(), value_parser = parse_key_part)]
     pub batcher_id: String,
 }
 
-/// The host name, or `batcher` if it cannot be read.
+/// `<host name>-<process id>` (the host name alone is not unique among batchers on one host), or
+/// `batcher-<process id>` if the host name cannot be read or is not usable in a key.
 pub fn default_batcher_id() -> String {
-    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+    let host = ["/proc/sys/kernel/hostname", "/etc/hostname"]
         .iter()
         .filter_map(|path| std::fs::read_to_string(path).ok())
-        .map(|name| name.trim().to_owned())
+        .map(|name| name.trim().chars().take(50).collect::<String>())
         .find(|name| parse_key_part(name).is_ok())
-        .unwrap_or_else(|| "batcher".into())
+        .unwrap_or_else(|| "batcher".into());
+    format!("{host}-{}", std::process::id())
 }
 
 /// Applies the schema, then serves `/health` and `/metrics` on `listener` and runs the worker until
@@ -111,12 +123,7 @@ pub async fn run(
     telemetry::declare_metrics();
     let database_url = &config.database.database_url;
     pipeline::schema::connect_and_apply(database_url).await?;
-    let redis = redis::Client::open(config.redis.redis_url.as_str()).with_context(|| {
-        format!(
-            "REDIS_URL is not a valid Redis URL: {}",
-            pipeline::schema::redact(&config.redis.redis_url)
-        )
-    })?;
+    let redis = config.redis.target()?;
 
     let state = http::HttpState {
         batcher_id: config.batcher_id.clone(),
@@ -129,17 +136,28 @@ pub async fn run(
         .with_graceful_shutdown(http_stop.clone().cancelled_owned());
     let server = tokio::spawn(async move { server.await });
 
-    let settings = worker::Settings {
+    let keys = config.redis.keys();
+    let gauge_stop = CancellationToken::new();
+    let gauge = tokio::spawn(gauge::run(
+        link::RedisLink::new(redis.clone()),
+        keys.clone(),
+        config.redis.queue_shards,
+        gauge_stop.clone(),
+    ));
+    let settings = ownership::Settings {
         policy: policy::FlushPolicy {
             max_size: config.batch.batch_size,
             timeout: config.batch.batch_timeout,
         },
-        keys: config.redis.keys(),
+        keys,
         batcher_id: config.batcher_id,
         redis,
         database_url: database_url.clone(),
+        queue_shards: config.redis.queue_shards,
     };
-    let result = worker::run(settings, shutdown).await;
+    let result = ownership::run(settings, shutdown).await;
+    gauge_stop.cancel();
+    let _ = gauge.await;
     http_stop.cancel();
     server
         .await

@@ -1,4 +1,4 @@
-//! The Redis moves of one batcher: pending → its processing list, and clearing after the commit.
+//! The Redis moves of one shard's worker: pending → its processing list, and clearing after the commit.
 //!
 //! Order is the whole trick. The ingestor `LPUSH`es, so the pending list holds the oldest element at its right
 //! end. Moves take from the RIGHT of pending and push onto the LEFT of the processing list, which therefore
@@ -7,21 +7,28 @@
 //! flush is in flight), so this stays true while the next batch is being filled.
 //!
 //! Every element is moved, never popped: until its batch is committed it exists in Redis, in either list.
+//!
+//! **Only the shard's lease holder moves.** The moving script checks the lease in the same atomic step, so a
+//! batcher that lost its lease (it was paused, or cut off from Redis, past the lease's expiry) cannot move
+//! anything after the next owner took over; the next owner's takeover moved every processing list of the
+//! shard back to the oldest end of pending first (see `lease`). That is what keeps a channel's messages in
+//! order across a hand-over. Waiting for work uses `BLMOVE pending pending RIGHT RIGHT`, which blocks until
+//! pending has an element and then leaves the list exactly as it was: a wake-up that moves nothing.
 
-use std::{fmt, future::Future, time::Duration};
+use std::{future::Future, time::Duration};
 
-use pipeline::keys::Keys;
-use redis::{AsyncConnectionConfig, aio::MultiplexedConnection};
+use pipeline::{connection::RedisConn, keys::ShardKeys};
 
-/// How long one non-blocking Redis command may take before the connection is considered broken.
-pub const REDIS_OP_TIMEOUT: Duration = Duration::from_secs(5);
+use crate::link::{QueueError, REDIS_OP_TIMEOUT, RedisLink};
 
 /// Elements per `LPUSH`/`RPUSH` inside a script: Lua's `unpack` fails past about 8000 values.
-const LUA_CHUNK: usize = 1000;
+pub const LUA_CHUNK: usize = 1000;
 
-/// KEYS[1] = pending, KEYS[2] = processing, ARGV[1] = most elements to move.
-/// Moves up to ARGV[1] of the oldest pending elements in one round trip and returns them, oldest first.
-const TAKE_MORE: &str = r"
+/// KEYS[1] = pending, KEYS[2] = processing, KEYS[3] = lease. ARGV[1] = most elements to move, ARGV[2] = chunk,
+/// ARGV[3] = lease token. Moves up to ARGV[1] of the oldest pending elements in one round trip and returns
+/// them, oldest first; false (nil) if the lease is not ARGV[3]'s.
+const TAKE: &str = r"
+if redis.call('GET', KEYS[3]) ~= ARGV[3] then return false end
 local items = redis.call('LRANGE', KEYS[1], -tonumber(ARGV[1]), -1)
 local n = #items
 if n == 0 then return items end
@@ -35,200 +42,136 @@ end
 return oldest_first
 ";
 
-/// KEYS: 1 processing, 2 heartbeat, 3 batcher set, 4 cleared marker.
-/// ARGV: 1 id, 2 lease, 3 heartbeat ttl ms, 4 k, 5 marker (lease:seq), 6 oldest element, 7 newest element,
-/// 8 events channel, 9 event payload.
+/// KEYS: 1 processing, 2 lease, 3 cleared marker.
+/// ARGV: 1 lease token, 2 lease ttl ms, 3 k, 4 marker (token:seq), 5 oldest element, 6 newest element,
+/// 7 events channel, 8 event payload.
 ///
 /// Returns 1 when the k oldest elements are cleared (or were already, by an earlier try whose reply was lost),
-/// 0 when this batcher no longer owns the list (fenced), -1 when the list's oldest end is not the batch
-/// (the batcher lost track of its list). The rows are committed in every case, so the event is published in
-/// every case except the already-cleared retry, which published it the first time.
+/// 0 when this worker no longer holds the shard's lease (fenced), -1 when the list's oldest end is not the
+/// batch (the worker lost track of its list). The rows are committed in every case, so the event is
+/// published in every case except the already-cleared retry, which published it the first time.
 const CLEAR: &str = r"
-local cur = redis.call('GET', KEYS[2])
-local owner = cur == ARGV[2] or (not cur and redis.call('SISMEMBER', KEYS[3], ARGV[1]) == 1)
-if not owner then
-  redis.call('PUBLISH', ARGV[8], ARGV[9])
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then
+  redis.call('PUBLISH', ARGV[7], ARGV[8])
   return 0
 end
-redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
-if redis.call('GET', KEYS[4]) == ARGV[5] then return 1 end
-local k = tonumber(ARGV[4])
-if redis.call('LINDEX', KEYS[1], -1) ~= ARGV[6] or redis.call('LINDEX', KEYS[1], -k) ~= ARGV[7] then
-  redis.call('PUBLISH', ARGV[8], ARGV[9])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+if redis.call('GET', KEYS[3]) == ARGV[4] then return 1 end
+local k = tonumber(ARGV[3])
+if redis.call('LINDEX', KEYS[1], -1) ~= ARGV[5] or redis.call('LINDEX', KEYS[1], -k) ~= ARGV[6] then
+  redis.call('PUBLISH', ARGV[7], ARGV[8])
   return -1
 end
 redis.call('LTRIM', KEYS[1], 0, -(k + 1))
-redis.call('SET', KEYS[4], ARGV[5])
-redis.call('PUBLISH', ARGV[8], ARGV[9])
+redis.call('SET', KEYS[3], ARGV[4])
+redis.call('PUBLISH', ARGV[7], ARGV[8])
 return 1
 ";
-
-/// A Redis failure; the caller resets the connection and retries with backoff.
-#[derive(Debug, thiserror::Error)]
-pub enum QueueError {
-    #[error("Redis: {0}")]
-    Redis(#[from] redis::RedisError),
-    #[error("Redis did not answer within {0:?}")]
-    Timeout(Duration),
-}
-
-/// One Redis connection, made on first use and again after any failure.
-///
-/// redis-rs' own response timeout is off (it would cut a blocking `BLMOVE` short); every call is bounded
-/// here instead, and a call that failed or timed out drops the connection, since its state is then unknown.
-pub struct RedisLink {
-    client: redis::Client,
-    conn: Option<MultiplexedConnection>,
-}
-
-impl fmt::Debug for RedisLink {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RedisLink")
-            .field("connected", &self.conn.is_some())
-            .finish()
-    }
-}
-
-impl RedisLink {
-    /// A link to the server of `client`; nothing is connected yet.
-    pub fn new(client: redis::Client) -> Self {
-        Self { client, conn: None }
-    }
-
-    /// The connection, made now if there is none.
-    pub async fn conn(&mut self) -> Result<MultiplexedConnection, QueueError> {
-        if let Some(conn) = &self.conn {
-            return Ok(conn.clone());
-        }
-        let config = AsyncConnectionConfig::new()
-            .set_response_timeout(None)
-            .set_connection_timeout(Some(REDIS_OP_TIMEOUT));
-        let conn = self
-            .client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await?;
-        self.conn = Some(conn.clone());
-        Ok(conn)
-    }
-
-    /// Drops the connection; the next call makes a new one.
-    pub fn reset(&mut self) {
-        self.conn = None;
-    }
-
-    /// Runs `op` on the connection within `limit`, dropping the connection if it fails.
-    pub async fn call<T, F, Fut>(&mut self, limit: Duration, op: F) -> Result<T, QueueError>
-    where
-        F: FnOnce(MultiplexedConnection) -> Fut,
-        Fut: Future<Output = redis::RedisResult<T>>,
-    {
-        let result = match self.conn().await {
-            Ok(conn) => match tokio::time::timeout(limit, op(conn)).await {
-                Ok(result) => result.map_err(QueueError::from),
-                Err(_) => Err(QueueError::Timeout(limit)),
-            },
-            Err(error) => Err(error),
-        };
-        if result.is_err() {
-            self.reset();
-        }
-        result
-    }
-}
 
 /// What [`Queue::clear`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cleared {
     /// The batch left the processing list.
     Done,
-    /// Another batcher reclaimed the list (this one was presumed dead) or took over its id.
+    /// The shard's lease is no longer this worker's (it was presumed dead, and another batcher took over).
     Fenced,
     /// The list's oldest end is not this batch; the worker must re-read its list.
     Mismatch,
 }
 
-/// The key names one batcher works with.
+/// What [`Queue::take`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Taken {
+    /// These elements moved to the processing list, oldest first (none if pending was empty).
+    Moved(Vec<Vec<u8>>),
+    /// The lease is not ours: nothing moved.
+    Fenced,
+}
+
+/// The key names one shard worker works with.
 #[derive(Debug, Clone)]
 pub struct Queue {
     /// This batcher's id.
     pub id: String,
+    /// The shard's keys.
+    pub shard: ShardKeys,
+    /// The lease token this worker holds the shard under.
+    pub token: String,
     pub pending: String,
     pub processing: String,
-    pub heartbeat: String,
-    pub batchers: String,
+    pub lease: String,
     pub events: String,
-    /// The last clear applied, `lease:seq`, which makes retrying a clear harmless.
+    /// The last clear applied, `token:seq`, which makes retrying a clear harmless.
     pub cleared: String,
 }
 
-/// The cleared marker of batcher `id` (beside its processing list, under the same hash tag).
-pub fn cleared_key(keys: &Keys, id: &str) -> String {
-    format!("{}:cleared", keys.processing(id))
-}
-
 impl Queue {
-    /// Keys of batcher `id`.
-    pub fn new(keys: &Keys, id: &str) -> Self {
+    /// Keys of batcher `id` in `shard`, held under lease `token`; events go to `events`.
+    pub fn new(shard: &ShardKeys, id: &str, token: &str, events: String) -> Self {
         Self {
             id: id.to_owned(),
-            pending: keys.pending(),
-            processing: keys.processing(id),
-            heartbeat: keys.heartbeat(id),
-            batchers: keys.batchers(),
-            events: keys.events(),
-            cleared: cleared_key(keys, id),
+            shard: shard.clone(),
+            token: token.to_owned(),
+            pending: shard.pending(),
+            processing: shard.processing(id),
+            lease: shard.lease(),
+            events,
+            cleared: shard.cleared(id),
         }
     }
 
-    /// `BLMOVE pending processing RIGHT LEFT block`: waits up to `block` for the oldest pending element.
+    /// `BLMOVE pending pending RIGHT RIGHT block`: waits up to `block` until pending holds an element, and
+    /// moves nothing (the element goes back where it was in the same step).
     ///
-    /// Returns a future owning its connection, so the worker can keep it pending across a flush: Redis rounds
+    /// Returns a future owning its connection, so the worker can keep it pending across a flush. Redis rounds
     /// blocking timeouts to its clock tick (100 ms at the default `hz 10`), so the batch deadline is kept on
-    /// our side, and an element this call moves after the deadline simply starts the next batch.
-    pub fn take_first(
+    /// our side.
+    pub fn wait_for_pending(
         &self,
-        conn: MultiplexedConnection,
+        conn: RedisConn,
         block: Duration,
-    ) -> impl Future<Output = Result<Option<Vec<u8>>, QueueError>> + Send + 'static {
+    ) -> impl Future<Output = Result<bool, QueueError>> + Send + 'static {
         let mut conn = conn;
         let mut cmd = redis::cmd("BLMOVE");
         // Redis takes fractional seconds; round up so a short wait never becomes 0 (= forever).
         let seconds = (block.as_millis().max(1) as f64) / 1000.0;
         cmd.arg(&self.pending)
-            .arg(&self.processing)
+            .arg(&self.pending)
             .arg("RIGHT")
-            .arg("LEFT")
+            .arg("RIGHT")
             .arg(seconds);
         let limit = block + REDIS_OP_TIMEOUT;
         async move {
-            match tokio::time::timeout(limit, cmd.query_async(&mut conn)).await {
-                Ok(result) => result.map_err(QueueError::from),
+            match tokio::time::timeout(limit, cmd.query_async::<Option<Vec<u8>>>(&mut conn)).await {
+                Ok(result) => result
+                    .map(|element| element.is_some())
+                    .map_err(QueueError::from),
                 Err(_) => Err(QueueError::Timeout(limit)),
             }
         }
     }
 
-    /// Moves up to `n` more of the oldest pending elements in one round trip; returns them oldest first.
-    pub async fn take_more(
-        &self,
-        link: &mut RedisLink,
-        n: usize,
-    ) -> Result<Vec<Vec<u8>>, QueueError> {
+    /// Moves up to `n` of the oldest pending elements in one round trip, if the lease is still ours.
+    pub async fn take(&self, link: &mut RedisLink, n: usize) -> Result<Taken, QueueError> {
         static SCRIPT: std::sync::LazyLock<redis::Script> =
-            std::sync::LazyLock::new(|| redis::Script::new(TAKE_MORE));
+            std::sync::LazyLock::new(|| redis::Script::new(TAKE));
         if n == 0 {
-            return Ok(Vec::new());
+            return Ok(Taken::Moved(Vec::new()));
         }
-        link.call(REDIS_OP_TIMEOUT, |mut conn| async move {
-            SCRIPT
-                .key(&self.pending)
-                .key(&self.processing)
-                .arg(n)
-                .arg(LUA_CHUNK)
-                .invoke_async(&mut conn)
-                .await
-        })
-        .await
+        let moved: Option<Vec<Vec<u8>>> = link
+            .call(REDIS_OP_TIMEOUT, |mut conn| async move {
+                SCRIPT
+                    .key(&self.pending)
+                    .key(&self.processing)
+                    .key(&self.lease)
+                    .arg(n)
+                    .arg(LUA_CHUNK)
+                    .arg(&self.token)
+                    .invoke_async(&mut conn)
+                    .await
+            })
+            .await?;
+        Ok(moved.map_or(Taken::Fenced, Taken::Moved))
     }
 
     /// The `n` oldest elements of the processing list, oldest first (recovery reads it without moving).
@@ -253,11 +196,10 @@ impl Queue {
     }
 
     /// After the commit of `batch` (the k oldest elements, oldest first): removes it from the processing
-    /// list and publishes `event`, in one script, if this batcher still owns the list.
+    /// list and publishes `event`, in one script, if this worker still holds the lease.
     pub async fn clear(
         &self,
         link: &mut RedisLink,
-        lease: &str,
         seq: u64,
         batch: &[Vec<u8>],
         event: &str,
@@ -267,17 +209,15 @@ impl Queue {
         let (Some(oldest), Some(newest)) = (batch.first(), batch.last()) else {
             return Ok(Cleared::Done);
         };
-        let marker = format!("{lease}:{seq}");
-        let ttl_ms = crate::heartbeat::HEARTBEAT_TTL.as_millis() as u64;
+        let marker = format!("{}:{seq}", self.token);
+        let ttl_ms = crate::lease::LEASE_TTL.as_millis() as u64;
         let result: i64 = link
             .call(REDIS_OP_TIMEOUT, |mut conn| async move {
                 SCRIPT
                     .key(&self.processing)
-                    .key(&self.heartbeat)
-                    .key(&self.batchers)
+                    .key(&self.lease)
                     .key(&self.cleared)
-                    .arg(&self.id)
-                    .arg(lease)
+                    .arg(&self.token)
                     .arg(ttl_ms)
                     .arg(batch.len())
                     .arg(&marker)

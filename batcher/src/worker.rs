@@ -1,21 +1,25 @@
-//! The fill/flush loop.
+//! The fill/flush loop of one shard, run while this batcher holds the shard's lease.
 //!
-//! The worker fills a batch from Redis on its own connection and hands each full (or timed-out) batch to a
-//! [`Flusher`] on a spawned task, then goes on filling the next batch while that one commits. At most one
-//! flush is in flight, so commits happen in the order the elements were taken, which keeps "the batch is
-//! the k oldest elements of the processing list" true (see `queue`).
+//! The worker fills a batch from the shard's pending list on its own connection and hands each full (or
+//! timed-out) batch to a [`Flusher`] on a spawned task, then goes on filling the next batch while that one
+//! commits. At most one flush is in flight, so commits happen in the order the elements were taken, which
+//! keeps "the batch is the k oldest elements of the processing list" true (see `queue`), and a channel's
+//! messages committed in the order they were queued.
 //!
-//! Whenever the worker cannot be sure its memory matches its processing list (a Redis call failed midway,
-//! a clear found the list's oldest end different, or the list was reclaimed while this process was
-//! paused), it forgets what it holds and *recovers*: it re-reads the list from its oldest end and flushes it
-//! in chunks of `BATCH_SIZE`. Rows are idempotent on `tracking_id`, so re-flushing is always safe; clearing
-//! the wrong elements would not be, so that is what every check guards.
+//! Whenever the worker cannot be sure its memory matches its processing list (a Redis call failed midway, or
+//! a clear found the list's oldest end different), it forgets what it holds and *recovers*: it re-reads the
+//! list from its oldest end and flushes it in chunks of `BATCH_SIZE`. Rows are idempotent on `tracking_id`, so
+//! re-flushing is always safe; clearing the wrong elements would not be, so that is what every check guards.
+//!
+//! The worker ends when told to stop (shutdown, or the shard is handed to another batcher): it stops taking,
+//! flushes what it holds and releases the lease. It ends at once when its lease turns out lost (fenced): what
+//! it holds is in its processing list, which the lease's next holder moves back to pending.
 
 use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
-use pipeline::keys::Keys;
+use pipeline::connection::RedisTarget;
 use tokio::{
-    sync::{Notify, watch},
+    sync::Notify,
     task::{JoinError, JoinHandle},
     time::Instant,
 };
@@ -24,163 +28,148 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     backoff::Backoff,
     flush::{FlushJob, FlushOutcome, Flusher},
-    heartbeat::{self, HEARTBEAT_INTERVAL, HEARTBEAT_TTL},
+    link::{QueueError, RedisLink},
     policy::{Batch, FlushPolicy, FlushReason},
-    queue::{Queue, QueueError, RedisLink},
+    queue::{Queue, Taken},
     store::Store,
 };
 
-/// Longest single `BLMOVE` wait; the loop then goes round again (and notices a dead connection).
+/// Longest single wait for pending elements; the loop then goes round again (and notices a dead connection).
 pub const IDLE_BLOCK: Duration = Duration::from_secs(1);
-/// After SIGTERM, how long failing retries may go on before the batcher exits anyway, leaving what it could
-/// not commit in its processing list (re-flushed at its next start or reclaimed by another batcher).
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-/// How often registration re-checks whether a predecessor's lease on this id has expired.
-const LEASE_POLL: Duration = Duration::from_millis(250);
 
-/// What the worker needs.
+/// What one shard's worker needs.
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub policy: FlushPolicy,
-    pub keys: Keys,
-    pub batcher_id: String,
-    pub redis: redis::Client,
+    /// The shard's keys, this batcher's id and the lease token.
+    pub queue: Queue,
+    pub redis: RedisTarget,
     pub database_url: String,
+    /// Elements the lease's takeover moved back to pending (they are taken first): flushed with reason
+    /// `recovery`.
+    pub reclaimed: u64,
+}
+
+/// How a worker ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// Told to stop: everything it held is committed and the lease released (or, if the release failed, left
+    /// to expire).
+    Released,
+    /// The lease was lost; the next holder reclaims what this worker held.
+    Fenced,
+    /// Shutdown's grace ran out with something uncommitted; it stays in the processing list.
+    GaveUp,
 }
 
 /// Why the worker stopped other than by shutdown.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
-    #[error(
-        "another batcher with BATCHER_ID={0} is running (its heartbeat keeps being renewed); \
-         give every batcher a distinct BATCHER_ID"
-    )]
-    IdInUse(String),
     #[error("a flush task failed: {0}")]
     FlushTask(#[from] JoinError),
 }
 
-type Take = Pin<Box<dyn Future<Output = Result<Option<Vec<u8>>, QueueError>> + Send>>;
-type InFlight = JoinHandle<(Flusher, FlushOutcome)>;
-
-/// Runs the worker until `shutdown` is cancelled and what it holds is flushed.
-pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), WorkerError> {
-    let give_up = CancellationToken::new();
-    let grace = {
-        let (shutdown, give_up) = (shutdown.clone(), give_up.clone());
-        tokio::spawn(async move {
-            let grace_over = async {
-                shutdown.cancelled().await;
-                tokio::time::sleep(SHUTDOWN_GRACE).await;
-            };
-            tokio::select! {
-                () = grace_over => give_up.cancel(),
-                () = give_up.cancelled() => {}
+/// Runs the worker until `stop` is cancelled (then flushes and releases), the lease is lost (`fenced` is
+/// notified and confirmed), or `give_up` ends shutdown's grace.
+pub async fn run(
+    settings: Settings,
+    stop: CancellationToken,
+    give_up: CancellationToken,
+    fenced: Arc<Notify>,
+) -> Result<Ended, WorkerError> {
+    let mut worker = Worker::new(settings, stop, give_up, fenced);
+    let ended = worker.work().await?;
+    if ended == Ended::Released {
+        let queue = &worker.queue;
+        let shard = queue.shard.index();
+        match crate::lease::release(&mut worker.control, &queue.shard, &queue.id, &queue.token)
+            .await
+        {
+            Ok(_) => tracing::info!(shard, "released the shard"),
+            Err(error) => {
+                tracing::warn!(%error, shard, "cannot release the shard; its lease will expire");
             }
-        })
-    };
-    let mut worker = Worker::new(settings, shutdown, give_up.clone());
-    let result = worker.run().await;
-    give_up.cancel();
-    let _ = grace.await;
-    result
+        }
+    }
+    Ok(ended)
 }
 
 enum Event {
-    Shutdown,
-    FenceSuspected,
+    Stop,
+    Fenced,
     FlushDone(Box<Result<(Flusher, FlushOutcome), JoinError>>),
     Deadline,
-    Took(Result<Option<Vec<u8>>, QueueError>),
+    Ready(Result<bool, QueueError>),
 }
+
+type Wait = Pin<Box<dyn Future<Output = Result<bool, QueueError>> + Send>>;
+type InFlight = JoinHandle<(Flusher, FlushOutcome)>;
 
 struct Worker {
     queue: Queue,
-    keys: Keys,
     policy: FlushPolicy,
-    redis: redis::Client,
-    /// The connection that moves elements (it blocks in `BLMOVE`).
+    /// The connection that waits for and moves elements (it blocks in `BLMOVE`).
     fill: RedisLink,
-    /// Registration checks and recovery reads.
+    /// Recovery reads and the release.
     control: RedisLink,
     batch: Batch<Vec<u8>>,
-    /// The outstanding `BLMOVE`, kept across flushes (see `Queue::take_first`).
-    take: Option<Take>,
+    /// The outstanding wait for pending elements, kept across flushes (see `Queue::wait_for_pending`).
+    wait: Option<Wait>,
     /// The flusher when idle; `None` while it runs in `in_flight`.
     flusher: Option<Flusher>,
     in_flight: Option<InFlight>,
-    lease: watch::Sender<String>,
     seq: u64,
-    fenced: Arc<Notify>,
-    shutdown: CancellationToken,
+    /// Reclaimed elements not yet flushed (see [`Settings::reclaimed`]).
+    replaying: u64,
+    stop: CancellationToken,
     give_up: CancellationToken,
+    fenced_notice: Arc<Notify>,
     needs_recovery: bool,
-    needs_register: bool,
+    fenced: bool,
     /// Shutdown's grace ran out: stop retrying and leave the rest in Redis.
     gave_up: bool,
 }
 
 impl Worker {
-    fn new(settings: Settings, shutdown: CancellationToken, give_up: CancellationToken) -> Self {
-        let queue = Queue::new(&settings.keys, &settings.batcher_id);
+    fn new(
+        settings: Settings,
+        stop: CancellationToken,
+        give_up: CancellationToken,
+        fenced_notice: Arc<Notify>,
+    ) -> Self {
         let flusher = Flusher::new(
             Store::new(&settings.database_url),
             RedisLink::new(settings.redis.clone()),
-            queue.clone(),
+            settings.queue.clone(),
             give_up.clone(),
         );
         Self {
             fill: RedisLink::new(settings.redis.clone()),
-            control: RedisLink::new(settings.redis.clone()),
-            redis: settings.redis,
+            control: RedisLink::new(settings.redis),
             batch: Batch::new(settings.policy),
             policy: settings.policy,
-            keys: settings.keys,
-            queue,
-            take: None,
+            queue: settings.queue,
+            wait: None,
             flusher: Some(flusher),
             in_flight: None,
-            lease: watch::Sender::new(String::new()),
             seq: 0,
-            fenced: Arc::new(Notify::new()),
-            shutdown,
+            replaying: settings.reclaimed,
+            stop,
             give_up,
-            needs_recovery: true,
-            needs_register: true,
+            fenced_notice,
+            // A list left by an earlier holder under this id was reclaimed with the lease, so the worker
+            // starts with an empty processing list.
+            needs_recovery: false,
+            fenced: false,
             gave_up: false,
         }
     }
 
-    async fn run(&mut self) -> Result<(), WorkerError> {
-        let stop = self.shutdown.clone();
-        if !self.register(&stop).await? {
-            return Ok(());
-        }
-        let heartbeat_stop = CancellationToken::new();
-        let heartbeat = tokio::spawn(heartbeat::run(
-            self.queue.clone(),
-            self.keys.clone(),
-            RedisLink::new(self.redis.clone()),
-            self.lease.subscribe(),
-            Arc::clone(&self.fenced),
-            heartbeat_stop.clone(),
-        ));
-        let result = self.work().await;
-        heartbeat_stop.cancel();
-        let _ = heartbeat.await;
-        let lease = self.lease.borrow().clone();
-        if let Err(error) = heartbeat::deregister(&self.queue, &mut self.control, &lease).await {
-            tracing::warn!(%error, "cannot deregister; the heartbeat will expire by itself");
-        }
-        tracing::info!(batcher_id = %self.queue.id, "stopped");
-        result
-    }
-
-    /// The main loop, then the shutdown flush.
-    async fn work(&mut self) -> Result<(), WorkerError> {
-        while !self.shutdown.is_cancelled() && !self.gave_up {
+    /// The main loop, then the final flush.
+    async fn work(&mut self) -> Result<Ended, WorkerError> {
+        while !self.stop.is_cancelled() && !self.gave_up && !self.fenced {
             if self.needs_recovery {
-                self.recover(FlushReason::Recovery).await?;
+                self.recover().await?;
                 continue;
             }
             let now = Instant::now();
@@ -188,12 +177,19 @@ impl Worker {
                 self.dispatch(reason).await?;
                 continue;
             }
-            if self.take.is_none() {
+            if self.replaying > 0 && self.batch.len() as u64 >= self.replaying {
+                // Every reclaimed element is in hand: a replay does not wait for the time trigger.
+                self.dispatch(FlushReason::Recovery).await?;
+                continue;
+            }
+            if self.wait.is_none() {
                 let block = self.batch.deadline().map_or(IDLE_BLOCK, |deadline| {
                     deadline.saturating_duration_since(now).min(IDLE_BLOCK)
                 });
                 match self.fill.conn().await {
-                    Ok(conn) => self.take = Some(Box::pin(self.queue.take_first(conn, block))),
+                    Ok(conn) => {
+                        self.wait = Some(Box::pin(self.queue.wait_for_pending(conn, block)))
+                    }
                     Err(error) => {
                         self.redis_failed(&error);
                         continue;
@@ -203,26 +199,26 @@ impl Worker {
             let deadline = self.batch.deadline();
             let event = tokio::select! {
                 biased;
-                () = self.shutdown.cancelled() => Event::Shutdown,
+                () = self.stop.cancelled() => Event::Stop,
                 result = maybe(self.in_flight.as_mut()) => Event::FlushDone(Box::new(result)),
-                () = self.fenced.notified() => Event::FenceSuspected,
+                () = self.fenced_notice.notified() => Event::Fenced,
                 () = sleep_until(deadline) => Event::Deadline,
-                result = maybe(self.take.as_mut()) => Event::Took(result),
+                result = maybe(self.wait.as_mut()) => Event::Ready(result),
             };
             match event {
-                Event::Shutdown | Event::Deadline => {}
-                Event::FenceSuspected => self.check_fence().await,
+                Event::Stop | Event::Deadline => {}
+                Event::Fenced => self.fence(),
                 Event::FlushDone(result) => {
                     self.in_flight = None;
                     let (flusher, outcome) = (*result)?;
                     self.flusher = Some(flusher);
                     self.on_outcome(outcome);
                 }
-                Event::Took(result) => {
-                    self.take = None;
+                Event::Ready(result) => {
+                    self.wait = None;
                     match result {
-                        Ok(Some(first)) => self.took(first).await,
-                        Ok(None) => {}
+                        Ok(true) => self.take().await,
+                        Ok(false) => {}
                         Err(error) => self.redis_failed(&error),
                     }
                 }
@@ -231,13 +227,12 @@ impl Worker {
         self.finish().await
     }
 
-    /// `BLMOVE` brought the first element: move as many more as fit, in one round trip.
-    async fn took(&mut self, first: Vec<u8>) {
-        let now = Instant::now();
-        self.batch.extend([first], now);
+    /// Pending has elements: move as many as fit, in one round trip.
+    async fn take(&mut self) {
         let room = self.batch.room();
-        match self.queue.take_more(&mut self.fill, room).await {
-            Ok(more) => self.batch.extend(more, now),
+        match self.queue.take(&mut self.fill, room).await {
+            Ok(Taken::Moved(items)) => self.batch.extend(items, Instant::now()),
+            Ok(Taken::Fenced) => self.fence(),
             Err(error) => self.redis_failed(&error),
         }
     }
@@ -245,25 +240,36 @@ impl Worker {
     /// Hands the batch to the flusher on a task, after the previous flush (if any) is done.
     async fn dispatch(&mut self, reason: FlushReason) -> Result<(), WorkerError> {
         self.settle().await?;
-        if self.needs_recovery || self.gave_up {
-            // The batch is re-read from the processing list by the recovery.
+        if self.needs_recovery || self.gave_up || self.fenced {
+            // The batch is re-read from the processing list by the recovery, or left to the next holder.
             return Ok(());
         }
         let Some(mut flusher) = self.flusher.take() else {
             unreachable!("settle() returns the flusher");
         };
-        self.seq += 1;
-        let job = FlushJob {
-            elements: self.batch.take(),
-            reason,
-            lease: self.lease.borrow().clone(),
-            seq: self.seq,
-        };
+        let elements = self.batch.take();
+        let job = self.job(elements, reason);
         self.in_flight = Some(tokio::spawn(async move {
             let outcome = flusher.flush(job).await;
             (flusher, outcome)
         }));
         Ok(())
+    }
+
+    /// The next flush of `elements`; reclaimed elements (taken first) flush as `recovery`.
+    fn job(&mut self, elements: Vec<Vec<u8>>, reason: FlushReason) -> FlushJob {
+        self.seq += 1;
+        let reason = if self.replaying > 0 {
+            self.replaying = self.replaying.saturating_sub(elements.len() as u64);
+            FlushReason::Recovery
+        } else {
+            reason
+        };
+        FlushJob {
+            elements,
+            reason,
+            seq: self.seq,
+        }
     }
 
     /// Waits for the flush in flight, if any.
@@ -282,6 +288,7 @@ impl Worker {
             FlushOutcome::Fenced => self.fence(),
             FlushOutcome::Mismatch => {
                 tracing::warn!(
+                    shard = self.queue.shard.index(),
                     "the processing list's oldest end is not the committed batch; re-reading it"
                 );
                 self.needs_recovery = true;
@@ -292,39 +299,32 @@ impl Worker {
 
     /// A Redis call failed: its effect is unknown, so the batch is re-read from the list.
     fn redis_failed(&mut self, error: &QueueError) {
-        tracing::warn!(%error, "Redis failed while taking messages; recovering from the processing list");
+        tracing::warn!(%error, shard = self.queue.shard.index(), "Redis failed while taking messages; recovering from the processing list");
         metrics::counter!("batcher_retries_total").increment(1);
-        self.take = None;
+        self.wait = None;
         self.fill.reset();
         self.needs_recovery = true;
-    }
-
-    /// The heartbeat saw the lease lost; confirm before acting (a stale notification is harmless).
-    async fn check_fence(&mut self) {
-        let lease = self.lease.borrow().clone();
-        if let Ok(false) = heartbeat::renew(&self.queue, &mut self.control, &lease).await {
-            self.fence();
-        }
     }
 
     fn fence(&mut self) {
-        tracing::warn!(
-            batcher_id = %self.queue.id,
-            "this batcher's processing list was reclaimed (it was presumed dead); \
-             forgetting what it held and registering again"
-        );
-        metrics::counter!("batcher_fenced_total").increment(1);
-        self.needs_register = true;
-        self.needs_recovery = true;
+        if !self.fenced {
+            tracing::warn!(
+                batcher_id = %self.queue.id,
+                shard = self.queue.shard.index(),
+                "this batcher lost the shard's lease (it was presumed dead); leaving what it held to the next holder"
+            );
+            metrics::counter!("batcher_fenced_total").increment(1);
+        }
+        self.fenced = true;
     }
 
     /// Forgets the batch in memory and flushes the processing list from its oldest end.
-    async fn recover(&mut self, reason: FlushReason) -> Result<(), WorkerError> {
-        self.take = None;
+    async fn recover(&mut self) -> Result<(), WorkerError> {
+        self.wait = None;
         self.fill.reset();
         self.settle().await?;
         self.batch.clear();
-        self.drain(reason).await?;
+        self.drain(FlushReason::Recovery).await?;
         self.needs_recovery = self.gave_up;
         Ok(())
     }
@@ -332,14 +332,7 @@ impl Worker {
     /// Flushes the processing list, oldest first, in chunks of `BATCH_SIZE`, until it is empty.
     async fn drain(&mut self, reason: FlushReason) -> Result<(), WorkerError> {
         let mut backoff = Backoff::default();
-        while !self.gave_up {
-            if self.needs_register {
-                let give_up = self.give_up.clone();
-                if !self.register(&give_up).await? {
-                    self.gave_up = true;
-                    break;
-                }
-            }
+        while !self.gave_up && !self.fenced {
             let items = match self
                 .queue
                 .read_oldest(&mut self.control, self.policy.max_size)
@@ -357,13 +350,7 @@ impl Worker {
             if items.is_empty() {
                 break;
             }
-            self.seq += 1;
-            let job = FlushJob {
-                elements: items,
-                reason,
-                lease: self.lease.borrow().clone(),
-                seq: self.seq,
-            };
+            let job = self.job(items, reason);
             let Some(flusher) = self.flusher.as_mut() else {
                 unreachable!("no flush is in flight during a drain");
             };
@@ -377,57 +364,29 @@ impl Worker {
         Ok(())
     }
 
-    /// Shutdown: stop taking, flush what is held, then anything else left in the processing list.
-    async fn finish(&mut self) -> Result<(), WorkerError> {
-        // An element a cancelled BLMOVE may still have moved is in the list, and the drain below finds it.
-        self.take = None;
+    /// Stopping: stop taking, flush what is held, then anything else left in the processing list. A fenced
+    /// worker only waits for its flush in flight: what it holds belongs to the lease's next holder.
+    async fn finish(&mut self) -> Result<Ended, WorkerError> {
+        self.wait = None;
         self.fill.reset();
         self.settle().await?;
-        while !self.gave_up && !self.needs_recovery && !self.batch.is_empty() {
+        if self.fenced {
+            self.batch.clear();
+            return Ok(Ended::Fenced);
+        }
+        while !self.gave_up && !self.fenced && !self.needs_recovery && !self.batch.is_empty() {
             self.dispatch(FlushReason::Shutdown).await?;
             self.settle().await?;
         }
         self.batch.clear();
-        self.drain(FlushReason::Shutdown).await
-    }
-
-    /// Registers under a new lease, waiting for a predecessor's lease on this id to expire (a crashed
-    /// process's does within [`HEARTBEAT_TTL`]). `Ok(false)` if `stop` was cancelled first.
-    async fn register(&mut self, stop: &CancellationToken) -> Result<bool, WorkerError> {
-        let lease = uuid::Uuid::new_v4().simple().to_string();
-        let mut backoff = Backoff::default();
-        let mut lease_alive_since: Option<Instant> = None;
-        loop {
-            let delay = match heartbeat::register(&self.queue, &mut self.control, &lease).await {
-                Ok(true) => {
-                    self.lease.send_replace(lease);
-                    self.needs_register = false;
-                    tracing::info!(batcher_id = %self.queue.id, "registered");
-                    return Ok(true);
-                }
-                Ok(false) => {
-                    let since = *lease_alive_since.get_or_insert_with(|| {
-                        tracing::info!(
-                            batcher_id = %self.queue.id,
-                            "another lease on this BATCHER_ID is alive; waiting for it to expire"
-                        );
-                        Instant::now()
-                    });
-                    if since.elapsed() > HEARTBEAT_TTL + HEARTBEAT_INTERVAL {
-                        return Err(WorkerError::IdInUse(self.queue.id.clone()));
-                    }
-                    LEASE_POLL
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "cannot register in Redis; retrying");
-                    metrics::counter!("batcher_retries_total").increment(1);
-                    backoff.next_delay()
-                }
-            };
-            if !pause(delay, stop).await {
-                return Ok(false);
-            }
-        }
+        self.drain(FlushReason::Shutdown).await?;
+        Ok(if self.fenced {
+            Ended::Fenced
+        } else if self.gave_up {
+            Ended::GaveUp
+        } else {
+            Ended::Released
+        })
     }
 }
 
@@ -448,7 +407,7 @@ async fn sleep_until(deadline: Option<Instant>) {
 }
 
 /// Sleeps `delay`; `false` if `stop` was cancelled first.
-async fn pause(delay: Duration, stop: &CancellationToken) -> bool {
+pub async fn pause(delay: Duration, stop: &CancellationToken) -> bool {
     tokio::select! {
         () = tokio::time::sleep(delay) => true,
         () = stop.cancelled() => false,

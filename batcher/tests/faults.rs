@@ -41,14 +41,14 @@ async fn a_batch_held_while_postgresql_is_unreachable_commits_once_it_is_back() 
         "nothing commits while PostgreSQL is away"
     );
     assert_eq!(
-        llen(&env, &env.keys().processing("b1")).await,
+        llen(&env, &env.keys().shard(0).processing("b1")).await,
         5,
         "the batch stays in Redis"
     );
 
     proxy.restore();
     wait_rows(&env, 6).await;
-    wait_empty(&env, &env.keys().processing("b1")).await;
+    wait_empty(&env, &env.keys().shard(0).processing("b1")).await;
     assert_eq!(row_counts(&env).await, (6, 6));
     assert_eq!(&persisted(&env).await[1..], &sent[..]);
     batcher.stop().await;
@@ -65,7 +65,7 @@ async fn the_batcher_rides_out_its_redis_connections_being_cut_and_refused() {
     // Cut while a batch is held: it commits, but clearing it must wait for Redis.
     let first = messages(5);
     push(&env, &first).await;
-    let processing = env.keys().processing("b1");
+    let processing = env.keys().shard(0).processing("b1");
     testkit::eventually(WAIT, "5 held", || async {
         (llen(&env, &processing).await == 5).then_some(())
     })
@@ -89,7 +89,7 @@ async fn the_batcher_rides_out_its_redis_connections_being_cut_and_refused() {
 
     wait_rows(&env, 9).await;
     wait_empty(&env, &processing).await;
-    wait_empty(&env, &env.keys().pending()).await;
+    wait_empty(&env, &env.keys().shard(0).pending()).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(row_counts(&env).await, (9, 9));
     let mut rows = persisted(&env).await;
@@ -98,30 +98,4 @@ async fn the_batcher_rides_out_its_redis_connections_being_cut_and_refused() {
     expected.sort_by_key(|m| m.tracking_id);
     assert_eq!(rows, expected);
     batcher.stop().await;
-}
-
-#[tokio::test]
-async fn a_second_batcher_with_a_live_batchers_id_refuses_to_start() {
-    let env = TestEnv::new().await;
-    let first = start(&env, config(&env, "same", 10, 0.1)).await;
-    testkit::eventually(WAIT, "the first registered", || async {
-        registered(&env, "same").await.then_some(())
-    })
-    .await;
-
-    let second = start(&env, config(&env, "same", 10, 0.1)).await;
-    let error = tokio::time::timeout(Duration::from_secs(15), second.task)
-        .await
-        .expect("the second gives up within 15 s")
-        .unwrap()
-        .expect_err("the second must not run");
-    assert!(
-        format!("{error:#}").contains("BATCHER_ID=same"),
-        "{error:#}"
-    );
-
-    // The first is unharmed.
-    push(&env, &messages(3)).await;
-    wait_rows(&env, 3).await;
-    first.stop().await;
 }

@@ -153,7 +153,7 @@ async fn rows_postgresql_refuses_are_isolated_and_dead_lettered_with_its_error()
         );
     }
     assert_eq!(totals(&env).await, (8, 1, 2));
-    wait_empty(&env, &env.keys().processing("b1")).await;
+    wait_empty(&env, &env.keys().shard(0).processing("b1")).await;
     batcher.stop().await;
 }
 
@@ -184,6 +184,6 @@ async fn a_batch_survives_its_postgresql_connection_being_terminated() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(row_counts(&env).await, (7, 7));
     assert_eq!(&persisted(&env).await[1..], &sent[..]);
-    wait_empty(&env, &env.keys().processing("b1")).await;
+    wait_empty(&env, &env.keys().shard(0).processing("b1")).await;
     batcher.stop().await;
 }

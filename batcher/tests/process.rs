@@ -57,7 +57,7 @@ async fn a_batcher_killed_with_a_full_processing_list_loses_and_duplicates_nothi
     let sent = messages(500);
     push(&env, &sent).await;
 
-    let processing = env.keys().processing("k1");
+    let processing = env.keys().shard(0).processing("k1");
     let mut first = spawn(&env, "k1", 1000, "60");
     testkit::eventually(WAIT, "500 held by k1", || async {
         (llen(&env, &processing).await == 500).then_some(())
@@ -67,7 +67,8 @@ async fn a_batcher_killed_with_a_full_processing_list_loses_and_duplicates_nothi
     assert_eq!(env.count("messages").await, 0);
     assert_eq!(llen(&env, &processing).await, 500);
 
-    // The restart waits for the dead process's heartbeat to expire, then re-flushes its list.
+    // The restart waits for the dead process's lease on the shard to expire, then takes the shard over: its
+    // list goes back to pending and is flushed first, as a replay.
     let mut second = spawn(&env, "k1", 1000, "0.1");
     testkit::eventually(Duration::from_secs(20), "500 rows", || async {
         (env.count("messages").await == 500).then_some(())
@@ -88,21 +89,23 @@ async fn batchers_killed_again_and_again_mid_stream_lose_and_duplicate_nothing()
     const CHUNK: usize = 250;
     // Kill delays after each start, spread so that kills land while moving, during COPY and between the
     // commit and the clearing of the processing list (fixed, so a failure replays the same schedule).
-    const KILL_AFTER_MS: [u64; 6] = [120, 45, 310, 80, 200, 15];
+    // Every incarnation after the first waits for the previous one's lease to expire (5 s) before it takes the
+    // shard, so the later delays are the lease's TTL plus a little work.
+    const KILL_AFTER_MS: [u64; 6] = [300, 5_300, 5_150, 5_500, 5_100, 5_250];
 
     let env = TestEnv::new().await;
     env.apply_schema().await;
     let sent = messages(MESSAGES);
 
-    // The stream, a chunk every 10 ms, while batchers come and go.
+    // The stream, a chunk every 800 ms (32 s), while batchers come and go (27 s), so the survivor gets a tail.
     let stream = async {
         for chunk in sent.chunks(CHUNK) {
             push(&env, chunk).await;
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            tokio::time::sleep(Duration::from_millis(800)).await;
         }
     };
-    // Each incarnation gets a new id, as a rescheduled container would: the dead one's list is left for a live
-    // batcher to reclaim once its heartbeat expires.
+    // Each incarnation gets a new id, as a rescheduled container would: the dead one's list is left for the
+    // shard's next holder to reclaim once its lease expires.
     let crashes = async {
         for (n, delay) in KILL_AFTER_MS.iter().enumerate() {
             let mut child = spawn(&env, &format!("crash-{n}"), 200, "0.05");
@@ -118,9 +121,9 @@ async fn batchers_killed_again_and_again_mid_stream_lose_and_duplicate_nothing()
     })
     .await;
     for n in 0..KILL_AFTER_MS.len() {
-        wait_empty(&env, &env.keys().processing(&format!("crash-{n}"))).await;
+        wait_empty(&env, &env.keys().shard(0).processing(&format!("crash-{n}"))).await;
     }
-    wait_empty(&env, &env.keys().pending()).await;
+    wait_empty(&env, &env.keys().shard(0).pending()).await;
     // Give a replayed batch the chance to show up as a duplicate before asserting there is none.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(row_counts(&env).await, (MESSAGES as i64, MESSAGES as i64));
@@ -155,7 +158,7 @@ async fn sigterm_commits_the_held_partial_batch_and_exits_zero() {
     let mut child = spawn(&env, "t1", 1000, "60");
     let sent = messages(3);
     push(&env, &sent).await;
-    let processing = env.keys().processing("t1");
+    let processing = env.keys().shard(0).processing("t1");
     testkit::eventually(WAIT, "3 held by t1", || async {
         (llen(&env, &processing).await == 3).then_some(())
     })
@@ -173,12 +176,12 @@ async fn sigterm_commits_the_held_partial_batch_and_exits_zero() {
     assert_eq!(llen(&env, &processing).await, 0);
     assert!(!registered(&env, "t1").await);
     let mut redis = env.redis().await;
-    let heartbeat: bool = redis::cmd("EXISTS")
-        .arg(env.keys().heartbeat("t1"))
+    let lease: bool = redis::cmd("EXISTS")
+        .arg(env.keys().shard(0).lease())
         .query_async(&mut redis)
         .await
         .unwrap();
-    assert!(!heartbeat);
+    assert!(!lease, "the shard was released");
 }
 
 #[tokio::test]
@@ -196,7 +199,7 @@ async fn json_logs_are_one_object_per_line_with_one_line_per_flush_and_none_per_
     push(&env, &sent).await;
     wait_rows(&env, 20).await;
     testkit::eventually(WAIT, "3 held by log1", || async {
-        (llen(&env, &env.keys().processing("log1")).await == 3).then_some(())
+        (llen(&env, &env.keys().shard(0).processing("log1")).await == 3).then_some(())
     })
     .await;
     terminate(&mut child).await;

@@ -1,5 +1,5 @@
-//! Nothing lost, nothing duplicated: a batcher's own list at start, a dead batcher's list, and a batcher
-//! whose list was reclaimed while it was only paused.
+//! Nothing lost, nothing duplicated: a batcher's own list at start, a dead batcher's list, a list nobody
+//! registered, and a batcher whose shard was taken over while it was only paused.
 
 mod common;
 
@@ -15,7 +15,7 @@ async fn fill_processing(
     messages: &[pipeline::queued::QueuedMessage],
 ) {
     let elements: Vec<Vec<u8>> = messages.iter().map(raw).collect();
-    lpush(env, &env.keys().processing(batcher), &elements).await;
+    lpush(env, &env.keys().shard(0).processing(batcher), &elements).await;
 }
 
 #[tokio::test]
@@ -37,7 +37,7 @@ async fn a_restarted_batcher_reflushes_its_own_list_without_duplicating_committe
 
     let batcher = start(&env, config(&env, "b1", 10, 30.0)).await;
     wait_rows(&env, 25).await;
-    wait_empty(&env, &env.keys().processing("b1")).await;
+    wait_empty(&env, &env.keys().shard(0).processing("b1")).await;
     assert_eq!(row_counts(&env).await, (25, 25));
     assert_eq!(persisted(&env).await, held);
     let batches = batches(&env).await;
@@ -59,18 +59,18 @@ async fn a_restarted_batcher_reflushes_its_own_list_without_duplicating_committe
 }
 
 #[tokio::test]
-async fn the_list_of_a_batcher_whose_heartbeat_expired_is_reclaimed_by_a_live_one() {
+async fn the_list_of_a_dead_batcher_is_reclaimed_first_by_the_shards_next_holder() {
     let env = TestEnv::new().await;
     let ghost_held = messages(20);
     fill_processing(&env, "ghost", &ghost_held).await;
     let mut redis = env.redis().await;
     let _: i64 = redis::cmd("SADD")
-        .arg(env.keys().batchers())
+        .arg(env.keys().shard(0).batchers())
         .arg("ghost")
         .query_async(&mut redis)
         .await
         .unwrap();
-    // Newer messages wait in pending; the reclaimed (older) ones must not be starved by them.
+    // Newer messages wait in pending; the reclaimed (older) ones go before them.
     let newer = messages(3);
     push(&env, &newer).await;
 
@@ -80,49 +80,77 @@ async fn the_list_of_a_batcher_whose_heartbeat_expired_is_reclaimed_by_a_live_on
     })
     .await;
     assert_eq!(row_counts(&env).await, (23, 23));
-    assert_eq!(llen(&env, &env.keys().processing("ghost")).await, 0);
-    let mut rows = persisted(&env).await;
-    rows.sort_by_key(|m| m.tracking_id);
-    let mut expected: Vec<_> = ghost_held.iter().chain(&newer).cloned().collect();
-    expected.sort_by_key(|m| m.tracking_id);
-    assert_eq!(rows, expected);
+    assert_eq!(
+        llen(&env, &env.keys().shard(0).processing("ghost")).await,
+        0
+    );
+    let expected: Vec<_> = ghost_held.iter().chain(&newer).cloned().collect();
+    assert_eq!(persisted(&env).await, expected, "reclaimed first, in order");
     batcher.stop().await;
 }
 
 #[tokio::test]
-async fn a_paused_batcher_whose_list_was_reclaimed_loses_and_duplicates_nothing() {
+async fn a_processing_list_that_no_batcher_registered_is_persisted_while_the_shard_is_held() {
+    let env = TestEnv::new().await;
+    let batcher = start(&env, config(&env, "live", 10, 0.1)).await;
+    testkit::eventually(WAIT, "live holds the shard", || async {
+        registered(&env, "live").await.then_some(())
+    })
+    .await;
+    // A list that appears out of nowhere (an older version's, or put there by hand), with no lease and in no
+    // set: the holder's periodic scan finds it.
+    let held = messages(7);
+    fill_processing(&env, "ghost", &held).await;
+    testkit::eventually(Duration::from_secs(30), "7 rows", || async {
+        (env.count("messages").await == 7).then_some(())
+    })
+    .await;
+    wait_empty(&env, &env.keys().shard(0).processing("ghost")).await;
+    assert_eq!(row_counts(&env).await, (7, 7));
+    assert_eq!(persisted(&env).await, held);
+    batcher.stop().await;
+}
+
+#[tokio::test]
+async fn a_paused_batcher_whose_shard_was_taken_over_loses_and_duplicates_nothing() {
     let env = TestEnv::new().await;
     let batcher = start(&env, config(&env, "z", 1000, 1.5)).await;
     let sent = messages(5);
     push(&env, &sent).await;
-    let processing = env.keys().processing("z");
+    let shard = env.keys().shard(0);
+    let processing = shard.processing("z");
     testkit::eventually(WAIT, "z holds 5", || async {
         (llen(&env, &processing).await == 5).then_some(())
     })
     .await;
 
-    // What another batcher does when z's heartbeat expires: z's list goes back to pending, z leaves the set.
+    // What the next holder does when z's lease has expired (z was paused): it takes the lease and moves z's
+    // list back to pending. This holder then vanishes; its lease expires in 2 s.
     let mut redis = env.redis().await;
     let _: () = redis::Script::new(
         r"
+        redis.call('SET', KEYS[4], 'intruder', 'PX', 2000)
         local items = redis.call('LRANGE', KEYS[1], 0, -1)
         redis.call('RPUSH', KEYS[2], unpack(items))
-        redis.call('DEL', KEYS[1], KEYS[4])
+        redis.call('DEL', KEYS[1])
         redis.call('SREM', KEYS[3], 'z')
         ",
     )
     .key(&processing)
-    .key(env.keys().pending())
-    .key(env.keys().batchers())
-    .key(env.keys().heartbeat("z"))
+    .key(shard.pending())
+    .key(shard.batchers())
+    .key(shard.lease())
     .invoke_async(&mut redis)
     .await
     .unwrap();
 
-    wait_rows(&env, 5).await;
+    // z notices it lost the lease, takes the shard again once the intruder's lease expires, and flushes.
+    testkit::eventually(Duration::from_secs(15), "5 rows", || async {
+        (env.count("messages").await == 5).then_some(())
+    })
+    .await;
     testkit::eventually(WAIT, "both lists empty and z registered again", || async {
-        let empty =
-            llen(&env, &processing).await == 0 && llen(&env, &env.keys().pending()).await == 0;
+        let empty = llen(&env, &processing).await == 0 && llen(&env, &shard.pending()).await == 0;
         (empty && registered(&env, "z").await).then_some(())
     })
     .await;

@@ -51,14 +51,14 @@ async fn statements_cancelled_by_statement_timeout_are_retried_until_the_batch_c
     push(&env, &sent).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(
-        llen(&env, &env.keys().processing("st1")).await,
+        llen(&env, &env.keys().shard(0).processing("st1")).await,
         5,
         "the batch stays in Redis while its statements time out"
     );
     lock.rollback().await.unwrap();
 
     wait_rows(&env, 6).await;
-    wait_empty(&env, &env.keys().processing("st1")).await;
+    wait_empty(&env, &env.keys().shard(0).processing("st1")).await;
     assert_eq!(row_counts(&env).await, (6, 6));
     assert_eq!(&persisted(&env).await[1..], &sent[..]);
     assert_eq!(

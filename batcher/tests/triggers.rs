@@ -18,7 +18,7 @@ async fn thirty_messages_with_batch_size_ten_make_exactly_three_size_batches() {
     push(&env, &sent).await;
 
     wait_rows(&env, 30).await;
-    wait_empty(&env, &env.keys().processing("b1")).await;
+    wait_empty(&env, &env.keys().shard(0).processing("b1")).await;
     let batches = batches(&env).await;
     assert_eq!(batches.len(), 3, "{batches:?}");
     for batch in &batches {
@@ -31,7 +31,7 @@ async fn thirty_messages_with_batch_size_ten_make_exactly_three_size_batches() {
     }
     // Every row is exactly what was pushed, in the order it was pushed.
     assert_eq!(persisted(&env).await, sent);
-    assert_eq!(llen(&env, &env.keys().pending()).await, 0);
+    assert_eq!(llen(&env, &env.keys().shard(0).pending()).await, 0);
     batcher.stop().await;
 }
 

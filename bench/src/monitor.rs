@@ -86,7 +86,7 @@ impl Monitor {
             .query_one("SELECT messages, dead_letters FROM pipeline_totals", &[])
             .await
             .context("cannot read pipeline_totals")?;
-        let depth = pipeline::depth::queue_depth(&mut self.redis, &self.keys)
+        let depth = pipeline::depth::queue_depth(&mut self.redis, &self.keys, 1)
             .await
             .context("cannot read queue_depth")?;
         Ok(Snapshot {

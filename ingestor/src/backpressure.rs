@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
+use pipeline::connection::RedisConn;
 use pipeline::keys::Keys;
-use redis::aio::ConnectionManager;
 use tokio_util::sync::CancellationToken;
 
 /// How often the queue depth is read from Redis.
@@ -132,12 +132,14 @@ impl Backpressure {
         Ok(depth)
     }
 
-    /// Refreshes the estimate from Redis every [`REFRESH_INTERVAL`] until `shutdown`. While Redis is
-    /// unreachable the last reading stays (pushes fail with 503 then anyway).
+    /// Refreshes the estimate from Redis (every shard in use) every [`REFRESH_INTERVAL`] until `shutdown`.
+    /// While Redis is unreachable the last reading stays (pushes fail with 503 then anyway). The first
+    /// successful round also records `queue_shards` as a layout in use (see `pipeline::depth::record_layout`).
     pub fn spawn_refresher(
         &self,
-        conn: ConnectionManager,
+        conn: RedisConn,
         keys: Keys,
+        queue_shards: u32,
         shutdown: CancellationToken,
     ) -> tokio::task::JoinHandle<()> {
         let this = self.clone();
@@ -146,14 +148,22 @@ impl Backpressure {
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             // Logged on change only: a Redis that is down would otherwise log ten lines a second.
             let mut failing = false;
+            let mut layout_recorded = false;
             loop {
                 tokio::select! {
                     () = shutdown.cancelled() => break,
                     _ = ticks.tick() => {}
                 }
                 let mut conn = conn.clone();
+                if !layout_recorded {
+                    let record = pipeline::depth::record_layout(&mut conn, &keys, queue_shards);
+                    layout_recorded = matches!(
+                        tokio::time::timeout(REFRESH_TIMEOUT, record).await,
+                        Ok(Ok(()))
+                    );
+                }
                 let read = async {
-                    let read = pipeline::depth::queue_depth(&mut conn, &keys);
+                    let read = pipeline::depth::queue_depth(&mut conn, &keys, queue_shards);
                     match tokio::time::timeout(REFRESH_TIMEOUT, read).await {
                         Ok(outcome) => outcome.map_err(|error| error.to_string()),
                         Err(_) => Err(format!("no answer within {REFRESH_TIMEOUT:?}")),

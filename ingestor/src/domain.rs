@@ -55,6 +55,11 @@ impl ValidMessage {
         })
     }
 
+    /// The channel, which decides the message's queue shard.
+    pub fn channel_id(&self) -> i64 {
+        self.channel_id
+    }
+
     /// The Redis element for this message, accepted as `tracking_id` at `created_at`.
     pub fn into_queued(self, tracking_id: Uuid, created_at: DateTime<Utc>) -> QueuedMessage {
         QueuedMessage {

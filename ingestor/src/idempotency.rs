@@ -7,6 +7,12 @@
 //! atomically, so two concurrent requests with the same key cannot both push. Such requests bypass the
 //! group commit. Keys are scoped by endpoint: the same key on `POST /messages` and on
 //! `POST /messages/batch` names two different requests.
+//!
+//! With several queue shards, the record lives in the shard of the request's (first) message, beside the
+//! pending list the script pushes onto. A batch whose messages span shards is pushed one shard after another,
+//! the first shard first, each with its own record holding the whole answer: a retry finds the first shard's
+//! record if any part was pushed, takes its ids, and pushes exactly the parts that are missing (see
+//! `routes::batch`).
 
 use std::convert::Infallible;
 use std::sync::LazyLock;
@@ -15,7 +21,7 @@ use axum::extract::FromRequestParts;
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use chrono::{DateTime, Utc};
-use pipeline::keys::Keys;
+use pipeline::keys::ShardKeys;
 use uuid::Uuid;
 
 use crate::domain::FieldError;
@@ -162,9 +168,10 @@ pub fn expect_kind(answer: Remembered, kind: Kind) -> Result<Remembered, ApiErro
     }
 }
 
-/// The Redis key remembering `key` on the endpoint of `kind`. A batch's is `…:idempotency:batch <key>`:
-/// keys have no spaces, so it cannot be a single message's.
-fn record_key(keys: &Keys, kind: Kind, key: &str) -> String {
+/// The Redis key remembering `key` on the endpoint of `kind`, in `shard` (that of the request's first
+/// message). A batch's is `…:idempotency:batch <key>`: keys have no spaces, so it cannot be a single
+/// message's.
+fn record_key(keys: &ShardKeys, kind: Kind, key: &str) -> String {
     match kind {
         Kind::Message => keys.idempotency(key),
         Kind::Batch => keys.idempotency(&format!("batch {key}")),
@@ -180,11 +187,11 @@ pub enum PushOnce {
     Earlier(Remembered),
 }
 
-/// Pushes `elements` (oldest first; the messages accepted as `answer`) unless `key` was seen within the
-/// TTL.
+/// Pushes `elements` (oldest first; the messages of `answer` that belong to `keys`' shard) onto that shard's
+/// pending list, unless `key` was seen there within the TTL.
 pub async fn push_once<C: redis::aio::ConnectionLike>(
     conn: &mut C,
-    keys: &Keys,
+    keys: &ShardKeys,
     key: &str,
     answer: &Remembered,
     elements: &[Vec<u8>],
@@ -208,7 +215,7 @@ pub async fn push_once<C: redis::aio::ConnectionLike>(
 /// while new submissions are refused (queue full), as it queues nothing.
 pub async fn earlier<C: redis::aio::ConnectionLike>(
     conn: &mut C,
-    keys: &Keys,
+    keys: &ShardKeys,
     kind: Kind,
     key: &str,
 ) -> redis::RedisResult<Option<Remembered>> {
@@ -259,7 +266,7 @@ mod tests {
 
     #[test]
     fn batch_keys_cannot_collide_with_message_keys() {
-        let keys = Keys::new("p");
+        let keys = pipeline::keys::Keys::new("p").shard(0);
         assert_eq!(record_key(&keys, Kind::Message, "k"), "{p}:idempotency:k");
         assert_eq!(
             record_key(&keys, Kind::Batch, "k"),

@@ -15,7 +15,8 @@
 //! - [`domain`]: the validation rules, pure and unit-tested.
 //! - [`extract`]: the JSON body extractor (content type, body limits, the failing field's path).
 //! - [`error`]: [`error::ApiError`], the one place each error status is produced.
-//! - [`pusher`]: the group commit: concurrent requests share one multi-value `LPUSH`.
+//! - [`enqueue`]: pushing elements onto their shards' pending lists, and `REDIS_WAIT_REPLICAS`.
+//! - [`pusher`]: the group commit: concurrent requests share one multi-value `LPUSH` per shard.
 //! - [`reconnect`]: one retry of a Redis command whose connection had broken (Redis restarted).
 //! - [`idempotency`]: `Idempotency-Key`, remembered and pushed in one Lua script.
 //! - [`telemetry`]: request metrics (duration by route and status, rejections by reason).
@@ -24,6 +25,7 @@ pub mod auth;
 pub mod backpressure;
 pub mod cors;
 pub mod domain;
+pub mod enqueue;
 pub mod error;
 pub mod extract;
 pub mod idempotency;
@@ -110,6 +112,12 @@ pub struct Config {
         value_parser = backpressure::parse_limit
     )]
     pub max_queue_depth: u64,
+
+    /// Replicas that must hold a message before its 201 (or 202): after each group of pushes the ingestor
+    /// sends one `WAIT n`, and answers 503 if fewer than n replicas (on a cluster, of every master)
+    /// acknowledged within 1 s. 0 acknowledges as soon as the master has it.
+    #[arg(long, env = "REDIS_WAIT_REPLICAS", default_value = "0", value_parser = clap::value_parser!(u32).range(0..=16))]
+    pub redis_wait_replicas: u32,
 }
 
 /// A CORS origin: `*`, or `http(s)://host[:port]` without path or trailing slash.

@@ -1,16 +1,20 @@
-//! Group commit: many concurrent `POST /messages` share one multi-value `LPUSH`.
+//! Group commit: many concurrent `POST /messages` share one multi-value `LPUSH` per shard.
 //!
-//! Handlers send (element, reply) into a bounded channel; one task takes everything waiting (up to
-//! [`MAX_GROUP`]), sends it as one `LPUSH`, and answers every waiter with the outcome. Every 201 still waits
-//! for Redis to acknowledge its element; Redis round trips no longer grow with the request rate.
+//! Handlers send (shard, element, reply) into a bounded channel; one task takes everything waiting (up to
+//! [`MAX_GROUP`]), pushes it with one `LPUSH` per shard (see `enqueue`; with `REDIS_WAIT_REPLICAS`, then one
+//! `WAIT` for the group), and answers every waiter with its shard's outcome. Every 201 still waits for Redis
+//! to acknowledge its element; Redis round trips no longer grow with the request rate. Groups are pushed one
+//! after another, so a message whose 201 was sent is in Redis before any message accepted after it.
 //!
 //! Shutdown needs no signal: when the server has finished its in-flight requests it drops the last
 //! [`Pusher`], the channel closes, and the task pushes what it still holds before it ends.
 
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use pipeline::{connection::RedisConn, keys::Keys};
 use tokio::sync::{mpsc, oneshot};
+
+use crate::enqueue::{self, EnqueueError, Part, WaitReplicas};
 
 /// Most elements in one `LPUSH` (about 0.5–1 MB of typical messages).
 pub const MAX_GROUP: usize = 4096;
@@ -24,8 +28,8 @@ pub const PUSH_TIMEOUT: Duration = Duration::from_secs(2);
 /// fired: a 503 means "retry", never "certainly not queued"; a 201 always means "queued".
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum PushError {
-    #[error("Redis refused the push: {0}")]
-    Redis(String),
+    #[error(transparent)]
+    Enqueue(#[from] EnqueueError),
     #[error("no answer from Redis within {0:?}")]
     Timeout(Duration),
     #[error("the pusher has stopped")]
@@ -34,26 +38,42 @@ pub enum PushError {
 
 type Reply = oneshot::Sender<Result<(), PushError>>;
 
+/// One element waiting for the group commit.
+#[derive(Debug)]
+struct Waiting {
+    shard: u32,
+    element: String,
+    reply: Reply,
+}
+
 /// The handlers' side of the group commit.
 #[derive(Debug, Clone)]
 pub struct Pusher {
-    sender: mpsc::Sender<(String, Reply)>,
+    sender: mpsc::Sender<Waiting>,
 }
 
 impl Pusher {
-    /// Starts the pushing task on `conn`, pushing onto `key`.
-    pub fn spawn(conn: ConnectionManager, key: String) -> (Self, tokio::task::JoinHandle<()>) {
+    /// Starts the pushing task on `conn`, pushing onto the pending lists of `keys`' shards.
+    pub fn spawn(
+        conn: RedisConn,
+        keys: Keys,
+        wait: WaitReplicas,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
         let (sender, receiver) = mpsc::channel(CHANNEL_CAPACITY);
-        let task = tokio::spawn(push_groups(receiver, conn, key));
+        let task = tokio::spawn(push_groups(receiver, conn, keys, wait));
         (Self { sender }, task)
     }
 
-    /// Queues one element (JSON) and waits until Redis has it, at most [`PUSH_TIMEOUT`].
-    pub async fn push(&self, element: String) -> Result<(), PushError> {
+    /// Queues one element (JSON) onto `shard` and waits until Redis has it, at most [`PUSH_TIMEOUT`].
+    pub async fn push(&self, shard: u32, element: String) -> Result<(), PushError> {
         let (reply, answer) = oneshot::channel();
         let round_trip = async {
             self.sender
-                .send((element, reply))
+                .send(Waiting {
+                    shard,
+                    element,
+                    reply,
+                })
                 .await
                 .map_err(|_| PushError::Stopped)?;
             answer.await.map_err(|_| PushError::Stopped)?
@@ -65,49 +85,55 @@ impl Pusher {
 }
 
 async fn push_groups(
-    mut receiver: mpsc::Receiver<(String, Reply)>,
-    conn: ConnectionManager,
-    key: String,
+    mut receiver: mpsc::Receiver<Waiting>,
+    conn: RedisConn,
+    keys: Keys,
+    wait: WaitReplicas,
 ) {
     let mut group = Vec::with_capacity(MAX_GROUP);
     // `recv_many` returns 0 only once every sender is gone and the channel is empty.
     while receiver.recv_many(&mut group, MAX_GROUP).await > 0 {
         // A waiter that gave up (timeout, client gone) already answered its client with an error or nothing;
         // leaving its element out keeps "no 201" and "queued" as close as they can be.
-        group.retain(|(_, reply)| !reply.is_closed());
+        group.retain(|waiting| !waiting.reply.is_closed());
         if group.is_empty() {
             continue;
         }
-        let outcome = lpush(&conn, &key, &group).await;
-        if let Err(error) = &outcome {
-            tracing::warn!(%error, elements = group.len(), "group push failed");
-        }
-        for (_, reply) in group.drain(..) {
-            // The waiter may have timed out in the meantime; nothing to tell it then.
-            let _ = reply.send(outcome.clone());
+        let parts = enqueue::by_shard(group.drain(..), |waiting| waiting.shard);
+        let (elements, replies): (Vec<Part<String>>, Vec<Vec<Reply>>) = parts
+            .into_iter()
+            .map(|part| {
+                let (elements, replies) = part
+                    .elements
+                    .into_iter()
+                    .map(|waiting| (waiting.element, waiting.reply))
+                    .unzip();
+                (
+                    Part {
+                        shard: part.shard,
+                        elements,
+                    },
+                    replies,
+                )
+            })
+            .unzip();
+        let push = enqueue::push(&conn, &keys, &elements, wait);
+        let outcomes = match tokio::time::timeout(PUSH_TIMEOUT, push).await {
+            Ok(outcomes) => outcomes
+                .into_iter()
+                .map(|outcome| outcome.map_err(PushError::from))
+                .collect(),
+            Err(_) => vec![Err(PushError::Timeout(PUSH_TIMEOUT)); elements.len()],
+        };
+        for ((part, replies), outcome) in elements.iter().zip(replies).zip(outcomes) {
+            if let Err(error) = &outcome {
+                tracing::warn!(%error, shard = part.shard, elements = part.elements.len(), "group push failed");
+            }
+            for reply in replies {
+                // The waiter may have timed out in the meantime; nothing to tell it then.
+                let _ = reply.send(outcome.clone());
+            }
         }
     }
     tracing::debug!("pusher stopped: every sender is gone");
-}
-
-/// One `LPUSH key e1 e2 …`: e1 ends up nearest the right end, so the oldest element stays rightmost.
-async fn lpush(
-    conn: &ConnectionManager,
-    key: &str,
-    group: &[(String, Reply)],
-) -> Result<(), PushError> {
-    let mut command = redis::cmd("LPUSH");
-    command.arg(key);
-    for (element, _) in group {
-        command.arg(element.as_str());
-    }
-    let push = crate::reconnect::retry_once(|| {
-        let (mut conn, command) = (conn.clone(), &command);
-        async move { command.query_async::<i64>(&mut conn).await }
-    });
-    match tokio::time::timeout(PUSH_TIMEOUT, push).await {
-        Ok(Ok(_length)) => Ok(()),
-        Ok(Err(error)) => Err(PushError::Redis(error.to_string())),
-        Err(_) => Err(PushError::Timeout(PUSH_TIMEOUT)),
-    }
 }

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::http::{HeaderName, HeaderValue, Method, header};
+use pipeline::connection::{RedisConn, Timeouts};
 use pipeline::keys::Keys;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -19,6 +19,7 @@ use utoipa_axum::routes;
 use crate::auth::Access;
 use crate::backpressure::Backpressure;
 use crate::cors::BrowserCorsLayer;
+use crate::enqueue::WaitReplicas;
 use crate::openapi::{self, ApiDoc};
 use crate::pusher::Pusher;
 use crate::routes::{batch, health, messages, metrics, queue_status, reset, simulate};
@@ -26,11 +27,15 @@ use crate::{Config, error, telemetry};
 
 /// Connections in the PostgreSQL pool (reads, `/reset` and `/health`; writes are the batcher's).
 const DB_POOL_SIZE: usize = 8;
-/// How long one attempt to (re)connect to Redis may take; requests never wait for more than their own
-/// timeout, so a Redis that is down costs each request at most this, then a 503.
-const REDIS_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-/// Longest answer time for one Redis command (a 10,000-element LPUSH of /simulate included).
-const REDIS_RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connecting to Redis may take 1 s (requests never wait for more than their own timeout, so a Redis that is
+/// down costs each request at most this, then a 503); one command 5 s (a 10,000-element LPUSH of /simulate
+/// included).
+const REDIS_TIMEOUTS: Timeouts = Timeouts {
+    connect: Duration::from_secs(1),
+    response: Some(Duration::from_secs(5)),
+};
+/// How long `WAIT` may take for `REDIS_WAIT_REPLICAS`; past it the push answers 503.
+const WAIT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Everything handlers share: one `Arc`, since axum clones the state for every request.
 #[derive(Clone, Debug)]
@@ -48,8 +53,12 @@ impl Deref for AppState {
 #[derive(Debug)]
 pub struct Shared {
     pub keys: Keys,
+    /// `QUEUE_SHARDS`: a message goes to shard `shard_of(channel_id, queue_shards)`.
+    pub queue_shards: u32,
+    /// `REDIS_WAIT_REPLICAS`, for every push.
+    pub wait: WaitReplicas,
     /// For everything but single-message pushes: batch, simulate, status, reset, health.
-    pub redis: ConnectionManager,
+    pub redis: RedisConn,
     /// Group commit of `POST /messages`, on a connection of its own so a large /simulate does not delay it.
     pub pusher: Pusher,
     pub db: deadpool_postgres::Pool,
@@ -82,15 +91,25 @@ impl AppState {
         shutdown: &CancellationToken,
     ) -> anyhow::Result<(Self, Tasks)> {
         let keys = config.redis.keys();
-        let redis = redis_connection(&config.redis.redis_url)?;
-        let (pusher, pusher_task) =
-            Pusher::spawn(redis_connection(&config.redis.redis_url)?, keys.pending());
+        let target = config.redis.target()?;
+        let redis = target.lazy(REDIS_TIMEOUTS)?;
+        let wait = WaitReplicas {
+            replicas: config.redis_wait_replicas,
+            timeout_ms: WAIT_TIMEOUT.as_millis() as u64,
+        };
+        let (pusher, pusher_task) = Pusher::spawn(target.lazy(REDIS_TIMEOUTS)?, keys.clone(), wait);
         let backpressure = Backpressure::new(config.max_queue_depth);
-        let depth_refresher =
-            backpressure.spawn_refresher(redis.clone(), keys.clone(), shutdown.clone());
+        let depth_refresher = backpressure.spawn_refresher(
+            redis.clone(),
+            keys.clone(),
+            config.redis.queue_shards,
+            shutdown.clone(),
+        );
         let db = pipeline::schema::pool(&config.database.database_url, DB_POOL_SIZE)?;
         let state = Self(Arc::new(Shared {
             keys,
+            queue_shards: config.redis.queue_shards,
+            wait,
             redis,
             pusher,
             db,
@@ -105,22 +124,6 @@ impl AppState {
         };
         Ok((state, tasks))
     }
-}
-
-/// A self-healing Redis connection that connects on first use.
-fn redis_connection(url: &str) -> anyhow::Result<ConnectionManager> {
-    let client = redis::Client::open(url).map_err(|error| {
-        let url = pipeline::schema::redact(url);
-        anyhow::anyhow!("REDIS_URL is not a valid Redis URL ({url}): {error}")
-    })?;
-    let config = ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(REDIS_CONNECT_TIMEOUT))
-        .set_response_timeout(Some(REDIS_RESPONSE_TIMEOUT))
-        // Few, quick retries: a request should learn fast that Redis is down; the next request retries.
-        .set_number_of_retries(2)
-        .set_min_delay(Duration::from_millis(50))
-        .set_max_delay(Duration::from_millis(200));
-    Ok(ConnectionManager::new_lazy_with_config(client, config)?)
 }
 
 /// Every route, each with its OpenAPI description: the one list both the router and the document come from.

@@ -40,7 +40,7 @@ async fn assert_queue_full(response: reqwest::Response, what: &str) {
 async fn fill(env: &TestEnv, n: usize) {
     let mut redis = env.redis().await;
     let _: () = redis::cmd("LPUSH")
-        .arg(env.keys().pending())
+        .arg(env.keys().shard(0).pending())
         .arg(vec!["filler"; n])
         .query_async(&mut redis)
         .await
@@ -73,7 +73,7 @@ async fn over_max_queue_depth_every_write_gets_429_and_queues_nothing_until_the_
     // The batchers drain the queue: submissions are admitted again without anyone stepping in.
     let mut redis = env.redis().await;
     let _: () = redis::cmd("DEL")
-        .arg(env.keys().pending())
+        .arg(env.keys().shard(0).pending())
         .query_async(&mut redis)
         .await
         .unwrap();

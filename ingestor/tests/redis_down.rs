@@ -124,7 +124,7 @@ async fn pending_ids(env: &TestEnv, port: u16) -> Vec<Uuid> {
     let client = redis::Client::open(redis_url(port)).unwrap();
     let mut redis = client.get_multiplexed_async_connection().await.unwrap();
     let raw: Vec<String> = redis::cmd("LRANGE")
-        .arg(env.keys().pending())
+        .arg(env.keys().shard(0).pending())
         .arg(0)
         .arg(-1)
         .query_async(&mut redis)

@@ -65,7 +65,7 @@ fn state_of(up: bool) -> &'static str {
 async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     let redis = async {
         let ping = async {
-            let mut conn = state.redis.get().await.ok()?;
+            let mut conn = state.redis.clone();
             redis::cmd("PING")
                 .query_async::<String>(&mut conn)
                 .await

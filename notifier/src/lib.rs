@@ -37,6 +37,12 @@ use tokio_util::sync::CancellationToken;
 
 /// Capacity of the fan-out channel: how many events a client may fall behind before it lags (skips events).
 const BROADCAST_CAPACITY: usize = 1024;
+/// The stats task's and `/health`'s Redis connection: it connects on demand (Redis may be down at start) and
+/// each read is bounded by the caller as well.
+const REDIS_TIMEOUTS: pipeline::connection::Timeouts = pipeline::connection::Timeouts {
+    connect: Duration::from_secs(2),
+    response: Some(Duration::from_secs(2)),
+};
 /// How long the HTTP server may take to finish in-flight requests once shutdown starts.
 const SERVER_GRACE: Duration = Duration::from_secs(5);
 /// How long WebSocket tasks may take to send their Close frame and end once shutdown starts.
@@ -102,7 +108,7 @@ struct AppState {
     stats: watch::Receiver<stats::StatsFrame>,
     /// One permit per WebSocket client (`MAX_WS_CLIENTS`).
     clients: Arc<Semaphore>,
-    redis: deadpool_redis::Pool,
+    redis: pipeline::connection::RedisConn,
     postgres: deadpool_postgres::Pool,
     /// Body of `/config.json`.
     client_config: Arc<dashboard::ClientConfig>,
@@ -124,7 +130,8 @@ pub async fn run(
         .await
         .context("Failed to prepare the database (DATABASE_URL)")?;
     let postgres = pipeline::schema::pool(&config.database.database_url, 4)?;
-    let redis = redis_pool(&config.redis.redis_url)?;
+    let target = config.redis.target()?;
+    let redis = target.lazy(REDIS_TIMEOUTS)?;
     let keys = config.redis.keys();
     let batch_size = u64::try_from(config.batch.batch_size).unwrap_or(u64::MAX);
 
@@ -140,7 +147,7 @@ pub async fn run(
 
     let relay = tokio::spawn(relay::run(
         relay::Relay::new(
-            &config.redis.redis_url,
+            &target,
             keys.events(),
             format!("notifier-{}", config.redis.redis_key_prefix),
             events.clone(),
@@ -152,6 +159,7 @@ pub async fn run(
             redis: redis.clone(),
             postgres: postgres.clone(),
             keys,
+            queue_shards: config.redis.queue_shards,
             batch_size,
         },
         stats_tx,
@@ -203,20 +211,6 @@ pub async fn run(
     let _ = stats_task.await;
     tracing::info!("notifier stopped");
     served
-}
-
-/// A small Redis pool for the stats task and `/health`; connections are made on demand, so Redis may be down.
-fn redis_pool(redis_url: &str) -> anyhow::Result<deadpool_redis::Pool> {
-    deadpool_redis::Config::from_url(redis_url)
-        .builder()
-        .context("REDIS_URL is not a valid Redis URL")?
-        .max_size(4)
-        .wait_timeout(Some(Duration::from_secs(2)))
-        .create_timeout(Some(Duration::from_secs(2)))
-        .recycle_timeout(Some(Duration::from_secs(1)))
-        .runtime(deadpool_redis::Runtime::Tokio1)
-        .build()
-        .context("Failed to build the Redis pool")
 }
 
 #[cfg(test)]

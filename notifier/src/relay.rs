@@ -3,11 +3,14 @@
 //!
 //! The subscription uses a RESP3 connection (Redis 6 or newer) because on it we can also name the connection
 //! (`CLIENT SETNAME notifier-<prefix>`), which lets operators and tests find it in `CLIENT LIST`.
+//!
+//! On a Redis Cluster, a `PUBLISH` on any node reaches every node, so the relay subscribes on one seed node and
+//! moves to the next seed when that one's connection fails.
 
 use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
-use pipeline::events::ServerEvent;
+use pipeline::{connection::RedisTarget, events::ServerEvent};
 use redis::{AsyncConnectionConfig, ProtocolVersion, PushInfo, PushKind};
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -21,31 +24,36 @@ const REDIS_TIMEOUT: Duration = Duration::from_secs(5);
 /// Everything the subscriber needs.
 #[derive(Debug)]
 pub(crate) struct Relay {
-    client: redis::Client,
+    /// The server, or every seed node of the cluster; sessions go round them.
+    clients: Vec<redis::Client>,
     channel: String,
     client_name: String,
     events: broadcast::Sender<Utf8Bytes>,
 }
 
 impl Relay {
-    /// A subscriber of `channel` on `redis_url` whose connection is named `client_name`.
+    /// A subscriber of `channel` on `target` whose connection is named `client_name`.
     pub(crate) fn new(
-        redis_url: &str,
+        target: &RedisTarget,
         channel: String,
         client_name: String,
         events: broadcast::Sender<Utf8Bytes>,
     ) -> anyhow::Result<Self> {
-        let info = redis::Client::open(redis_url)
-            .map_err(|error| anyhow::anyhow!("REDIS_URL is not a valid Redis URL: {error}"))?
-            .get_connection_info()
-            .clone();
-        let resp3 = info
-            .redis_settings()
-            .clone()
-            .set_protocol(ProtocolVersion::RESP3);
-        let client = redis::Client::open(info.set_redis_settings(resp3))?;
+        let clients = target
+            .pubsub_clients()
+            .into_iter()
+            .map(|client| {
+                let info = client.get_connection_info().clone();
+                let resp3 = info
+                    .redis_settings()
+                    .clone()
+                    .set_protocol(ProtocolVersion::RESP3);
+                redis::Client::open(info.set_redis_settings(resp3))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        anyhow::ensure!(!clients.is_empty(), "no Redis node to subscribe on");
         Ok(Self {
-            client,
+            clients,
             channel,
             client_name,
             events,
@@ -54,7 +62,8 @@ impl Relay {
 
     /// One connection's life: connect, name it, subscribe, relay until it drops. `subscribed` is called once the
     /// subscription is in place.
-    async fn session(&self, subscribed: impl FnOnce()) -> redis::RedisResult<()> {
+    async fn session(&self, attempt: usize, subscribed: impl FnOnce()) -> redis::RedisResult<()> {
+        let client = &self.clients[attempt % self.clients.len()];
         // Unbounded only between the connection's driver and this loop, which does no I/O per message
         // (parse and a non-blocking broadcast send), so it drains as fast as Redis fills it.
         let (pushes, mut received) = mpsc::unbounded_channel::<PushInfo>();
@@ -62,8 +71,7 @@ impl Relay {
             .set_connection_timeout(Some(REDIS_TIMEOUT))
             .set_response_timeout(Some(REDIS_TIMEOUT))
             .set_push_sender(pushes);
-        let mut conn = self
-            .client
+        let mut conn = client
             .get_multiplexed_async_connection_with_config(&config)
             .await?;
         redis::cmd("CLIENT")
@@ -113,11 +121,11 @@ fn batch_persisted(payload: Vec<u8>) -> Option<Utf8Bytes> {
 pub(crate) async fn run(relay: Relay, shutdown: CancellationToken) {
     let mut backoff = MIN_BACKOFF;
     let mut failing = false;
-    loop {
+    for attempt in 0.. {
         let mut was_subscribed = false;
         let outcome = tokio::select! {
             () = shutdown.cancelled() => return,
-            outcome = relay.session(|| was_subscribed = true) => outcome,
+            outcome = relay.session(attempt, || was_subscribed = true) => outcome,
         };
         if was_subscribed {
             backoff = MIN_BACKOFF;

@@ -72,17 +72,17 @@ impl StatsFrame {
 /// Where the raw numbers come from.
 #[derive(Debug)]
 pub(crate) struct Source {
-    pub(crate) redis: deadpool_redis::Pool,
+    pub(crate) redis: pipeline::connection::RedisConn,
     pub(crate) postgres: deadpool_postgres::Pool,
     pub(crate) keys: Keys,
+    /// `QUEUE_SHARDS`.
+    pub(crate) queue_shards: u32,
     pub(crate) batch_size: u64,
 }
 
 /// Why one read failed (logged, counted, and the last good value kept).
 #[derive(Debug, thiserror::Error)]
 enum ReadError {
-    #[error("no connection: {0}")]
-    RedisPool(#[from] deadpool_redis::PoolError),
     #[error(transparent)]
     Redis(#[from] redis::RedisError),
     #[error("no connection: {0}")]
@@ -96,8 +96,8 @@ enum ReadError {
 impl Source {
     async fn queue_depth(&self) -> Result<u64, ReadError> {
         let read = async {
-            let mut conn = self.redis.get().await?;
-            Ok(pipeline::depth::queue_depth(&mut conn, &self.keys).await?)
+            let mut conn = self.redis.clone();
+            Ok(pipeline::depth::queue_depth(&mut conn, &self.keys, self.queue_shards).await?)
         };
         tokio::time::timeout(READ_TIMEOUT, read)
             .await

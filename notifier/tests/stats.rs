@@ -62,7 +62,7 @@ async fn stats_count_messages_waiting_and_held_by_batchers_and_the_persisted_tot
     })
     .await;
 
-    let keys = env.keys();
+    let keys = env.keys().shard(0);
     let mut redis = env.redis().await;
     let _: u64 = redis::cmd("LPUSH")
         .arg(keys.pending())

@@ -5,21 +5,72 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-/// Where Redis is and how our keys are named.
+/// Where Redis is, how our keys are named, and how the queue is split.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RedisConfig {
-    /// Redis server URL.
+    /// Redis server URL (unused when REDIS_CLUSTER_NODES is set).
     #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
     pub redis_url: String,
+
+    /// Redis Cluster seed nodes, comma-separated `host:port` or `redis://host:port`. When set, every
+    /// connection is cluster-aware (MOVED/ASK, resharding and failover are followed) and REDIS_URL is unused.
+    #[arg(
+        long,
+        env = "REDIS_CLUSTER_NODES",
+        value_delimiter = ',',
+        value_parser = parse_cluster_node
+    )]
+    pub redis_cluster_nodes: Vec<String>,
 
     /// Prefix of every Redis key and channel (a hash tag: `{ingest}:pending`). Letters, digits, `_`, `-`, `.`.
     #[arg(long, env = "REDIS_KEY_PREFIX", default_value = "ingest", value_parser = parse_key_part)]
     pub redis_key_prefix: String,
+
+    /// Shards of the queue, each under its own hash tag (`{ingest}`, `{ingest:1}`, …) so a Redis Cluster
+    /// spreads them over its nodes. A message's shard is a stable hash of its channel_id; each shard is
+    /// drained by one batcher at a time. Every service must be given the same value.
+    #[arg(long, env = "QUEUE_SHARDS", default_value = "1", value_parser = parse_queue_shards)]
+    pub queue_shards: u32,
 }
 
 impl RedisConfig {
     pub fn keys(&self) -> crate::keys::Keys {
         crate::keys::Keys::new(&self.redis_key_prefix)
+    }
+
+    /// The Redis this configuration names: one server, or a cluster.
+    pub fn target(&self) -> anyhow::Result<crate::connection::RedisTarget> {
+        crate::connection::RedisTarget::new(&self.redis_url, &self.redis_cluster_nodes)
+    }
+}
+
+/// The most shards `QUEUE_SHARDS` allows (each costs a lease renewal per second and a depth read).
+pub const MAX_QUEUE_SHARDS: u32 = 1024;
+
+/// `QUEUE_SHARDS`: an integer in 1..=[`MAX_QUEUE_SHARDS`].
+pub fn parse_queue_shards(value: &str) -> Result<u32, String> {
+    match value.trim().parse::<u32>() {
+        Ok(n) if (1..=MAX_QUEUE_SHARDS).contains(&n) => Ok(n),
+        _ => Err(format!("must be an integer from 1 to {MAX_QUEUE_SHARDS}")),
+    }
+}
+
+/// One `REDIS_CLUSTER_NODES` entry: `host:port` or a `redis://` URL, returned as a URL.
+pub fn parse_cluster_node(value: &str) -> Result<String, String> {
+    let value = value.trim();
+    let url = if value.contains("://") {
+        value.to_owned()
+    } else {
+        format!("redis://{value}")
+    };
+    match redis::parse_redis_url(&url) {
+        Some(parsed) if parsed.scheme() == "redis" || parsed.scheme() == "rediss" => {
+            if parsed.port().is_none() && !value.contains("://") {
+                return Err("must be host:port or a redis:// URL".into());
+            }
+            Ok(url)
+        }
+        _ => Err("must be host:port or a redis:// URL".into()),
     }
 }
 
@@ -161,6 +212,26 @@ mod tests {
         assert_eq!(parse_key_part("test-1.a_b"), Ok("test-1.a_b".into()));
         for bad in ["", "a b", "a{b", "a}b", &"x".repeat(65)] {
             assert!(parse_key_part(bad).is_err(), "{bad:?} accepted as prefix");
+        }
+    }
+
+    #[test]
+    fn queue_shards_and_cluster_nodes_are_checked() {
+        assert_eq!(parse_queue_shards("1"), Ok(1));
+        assert_eq!(parse_queue_shards(" 12 "), Ok(12));
+        for bad in ["0", "-1", "1025", "x", ""] {
+            assert!(parse_queue_shards(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            parse_cluster_node("127.0.0.1:7000").as_deref(),
+            Ok("redis://127.0.0.1:7000")
+        );
+        assert_eq!(
+            parse_cluster_node("redis://10.0.0.5:6379").as_deref(),
+            Ok("redis://10.0.0.5:6379")
+        );
+        for bad in ["", "127.0.0.1", "http://x:1"] {
+            assert!(parse_cluster_node(bad).is_err(), "{bad:?}");
         }
     }
 

@@ -1,9 +1,11 @@
 //! `queue_depth`: messages waiting in Redis plus messages held by batchers (the seed's "unified pipeline
-//! view"). A batcher holds exactly what its processing list holds, so one script reads it all atomically.
+//! view"), over every shard in use. A batcher holds exactly what its processing list holds, so one script per
+//! shard reads that shard atomically; shards are read concurrently (on a cluster, from their own nodes).
 
+use futures_util::future::try_join_all;
 use redis::aio::ConnectionLike;
 
-use crate::keys::Keys;
+use crate::keys::{Keys, ShardKeys};
 
 /// KEYS[1] = pending list, KEYS[2] = set of batcher ids, ARGV[1] = processing-list key prefix.
 ///
@@ -17,14 +19,60 @@ end
 return depth
 ";
 
-/// Messages accepted but not yet committed: the pending list plus every batcher's processing list.
-pub async fn queue_depth(conn: &mut impl ConnectionLike, keys: &Keys) -> redis::RedisResult<u64> {
+/// Messages accepted but not yet committed in one shard: its pending list plus every processing list.
+pub async fn shard_depth(
+    conn: &mut impl ConnectionLike,
+    shard: &ShardKeys,
+) -> redis::RedisResult<u64> {
     static SCRIPT: std::sync::LazyLock<redis::Script> =
         std::sync::LazyLock::new(|| redis::Script::new(DEPTH_SCRIPT));
     SCRIPT
-        .key(keys.pending())
-        .key(keys.batchers())
-        .arg(keys.processing(""))
+        .key(shard.pending())
+        .key(shard.batchers())
+        .arg(shard.processing(""))
         .invoke_async(conn)
+        .await
+}
+
+/// Messages accepted but not yet committed, in every shard in use (see [`shards_in_use`]).
+pub async fn queue_depth<C: ConnectionLike + Clone>(
+    conn: &mut C,
+    keys: &Keys,
+    configured_shards: u32,
+) -> redis::RedisResult<u64> {
+    let shards = shards_in_use(conn, keys, configured_shards).await?;
+    let reads = keys.shards(shards).map(|shard| {
+        let mut conn = conn.clone();
+        async move { shard_depth(&mut conn, &shard).await }
+    });
+    Ok(try_join_all(reads).await?.into_iter().sum())
+}
+
+/// How many shards hold or may hold messages: `QUEUE_SHARDS`, or more while the shards of an earlier, larger
+/// layout (recorded by [`record_layout`]) may still hold some. Shards are numbered from 0, so a layout of n
+/// shards uses shards `0..n`.
+pub async fn shards_in_use(
+    conn: &mut impl ConnectionLike,
+    keys: &Keys,
+    configured_shards: u32,
+) -> redis::RedisResult<u32> {
+    let layouts: Vec<u32> = redis::cmd("SMEMBERS")
+        .arg(keys.layouts())
+        .query_async(conn)
+        .await?;
+    Ok(layouts.into_iter().fold(configured_shards, u32::max))
+}
+
+/// Records that a service runs with `configured_shards`, so the shards of this layout are drained even after
+/// `QUEUE_SHARDS` is lowered.
+pub async fn record_layout(
+    conn: &mut impl ConnectionLike,
+    keys: &Keys,
+    configured_shards: u32,
+) -> redis::RedisResult<()> {
+    redis::cmd("SADD")
+        .arg(keys.layouts())
+        .arg(configured_shards)
+        .query_async(conn)
         .await
 }

@@ -9,8 +9,9 @@
 //!
 //! With the default `server` feature (everything that is not wasm-safe):
 //!
-//! - [`keys`]: the names of every Redis key and channel, under one `REDIS_KEY_PREFIX` hash tag.
-//! - [`depth`]: `queue_depth`, messages waiting in Redis plus held by batchers.
+//! - [`keys`]: the names of every Redis key and channel, one hash tag per queue shard, and a message's shard.
+//! - [`connection`]: one Redis server or a Redis Cluster behind one connection type.
+//! - [`depth`]: `queue_depth`, messages waiting in Redis plus held by batchers, over every shard.
 //! - [`config`]: the configuration groups the services share (`REDIS_URL`, `DATABASE_URL`, `BATCH_*`, …).
 //! - [`schema`]: applies `init.sql` at start, so an empty database just works.
 //! - [`telemetry`]: tracing subscriber and the Prometheus recorder.
@@ -23,6 +24,8 @@ pub mod timestamp;
 
 #[cfg(feature = "server")]
 pub mod config;
+#[cfg(feature = "server")]
+pub mod connection;
 #[cfg(feature = "server")]
 pub mod depth;
 #[cfg(feature = "server")]

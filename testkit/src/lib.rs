@@ -56,6 +56,16 @@ impl TestEnv {
         Keys::new(&self.prefix)
     }
 
+    /// The services' Redis configuration for this test: its Redis and key prefix, one queue shard.
+    pub fn redis_config(&self) -> pipeline::config::RedisConfig {
+        pipeline::config::RedisConfig {
+            redis_url: self.redis_url.clone(),
+            redis_cluster_nodes: Vec::new(),
+            redis_key_prefix: self.prefix.clone(),
+            queue_shards: 1,
+        }
+    }
+
     /// A fresh connection to this test's database.
     pub async fn db(&self) -> tokio_postgres::Client {
         pipeline::schema::connect(&self.database_url)

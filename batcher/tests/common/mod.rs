@@ -7,7 +7,7 @@ use std::time::Duration;
 use batcher::Config;
 use chrono::{DateTime, SubsecRound, Utc};
 use pipeline::{
-    config::{BatchConfig, DatabaseConfig, LogConfig, LogFormat, RedisConfig},
+    config::{BatchConfig, DatabaseConfig, LogConfig, LogFormat},
     queued::QueuedMessage,
 };
 use testkit::TestEnv;
@@ -21,10 +21,7 @@ pub const WAIT: Duration = Duration::from_secs(10);
 /// A batcher config for `env`.
 pub fn config(env: &TestEnv, batcher_id: &str, batch_size: usize, timeout_secs: f64) -> Config {
     Config {
-        redis: RedisConfig {
-            redis_url: env.redis_url.clone(),
-            redis_key_prefix: env.prefix.clone(),
-        },
+        redis: env.redis_config(),
         database: DatabaseConfig {
             database_url: env.database_url.clone(),
         },
@@ -108,7 +105,7 @@ pub async fn lpush(env: &TestEnv, key: &str, elements: &[Vec<u8>]) {
 
 /// Pushes raw elements onto the pending list, oldest first.
 pub async fn push_raw(env: &TestEnv, elements: &[Vec<u8>]) {
-    lpush(env, &env.keys().pending(), elements).await;
+    lpush(env, &env.keys().shard(0).pending(), elements).await;
 }
 
 /// Pushes messages onto the pending list, oldest first.
@@ -218,7 +215,7 @@ pub async fn row_counts(env: &TestEnv) -> (i64, i64) {
 pub async fn registered(env: &TestEnv, id: &str) -> bool {
     let mut redis = env.redis().await;
     redis::cmd("SISMEMBER")
-        .arg(env.keys().batchers())
+        .arg(env.keys().shard(0).batchers())
         .arg(id)
         .query_async(&mut redis)
         .await

@@ -1,5 +1,8 @@
-//! `POST /messages/batch`: a JSON array of 1..=10,000 messages, all queued with one `LPUSH` or none at all.
-//! An `Idempotency-Key` applies to the whole batch: a repeat answers the same `message_ids`.
+//! `POST /messages/batch`: a JSON array of 1..=10,000 messages, queued with one `LPUSH` per queue shard their
+//! channels map to. With one shard (the default `QUEUE_SHARDS=1`), or all messages in one shard, all are
+//! queued or none. Across shards each shard's part is all-or-none, and a 503 says how many were queued; an
+//! `Idempotency-Key` (for the whole batch) makes a retry queue exactly the missing parts, under the same
+//! `message_ids`, and a repeat answers the same `message_ids`.
 //!
 //! A refusal names the first bad item's field (`[3].content`) and lists every bad index in
 //! `invalid_indexes`, so a client can fix them all in one go.
@@ -9,12 +12,14 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use pipeline::api::NewMessage;
+use pipeline::keys::shard_of;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use crate::auth::WriteAccess;
 use crate::domain::{MAX_BATCH_MESSAGES, ValidMessage};
+use crate::enqueue::{self, Part};
 use crate::error::{ApiError, BatchErrorBody};
 use crate::extract::{BATCH_BODY_LIMIT, JsonBytes, parse};
 use crate::idempotency::{self, IdempotencyHeader, Kind, PushOnce, Remembered};
@@ -43,7 +48,8 @@ pub struct MessageBatch(pub Vec<NewMessage>);
     path = "/messages/batch",
     tag = "messages",
     summary = "Queue many messages at once",
-    description = "Every message is queued (one Redis round trip), or none is. With an `Idempotency-Key`, \
+    description = "Every message is queued (one Redis round trip per queue shard), or, within each shard, \
+                   none is. With an `Idempotency-Key`, \
                    a repeat answers the first request's `message_ids` and queues nothing.",
     security(("api_key" = [])),
     params(crate::openapi::IdempotencyKey),
@@ -76,48 +82,124 @@ pub async fn create_batch(
     drop(body);
     let idempotency_key = idempotency_key?;
     let count = messages.len() as u64;
-    let keyed = idempotency_key.as_deref().map(|key| (Kind::Batch, key));
-    // Held until the push has finished, so the queue depth estimate accounts for it.
-    let _admission = match super::admit_or_earlier(&state, count, keyed).await? {
-        Admitted::New(admission) => admission,
-        Admitted::Earlier(earlier) => return accepted(earlier),
-    };
     let answer = Remembered {
         kind: Kind::Batch,
         message_ids: messages.iter().map(|_| Uuid::now_v7()).collect(),
         queued_at: Utc::now(),
     };
-    let elements = messages
-        .into_iter()
-        .zip(&answer.message_ids)
-        .map(|(message, id)| serde_json::to_vec(&message.into_queued(*id, answer.queued_at)))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|error| ApiError::Internal(format!("cannot encode a message: {error}")))?;
+    // Each message with its index in the request, grouped by shard (request order within a shard).
+    let parts = enqueue::by_shard(messages.into_iter().enumerate(), |(_, message)| {
+        shard_of(message.channel_id(), state.queue_shards)
+    });
+    let first_shard = parts.first().map_or(0, |part| part.shard);
+    let keyed = idempotency_key.as_deref().map(|key| (Kind::Batch, key));
+    // Held until the push has finished, so the queue depth estimate accounts for it.
+    let _admission = match super::admit_or_earlier(&state, count, keyed, first_shard).await? {
+        Admitted::New(admission) => admission,
+        Admitted::Earlier(earlier) => return accepted(earlier),
+    };
     let answer = match idempotency_key.as_deref() {
-        None => {
-            let mut command = redis::cmd("LPUSH");
-            command.arg(state.keys.pending()).arg(&elements);
-            super::query::<i64>(&state.redis, &command).await?;
-            telemetry::accepted(count);
-            answer
-        }
-        Some(key) => {
-            let pushed = super::redis(|| {
-                let mut conn = state.redis.clone();
-                let (keys, answer, elements) = (&state.keys, &answer, &elements);
-                async move { idempotency::push_once(&mut conn, keys, key, answer, elements).await }
-            })
-            .await?;
-            match pushed {
-                PushOnce::Pushed => {
-                    telemetry::accepted(count);
-                    answer
-                }
-                PushOnce::Earlier(earlier) => earlier,
-            }
-        }
+        None => push_all(&state, parts, answer).await?,
+        Some(key) => push_all_once(&state, key, &parts, answer).await?,
     };
     accepted(answer)
+}
+
+/// Pushes every part onto its shard, all at once. With one shard involved (always, with `QUEUE_SHARDS=1`)
+/// that is one `LPUSH`: all queued or none. Across shards each part is, and a failure of some part is a 503
+/// saying how much was queued (an `Idempotency-Key` makes the retry queue exactly the rest).
+async fn push_all(
+    state: &AppState,
+    parts: Vec<Part<(usize, ValidMessage)>>,
+    answer: Remembered,
+) -> Result<Remembered, ApiError> {
+    let parts = parts
+        .into_iter()
+        .map(|part| {
+            let elements = part
+                .elements
+                .into_iter()
+                .map(|(index, message)| encode(message, &answer, index))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Part {
+                shard: part.shard,
+                elements,
+            })
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    let push = enqueue::push(&state.redis, &state.keys, &parts, state.wait);
+    let outcomes = tokio::time::timeout(super::REDIS_TIMEOUT, push)
+        .await
+        .map_err(|_| {
+            ApiError::RedisUnavailable(format!("no answer within {:?}", super::REDIS_TIMEOUT))
+        })?;
+    let queued: usize = parts
+        .iter()
+        .zip(&outcomes)
+        .filter(|(_, outcome)| outcome.is_ok())
+        .map(|(part, _)| part.elements.len())
+        .sum();
+    telemetry::accepted(queued as u64);
+    match outcomes.into_iter().find_map(Result::err) {
+        None => Ok(answer),
+        Some(error) if queued == 0 => Err(ApiError::RedisUnavailable(error.to_string())),
+        Some(error) => Err(ApiError::RedisUnavailable(format!(
+            "{error}; {queued} of the {} messages were queued (their channels' shards answered): \
+             retry with an Idempotency-Key to queue the rest exactly once",
+            answer.message_ids.len()
+        ))),
+    }
+}
+
+/// Pushes the parts one shard after another, each with the `Idempotency-Key` script, the first shard first.
+/// If the first shard already has the key's record, an earlier request was accepted at least in part: its
+/// answer's ids are reused, and only the parts whose shards lack the record are pushed now.
+async fn push_all_once(
+    state: &AppState,
+    key: &str,
+    parts: &[Part<(usize, ValidMessage)>],
+    mut answer: Remembered,
+) -> Result<Remembered, ApiError> {
+    let mut queued = 0;
+    for (position, part) in parts.iter().enumerate() {
+        let elements = part
+            .elements
+            .iter()
+            .map(|(index, message)| encode(message.clone(), &answer, *index))
+            .collect::<Result<Vec<_>, _>>()?;
+        let keys = state.keys.shard(part.shard);
+        let pushed = super::redis(|| {
+            let mut conn = state.redis.clone();
+            let (keys, answer, elements) = (&keys, &answer, &elements);
+            async move { idempotency::push_once(&mut conn, keys, key, answer, elements).await }
+        })
+        .await?;
+        match pushed {
+            PushOnce::Pushed => queued += elements.len(),
+            PushOnce::Earlier(earlier) if position == 0 => {
+                let same_request = earlier.kind == Kind::Batch
+                    && earlier.message_ids.len() == answer.message_ids.len();
+                answer = earlier;
+                if !same_request {
+                    // The key names another request: answer that one, queue nothing.
+                    return Ok(answer);
+                }
+            }
+            // This part was queued by the earlier request.
+            PushOnce::Earlier(_) => {}
+        }
+    }
+    if queued > 0 {
+        telemetry::accepted(queued as u64);
+        super::replicated(state).await?;
+    }
+    Ok(answer)
+}
+
+/// The Redis element of the message at `index` of the request, under `answer`'s id and time.
+fn encode(message: ValidMessage, answer: &Remembered, index: usize) -> Result<Vec<u8>, ApiError> {
+    serde_json::to_vec(&message.into_queued(answer.message_ids[index], answer.queued_at))
+        .map_err(|error| ApiError::Internal(format!("cannot encode a message: {error}")))
 }
 
 /// The 201 for `answer`.

@@ -8,6 +8,7 @@ use chrono::Utc;
 use pipeline::api::{
     DEFAULT_LIST_LIMIT, ErrorBody, MAX_LIST_LIMIT, MessageAccepted, NewMessage, PersistedMessage,
 };
+use pipeline::keys::shard_of;
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -56,8 +57,9 @@ pub async fn create(
     let valid = ValidMessage::parse(message)?;
     let idempotency_key = idempotency_key?;
     let keyed = idempotency_key.as_deref().map(|key| (Kind::Message, key));
+    let shard = shard_of(valid.channel_id(), state.queue_shards);
     // Held until the push has finished, so the queue depth estimate accounts for it.
-    let _admission = match super::admit_or_earlier(&state, 1, keyed).await? {
+    let _admission = match super::admit_or_earlier(&state, 1, keyed, shard).await? {
         Admitted::New(admission) => admission,
         Admitted::Earlier(earlier) => return accepted(earlier),
     };
@@ -73,7 +75,7 @@ pub async fn create(
         None => {
             state
                 .pusher
-                .push(element)
+                .push(shard, element)
                 .await
                 .map_err(|error| ApiError::RedisUnavailable(error.to_string()))?;
             telemetry::accepted(1);
@@ -81,12 +83,16 @@ pub async fn create(
         }
         Some(key) => {
             let elements = [element.into_bytes()];
+            let keys = state.keys.shard(shard);
             let pushed = super::redis(|| {
                 let mut conn = state.redis.clone();
-                let (keys, answer, elements) = (&state.keys, &answer, &elements);
+                let (keys, answer, elements) = (&keys, &answer, &elements);
                 async move { idempotency::push_once(&mut conn, keys, key, answer, elements).await }
             })
             .await?;
+            if pushed == PushOnce::Pushed {
+                super::replicated(&state).await?;
+            }
             match pushed {
                 PushOnce::Pushed => {
                     telemetry::accepted(1);

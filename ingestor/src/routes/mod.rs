@@ -12,7 +12,7 @@ pub mod simulate;
 use std::future::Future;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use pipeline::connection::RedisConn;
 
 use crate::backpressure::{Admission, Refusal};
 use crate::error::ApiError;
@@ -42,7 +42,7 @@ where
 
 /// Sends `command` on a clone of `conn`, as [`redis`] does.
 pub async fn query<T: redis::FromRedisValue>(
-    conn: &ConnectionManager,
+    conn: &RedisConn,
     command: &redis::Cmd,
 ) -> Result<T, ApiError> {
     redis(|| {
@@ -50,6 +50,13 @@ pub async fn query<T: redis::FromRedisValue>(
         async move { command.query_async(&mut conn).await }
     })
     .await
+}
+
+/// With `REDIS_WAIT_REPLICAS`: waits until the replicas hold what this connection pushed, else 503.
+pub async fn replicated(state: &AppState) -> Result<(), ApiError> {
+    crate::enqueue::replicated(&state.redis, state.wait)
+        .await
+        .map_err(|error| ApiError::RedisUnavailable(error.to_string()))
 }
 
 /// Runs one PostgreSQL operation with [`DB_TIMEOUT`].
@@ -116,11 +123,13 @@ pub enum Admitted {
 }
 
 /// [`admit`], except that a repeat of an accepted request (its `Idempotency-Key` is remembered) is let
-/// through even while new submissions are refused, as it queues nothing.
+/// through even while new submissions are refused, as it queues nothing. `idempotency_shard` is the shard
+/// whose keys hold the request's record: that of its (first) message.
 pub async fn admit_or_earlier(
     state: &AppState,
     incoming: u64,
     idempotency_key: Option<(Kind, &str)>,
+    idempotency_shard: u32,
 ) -> Result<Admitted, ApiError> {
     let refused = match admit(state, incoming, None) {
         Ok(admission) => return Ok(Admitted::New(admission)),
@@ -131,8 +140,8 @@ pub async fn admit_or_earlier(
     };
     let earlier = redis(|| {
         let mut conn = state.redis.clone();
-        let keys = &state.keys;
-        async move { idempotency::earlier(&mut conn, keys, kind, key).await }
+        let shard = state.keys.shard(idempotency_shard);
+        async move { idempotency::earlier(&mut conn, &shard, kind, key).await }
     })
     .await?;
     earlier.map(Admitted::Earlier).ok_or(refused)

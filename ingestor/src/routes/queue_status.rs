@@ -30,27 +30,50 @@ pub async fn queue_status(State(state): State<AppState>) -> Result<Json<QueueSta
         batch_threshold,
         batch_progress: queue_length % batch_threshold,
         batches_ready: queue_length / batch_threshold,
-        queued_message_ids: tracking_ids(&oldest),
+        queued_message_ids: oldest,
         last_batch,
     }))
 }
 
-/// `queue_depth`, and the oldest elements of the pending list (its right end), oldest last.
-async fn queue(state: &AppState) -> Result<(u64, Vec<Vec<u8>>), ApiError> {
-    let depth = queue_depth(state).await?;
-    let mut command = redis::cmd("LRANGE");
-    command
-        .arg(state.keys.pending())
-        .arg(-(QUEUED_IDS_SHOWN as i64))
-        .arg(-1);
-    Ok((depth, super::query(&state.redis, &command).await?))
+/// `queue_depth`, and the tracking ids of the oldest waiting messages, oldest first: the right end of the
+/// pending list, or of every shard's, merged.
+async fn queue(state: &AppState) -> Result<(u64, Vec<Uuid>), ApiError> {
+    let (depth, shards) = tokio::try_join!(queue_depth(state), shards_in_use(state))?;
+    let reads = state.keys.shards(shards).map(|shard| {
+        let mut command = redis::cmd("LRANGE");
+        command
+            .arg(shard.pending())
+            .arg(-(QUEUED_IDS_SHOWN as i64))
+            .arg(-1);
+        async move { super::query::<Vec<Vec<u8>>>(&state.redis, &command).await }
+    });
+    let mut oldest: Vec<Uuid> = futures_util::future::try_join_all(reads)
+        .await?
+        .iter()
+        .flat_map(|elements| tracking_ids(elements))
+        .collect();
+    if shards > 1 {
+        // Ids are UUID v7, ordered by creation time: the oldest waiting over all shards come first.
+        oldest.sort_unstable();
+    }
+    oldest.truncate(QUEUED_IDS_SHOWN);
+    Ok((depth, oldest))
+}
+
+/// How many shards may hold messages (see `pipeline::depth::shards_in_use`).
+async fn shards_in_use(state: &AppState) -> Result<u32, ApiError> {
+    super::redis(|| {
+        let mut conn = state.redis.clone();
+        async move { pipeline::depth::shards_in_use(&mut conn, &state.keys, state.queue_shards).await }
+    })
+    .await
 }
 
 /// `pipeline::depth::queue_depth`: pending plus every batcher's processing list.
 pub async fn queue_depth(state: &AppState) -> Result<u64, ApiError> {
     super::redis(|| {
         let mut conn = state.redis.clone();
-        async move { pipeline::depth::queue_depth(&mut conn, &state.keys).await }
+        async move { pipeline::depth::queue_depth(&mut conn, &state.keys, state.queue_shards).await }
     })
     .await
 }

@@ -1,7 +1,7 @@
 //! `DELETE /reset`: empties the tables and the queues, for demos and tests. Only with `ADMIN_API_KEY` set
 //! and sent as a bearer token: without it anyone could wipe the data (403 while it is unset).
 //!
-//! Clears Redis first (pending, every registered batcher's processing list, idempotency keys), then
+//! Clears Redis first (in every shard: pending, every registered batcher's processing list, idempotency keys), then
 //! PostgreSQL (`TRUNCATE … RESTART IDENTITY` and zero totals, in one implicit transaction). A batch a
 //! batcher is committing at that very moment may still land after the reset.
 
@@ -66,35 +66,48 @@ pub async fn reset(
     }))
 }
 
-/// Deletes the pending list, every processing list and every idempotency key; returns how many keys
-/// existed.
+/// Deletes, in every shard in use, the pending list, every registered batcher's processing list and every
+/// `Idempotency-Key` record. Returns how many keys were deleted.
 async fn clear_redis(state: &AppState) -> Result<u64, ApiError> {
-    let (conn, keys) = (&state.redis, &state.keys);
-    let batchers: Vec<String> =
-        super::query(conn, redis::cmd("SMEMBERS").arg(keys.batchers())).await?;
-    let mut doomed = vec![keys.pending()];
-    doomed.extend(batchers.iter().map(|id| keys.processing(id)));
-
-    let pattern = format!("{}*", keys.idempotency(""));
-    let mut cursor = 0_u64;
-    for _ in 0..MAX_SCAN_STEPS {
-        let mut scan = redis::cmd("SCAN");
-        scan.arg(cursor)
-            .arg("MATCH")
-            .arg(&pattern)
-            .arg("COUNT")
-            .arg(KEYS_PER_COMMAND);
-        let (next, found): (u64, Vec<String>) = super::query(conn, &scan).await?;
-        doomed.extend(found);
-        cursor = next;
-        if cursor == 0 {
-            break;
-        }
-    }
-
+    let conn = &state.redis;
+    let shards =
+        super::redis(|| {
+            let mut conn = conn.clone();
+            async move {
+                pipeline::depth::shards_in_use(&mut conn, &state.keys, state.queue_shards).await
+            }
+        })
+        .await?;
     let mut deleted = 0;
-    for chunk in doomed.chunks(KEYS_PER_COMMAND) {
-        deleted += super::query::<u64>(conn, redis::cmd("DEL").arg(chunk)).await?;
+    for shard in state.keys.shards(shards) {
+        let batchers: Vec<String> =
+            super::query(conn, redis::cmd("SMEMBERS").arg(shard.batchers())).await?;
+        let mut doomed = vec![shard.pending()];
+        doomed.extend(batchers.iter().map(|id| shard.processing(id)));
+
+        // Records live beside their shard's pending list, so they are on the node that holds its slot.
+        let pattern = format!("{}*", shard.idempotency(""));
+        let mut cursor = 0_u64;
+        for _ in 0..MAX_SCAN_STEPS {
+            let (next, found) = super::redis(|| {
+                let (mut conn, pattern, slot_key) = (conn.clone(), &pattern, shard.pending());
+                async move {
+                    conn.scan_step(&slot_key, cursor, pattern, KEYS_PER_COMMAND)
+                        .await
+                }
+            })
+            .await?;
+            doomed.extend(found);
+            cursor = next;
+            if cursor == 0 {
+                break;
+            }
+        }
+
+        // One shard's keys share a slot, so a multi-key DEL is fine on a cluster too.
+        for chunk in doomed.chunks(KEYS_PER_COMMAND) {
+            deleted += super::query::<u64>(conn, redis::cmd("DEL").arg(chunk)).await?;
+        }
     }
     Ok(deleted)
 }

@@ -5,10 +5,12 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::Utc;
 use pipeline::api::{ErrorBody, SimulateAccepted, SimulateRequest};
+use pipeline::keys::shard_of;
 use uuid::Uuid;
 
 use crate::auth::WriteAccess;
 use crate::domain::{check_simulate_count, simulated_message};
+use crate::enqueue::{self, Part};
 use crate::error::ApiError;
 use crate::extract::JsonBody;
 use crate::routes::queue_status::queue_depth;
@@ -58,21 +60,52 @@ pub async fn simulate(
     for start in (0..count).step_by(CHUNK as usize) {
         let end = count.min(start + CHUNK);
         let created_at = Utc::now();
-        let mut command = redis::cmd("LPUSH");
-        command.arg(state.keys.pending());
+        let mut messages = Vec::with_capacity((end - start) as usize);
         for index in start..end {
             let id = Uuid::now_v7();
             tracking_ids.push(id);
-            let element = serde_json::to_vec(
-                &simulated_message(index, count, seed).into_queued(id, created_at),
-            )
-            .map_err(|error| ApiError::Internal(format!("cannot encode a message: {error}")))?;
-            command.arg(element);
+            messages.push(simulated_message(index, count, seed).into_queued(id, created_at));
         }
-        super::query::<i64>(&state.redis, &command).await?;
-        telemetry::accepted(end - start);
+        let parts = enqueue::by_shard(messages, |message| {
+            shard_of(message.channel_id, state.queue_shards)
+        });
+        let parts = parts
+            .into_iter()
+            .map(|part| {
+                let elements = part
+                    .elements
+                    .iter()
+                    .map(serde_json::to_vec)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|error| {
+                        ApiError::Internal(format!("cannot encode a message: {error}"))
+                    })?;
+                Ok(Part {
+                    shard: part.shard,
+                    elements,
+                })
+            })
+            .collect::<Result<Vec<_>, ApiError>>()?;
+        let push = enqueue::push(&state.redis, &state.keys, &parts, state.wait);
+        let outcomes = tokio::time::timeout(super::REDIS_TIMEOUT, push)
+            .await
+            .map_err(|_| {
+                ApiError::RedisUnavailable(format!("no answer within {:?}", super::REDIS_TIMEOUT))
+            })?;
+        for (part, outcome) in parts.iter().zip(outcomes) {
+            outcome.map_err(|error| ApiError::RedisUnavailable(error.to_string()))?;
+            telemetry::accepted(part.elements.len() as u64);
+        }
     }
-    let current_queue = queue_depth(&state).await?;
+    // Everything is queued now, so the answer is a 202 whatever happens next: a 503 here would invite a
+    // retry that queues it all again. Without a fresh reading, the admission estimate stands in.
+    let current_queue = match queue_depth(&state).await {
+        Ok(depth) => depth,
+        Err(error) => {
+            tracing::warn!(%error, "cannot read the queue depth after /simulate; answering with the estimate");
+            state.backpressure.depth()
+        }
+    };
     let batch_size = state.batch_size;
     let body = SimulateAccepted {
         status: "accepted".into(),

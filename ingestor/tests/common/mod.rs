@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use ingestor::Config;
 use ingestor::auth::{ApiKeys, Secret};
-use pipeline::config::{BatchConfig, DatabaseConfig, LogConfig, LogFormat, RedisConfig};
+use pipeline::config::{BatchConfig, DatabaseConfig, LogConfig, LogFormat};
 use pipeline::queued::QueuedMessage;
 use testkit::TestEnv;
 use tokio_util::sync::CancellationToken;
@@ -26,10 +26,7 @@ pub struct TestApp {
 /// production defaults otherwise (writes open, reset disabled, MAX_QUEUE_DEPTH a million).
 pub fn config(env: &TestEnv) -> Config {
     Config {
-        redis: RedisConfig {
-            redis_url: env.redis_url.clone(),
-            redis_key_prefix: env.prefix.clone(),
-        },
+        redis: env.redis_config(),
         database: DatabaseConfig {
             database_url: env.database_url.clone(),
         },
@@ -46,6 +43,7 @@ pub fn config(env: &TestEnv) -> Config {
         api_keys: ApiKeys::default(),
         admin_api_key: None,
         max_queue_depth: 1_000_000,
+        redis_wait_replicas: 0,
     }
 }
 
@@ -151,7 +149,7 @@ impl TestApp {
 pub async fn pending(env: &TestEnv) -> Vec<QueuedMessage> {
     let mut redis = env.redis().await;
     let raw: Vec<String> = redis::cmd("LRANGE")
-        .arg(env.keys().pending())
+        .arg(env.keys().shard(0).pending())
         .arg(0)
         .arg(-1)
         .query_async(&mut redis)
@@ -169,7 +167,7 @@ pub async fn pending(env: &TestEnv) -> Vec<QueuedMessage> {
 pub async fn pending_len(env: &TestEnv) -> u64 {
     let mut redis = env.redis().await;
     redis::cmd("LLEN")
-        .arg(env.keys().pending())
+        .arg(env.keys().shard(0).pending())
         .query_async(&mut redis)
         .await
         .unwrap()

@@ -7,7 +7,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use futures_util::StreamExt;
 use notifier::Config;
-use pipeline::config::{BatchConfig, DatabaseConfig, LogConfig, LogFormat, RedisConfig};
+use pipeline::config::{BatchConfig, DatabaseConfig, LogConfig, LogFormat};
 use serde_json::Value;
 use testkit::TestEnv;
 use tokio::{net::TcpStream, task::JoinHandle};
@@ -45,10 +45,7 @@ pub async fn close_code(ws: &mut Ws, within: Duration) -> Option<CloseCode> {
 /// The configuration of a test's notifier: its own database and key prefix, no built dashboard.
 pub fn config(env: &TestEnv) -> Config {
     Config {
-        redis: RedisConfig {
-            redis_url: env.redis_url.clone(),
-            redis_key_prefix: env.prefix.clone(),
-        },
+        redis: env.redis_config(),
         database: DatabaseConfig {
             database_url: env.database_url.clone(),
         },

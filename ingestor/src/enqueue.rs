@@ -1,0 +1,138 @@
+//! Pushing elements onto their shards' pending lists: one multi-value `LPUSH` per shard, the shards
+//! concurrently (on a Redis Cluster, each on its own node), then, with `REDIS_WAIT_REPLICAS`, one `WAIT` for
+//! the whole group.
+//!
+//! Within a shard the elements keep their order: `LPUSH key e1 e2 …` leaves e1 nearest the right (oldest)
+//! end. One shard's push is atomic (all or none); a group spread over several shards is not, and each part
+//! reports its own outcome.
+
+use std::collections::BTreeMap;
+
+use futures_util::future::join_all;
+use pipeline::{connection::RedisConn, keys::Keys};
+use redis::ToRedisArgs;
+
+use crate::reconnect::retry_once;
+
+/// `REDIS_WAIT_REPLICAS`: how many replicas must hold a pushed element before it is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WaitReplicas {
+    /// 0: acknowledge as soon as the master has it.
+    pub replicas: u32,
+    /// How long `WAIT` may take.
+    pub timeout_ms: u64,
+}
+
+impl WaitReplicas {
+    pub const NONE: Self = Self {
+        replicas: 0,
+        timeout_ms: 0,
+    };
+}
+
+/// Why a part was not acknowledged.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum EnqueueError {
+    #[error("Redis refused the push: {0}")]
+    Redis(String),
+    #[error(
+        "the element reached the master but only {acknowledged} of the {wanted} replicas REDIS_WAIT_REPLICAS \
+         asks for acknowledged it within {timeout_ms} ms"
+    )]
+    NotReplicated {
+        acknowledged: u32,
+        wanted: u32,
+        timeout_ms: u64,
+    },
+}
+
+/// The elements of one shard, oldest first.
+#[derive(Debug)]
+pub struct Part<E> {
+    pub shard: u32,
+    pub elements: Vec<E>,
+}
+
+/// Groups `items` by the shard `shard_of` gives each, keeping their order within a shard; parts come in
+/// shard order.
+pub fn by_shard<T>(
+    items: impl IntoIterator<Item = T>,
+    shard_of: impl Fn(&T) -> u32,
+) -> Vec<Part<T>> {
+    let mut parts: BTreeMap<u32, Vec<T>> = BTreeMap::new();
+    for item in items {
+        parts.entry(shard_of(&item)).or_default().push(item);
+    }
+    parts
+        .into_iter()
+        .map(|(shard, elements)| Part { shard, elements })
+        .collect()
+}
+
+/// Pushes every part onto its shard's pending list; one outcome per part, in order.
+pub async fn push<E: ToRedisArgs + Sync>(
+    conn: &RedisConn,
+    keys: &Keys,
+    parts: &[Part<E>],
+    wait: WaitReplicas,
+) -> Vec<Result<(), EnqueueError>> {
+    let pushes = parts.iter().map(|part| {
+        let mut command = redis::cmd("LPUSH");
+        command.arg(keys.shard(part.shard).pending());
+        for element in &part.elements {
+            command.arg(element);
+        }
+        async move {
+            retry_once(|| {
+                let (mut conn, command) = (conn.clone(), &command);
+                async move { command.query_async::<i64>(&mut conn).await }
+            })
+            .await
+            .map(drop)
+            .map_err(|error| EnqueueError::Redis(error.to_string()))
+        }
+    });
+    let mut outcomes = join_all(pushes).await;
+    if wait.replicas > 0 && outcomes.iter().any(Result::is_ok) {
+        let verdict = replicated(conn, wait).await;
+        for outcome in outcomes.iter_mut().filter(|outcome| outcome.is_ok()) {
+            *outcome = verdict.clone();
+        }
+    }
+    outcomes
+}
+
+/// One `WAIT` for everything this connection wrote: did `wait.replicas` replicas (on a cluster, of every
+/// master) acknowledge it in time?
+pub async fn replicated(conn: &RedisConn, wait: WaitReplicas) -> Result<(), EnqueueError> {
+    if wait.replicas == 0 {
+        return Ok(());
+    }
+    let mut conn = conn.clone();
+    match conn.wait_replicas(wait.replicas, wait.timeout_ms).await {
+        Ok(acknowledged) if acknowledged >= wait.replicas => Ok(()),
+        Ok(acknowledged) => Err(EnqueueError::NotReplicated {
+            acknowledged,
+            wanted: wait.replicas,
+            timeout_ms: wait.timeout_ms,
+        }),
+        Err(error) => Err(EnqueueError::Redis(error.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_keep_the_order_within_a_shard_and_come_in_shard_order() {
+        let items = [(3, 'a'), (1, 'b'), (3, 'c'), (0, 'd'), (1, 'e')];
+        let parts = by_shard(items, |(shard, _)| *shard);
+        let shape: Vec<(u32, String)> = parts
+            .iter()
+            .map(|part| (part.shard, part.elements.iter().map(|(_, c)| *c).collect()))
+            .collect();
+        assert_eq!(shape, [(0, "d".into()), (1, "be".into()), (3, "ac".into())]);
+        assert!(by_shard(Vec::<(u32, char)>::new(), |(shard, _)| *shard).is_empty());
+    }
+}
