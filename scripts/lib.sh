@@ -200,11 +200,13 @@ ensure_redis_cluster() {
   done
   stop_redis_cluster
   say "starting a $CLUSTER_SIZE-node Redis Cluster on 127.0.0.1:$CLUSTER_BASE_PORT-$((CLUSTER_BASE_PORT + CLUSTER_SIZE - 1)) (in $CLUSTER_DIR)"
+  # repl-diskless-sync-delay 0: a replica that needs a full resync (after a failover) gets it at once, not after
+  # the default 5 s, which is as long as a manual failover waits for it.
   for port in $(cluster_ports); do
     local dir="$CLUSTER_DIR/$port"
     mkdir -p "$dir"
     redis-server --port "$port" --bind 127.0.0.1 --cluster-enabled yes --cluster-config-file "$dir/nodes.conf" \
-      --cluster-node-timeout 2000 --save "" --appendonly no --dir "$dir" \
+      --cluster-node-timeout 2000 --save "" --appendonly no --dir "$dir" --repl-diskless-sync-delay 0 \
       --daemonize yes --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" >/dev/null ||
       die "redis-server on port $port did not start (see $dir/redis.log)"
   done
