@@ -104,7 +104,8 @@ ensure_database() {
 
 # ---------------------------------------------------------------------------------------------- Redis Cluster
 # A 6-node Redis Cluster on loopback (3 masters + 3 replicas) for the cluster tests: ports CLUSTER_BASE_PORT ..
-# CLUSTER_BASE_PORT+5, each node in $SCRATCH/cluster/<port>, nothing kept on disk but nodes.conf.
+# CLUSTER_BASE_PORT+5, each node in $SCRATCH/cluster/<port>, nothing kept on disk but nodes.conf. Clusters on
+# different base ports live side by side.
 
 CLUSTER_BASE_PORT=${CLUSTER_BASE_PORT:-7100}
 CLUSTER_SIZE=6
@@ -159,7 +160,8 @@ cluster_node_pid() {
     echo "$pid"
 }
 
-# Stops the nodes this scratch directory started (by their pidfiles) and removes the directory.
+# Stops the nodes this scratch directory started on the cluster's ports (by their pidfiles) and removes their
+# directories (a cluster on other base ports keeps its own).
 stop_redis_cluster() {
   local port pid pids=()
   for port in $(cluster_ports); do
@@ -176,7 +178,9 @@ stop_redis_cluster() {
     done
     kill -KILL "${pids[@]}" 2>/dev/null || true
   fi
-  rm -rf "$CLUSTER_DIR"
+  for port in $(cluster_ports); do rm -rf "${CLUSTER_DIR:?}/$port"; done
+  rm -f "$CLUSTER_DIR/create-$CLUSTER_BASE_PORT.log"
+  rmdir "$CLUSTER_DIR" 2>/dev/null || true
 }
 
 # Makes sure a healthy cluster answers on the cluster ports (reused if one does, else started from scratch),
@@ -212,8 +216,8 @@ ensure_redis_cluster() {
   done
   for port in $(cluster_ports); do wait_port 127.0.0.1 "$port" "Redis Cluster node"; done
   # The nodes are not yet a cluster until this assigns the slots and pairs each master with a replica.
-  timeout 60 redis-cli --cluster create "${ports[@]}" --cluster-replicas 1 --cluster-yes >"$CLUSTER_DIR/create.log" 2>&1 ||
-    die "redis-cli --cluster create failed (see $CLUSTER_DIR/create.log)"
+  timeout 60 redis-cli --cluster create "${ports[@]}" --cluster-replicas 1 --cluster-yes >"$CLUSTER_DIR/create-$CLUSTER_BASE_PORT.log" 2>&1 ||
+    die "redis-cli --cluster create failed (see $CLUSTER_DIR/create-$CLUSTER_BASE_PORT.log)"
   wait_cluster_healthy 30 || die "the Redis Cluster did not reach cluster_state:ok on every node within 30 s"
   say "Redis Cluster ready on $REDIS_CLUSTER_SEEDS"
 }
