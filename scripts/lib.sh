@@ -101,3 +101,123 @@ ensure_database() {
     psql "$admin" -qc "CREATE DATABASE \"$db\"" >/dev/null || die "cannot create database $db via $admin"
   fi
 }
+
+# ---------------------------------------------------------------------------------------------- Redis Cluster
+# A 6-node Redis Cluster on loopback (3 masters + 3 replicas) for the cluster tests: ports CLUSTER_BASE_PORT ..
+# CLUSTER_BASE_PORT+5, each node in $SCRATCH/cluster/<port>, nothing kept on disk but nodes.conf. Clusters on
+# different base ports live side by side.
+
+CLUSTER_BASE_PORT=${CLUSTER_BASE_PORT:-7100}
+CLUSTER_SIZE=6
+CLUSTER_DIR="$SCRATCH/cluster"
+
+cluster_ports() { seq "$CLUSTER_BASE_PORT" $((CLUSTER_BASE_PORT + CLUSTER_SIZE - 1)); }
+
+# The seeds, as REDIS_CLUSTER_NODES takes them: 127.0.0.1:P1,...,127.0.0.1:P6
+cluster_seeds() { cluster_ports | sed 's/^/127.0.0.1:/' | paste -sd, -; }
+
+cluster_cli() { # port args...: one command to one node, bounded
+  local port=$1; shift
+  timeout 5 redis-cli -h 127.0.0.1 -p "$port" "$@" 2>/dev/null
+}
+
+# A field of CLUSTER INFO (the reply has CRLF line ends).
+cluster_info_field() { cluster_cli "$1" CLUSTER INFO | tr -d '\r' | sed -n "s/^$2://p"; }
+
+# Healthy: every node answers, sees all 6 nodes, all 16384 slots served, cluster_state:ok, and 3 masters.
+cluster_healthy() {
+  local port masters
+  for port in $(cluster_ports); do
+    [[ $(cluster_info_field "$port" cluster_state) == ok ]] || return 1
+    [[ $(cluster_info_field "$port" cluster_known_nodes) == "$CLUSTER_SIZE" ]] || return 1
+    [[ $(cluster_info_field "$port" cluster_slots_ok) == 16384 ]] || return 1
+  done
+  masters=$(cluster_cli "$CLUSTER_BASE_PORT" CLUSTER NODES | awk '$3 ~ /master/ && $3 !~ /fail/' | wc -l)
+  [[ $masters == $((CLUSTER_SIZE / 2)) ]]
+}
+
+# Every node answers and the first one knows all of them (the cluster was created).
+cluster_all_up() {
+  local port
+  for port in $(cluster_ports); do port_open 127.0.0.1 "$port" || return 1; done
+  [[ $(cluster_info_field "$CLUSTER_BASE_PORT" cluster_known_nodes) == "$CLUSTER_SIZE" ]]
+}
+
+wait_cluster_healthy() { # seconds
+  local deadline=$((SECONDS + $1))
+  until cluster_healthy; do
+    ((SECONDS < deadline)) || return 1
+    sleep 0.2
+  done
+}
+
+# The pid in a node's pidfile, if that process is alive and is a redis-server (so we only ever stop our own).
+cluster_node_pid() {
+  local pidfile="$CLUSTER_DIR/$1/redis.pid" pid
+  [[ -f $pidfile ]] || return 1
+  pid=$(<"$pidfile")
+  [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null && [[ $(cat "/proc/$pid/comm" 2>/dev/null || ps -o comm= -p "$pid") == redis-server* ]] &&
+    echo "$pid"
+}
+
+# Stops the nodes this scratch directory started on the cluster's ports (by their pidfiles) and removes their
+# directories (a cluster on other base ports keeps its own).
+stop_redis_cluster() {
+  local port pid pids=()
+  for port in $(cluster_ports); do
+    if pid=$(cluster_node_pid "$port"); then pids+=("$pid"); fi
+  done
+  if ((${#pids[@]})); then
+    say "stopping the Redis Cluster nodes (pids ${pids[*]})"
+    kill -TERM "${pids[@]}" 2>/dev/null || true
+    for _ in $(seq 1 100); do
+      local alive=0
+      for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+      ((alive)) || break
+      sleep 0.1
+    done
+    kill -KILL "${pids[@]}" 2>/dev/null || true
+  fi
+  for port in $(cluster_ports); do rm -rf "${CLUSTER_DIR:?}/$port"; done
+  rm -f "$CLUSTER_DIR/create-$CLUSTER_BASE_PORT.log"
+  rmdir "$CLUSTER_DIR" 2>/dev/null || true
+}
+
+# Makes sure a healthy cluster answers on the cluster ports (reused if one does, else started from scratch),
+# and sets REDIS_CLUSTER_SEEDS. Idempotent.
+ensure_redis_cluster() {
+  command -v redis-server >/dev/null || need_packages "the Redis Cluster needs redis-server" redis-server
+  command -v redis-cli >/dev/null || need_packages "the Redis Cluster needs redis-cli" redis-tools
+  REDIS_CLUSTER_SEEDS=$(cluster_seeds)
+  # Every node up and the cluster formed: give a failover or slot move in progress a moment to settle.
+  if cluster_healthy || { cluster_all_up && wait_cluster_healthy 10; }; then
+    say "Redis Cluster healthy on $REDIS_CLUSTER_SEEDS (reused)"
+    return 0
+  fi
+  # Not healthy: a port answering must be one of our own nodes (we restart those), never someone else's server.
+  local port ports=()
+  for port in $(cluster_ports); do
+    ports+=("127.0.0.1:$port")
+    if port_open 127.0.0.1 "$port" && ! cluster_node_pid "$port" >/dev/null; then
+      die "port $port is in use by a process this script did not start, and the cluster there is not healthy: stop it, or set CLUSTER_BASE_PORT to a free range of $CLUSTER_SIZE ports"
+    fi
+  done
+  stop_redis_cluster
+  say "starting a $CLUSTER_SIZE-node Redis Cluster on 127.0.0.1:$CLUSTER_BASE_PORT-$((CLUSTER_BASE_PORT + CLUSTER_SIZE - 1)) (in $CLUSTER_DIR)"
+  # repl-diskless-sync-delay 0: a replica that needs a full resync (after a failover) gets it at once, not after
+  # the default 5 s, which is as long as a manual failover waits for it.
+  for port in $(cluster_ports); do
+    local dir="$CLUSTER_DIR/$port"
+    mkdir -p "$dir"
+    redis-server --port "$port" --bind 127.0.0.1 --cluster-enabled yes --cluster-config-file "$dir/nodes.conf" \
+      --cluster-node-timeout 2000 --save "" --appendonly no --dir "$dir" --repl-diskless-sync-delay 0 \
+      --daemonize yes --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" >/dev/null ||
+      die "redis-server on port $port did not start (see $dir/redis.log)"
+  done
+  for port in $(cluster_ports); do wait_port 127.0.0.1 "$port" "Redis Cluster node"; done
+  # The nodes are not yet a cluster until this assigns the slots and pairs each master with a replica.
+  timeout 60 redis-cli --cluster create "${ports[@]}" --cluster-replicas 1 --cluster-yes >"$CLUSTER_DIR/create-$CLUSTER_BASE_PORT.log" 2>&1 ||
+    die "redis-cli --cluster create failed (see $CLUSTER_DIR/create-$CLUSTER_BASE_PORT.log)"
+  wait_cluster_healthy 30 || die "the Redis Cluster did not reach cluster_state:ok on every node within 30 s"
+  say "Redis Cluster ready on $REDIS_CLUSTER_SEEDS"
+}

@@ -5,7 +5,10 @@
 //! PostgreSQL of the machine without seeing each other.
 //!
 //! `TEST_REDIS_URL` and `TEST_DATABASE_URL` (a database to connect to for `CREATE DATABASE`) override the
-//! defaults, `redis://127.0.0.1:6379` and `postgres://postgres@127.0.0.1:5432/postgres`.
+//! defaults, `redis://127.0.0.1:6379` and `postgres://postgres@127.0.0.1:5432/postgres`. The Redis Cluster
+//! helpers ([`cluster`]) find their cluster through `TEST_REDIS_CLUSTER_NODES`.
+
+pub mod cluster;
 
 use std::{future::Future, time::Duration};
 
