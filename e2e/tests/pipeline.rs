@@ -1,4 +1,7 @@
 //! The whole pipeline, end to end: POST → Redis → batcher → PostgreSQL → pub/sub → WebSocket.
+//!
+//! The core cases run twice: on one Redis with the default single queue shard, and on a Redis Cluster
+//! (`TEST_REDIS_CLUSTER_NODES`, started by `scripts/test`; skipped with a notice without it) with 6 shards.
 
 use std::{collections::HashSet, net::SocketAddr, time::Duration};
 
@@ -15,6 +18,41 @@ use uuid::Uuid;
 
 /// The three services running in this process against one test's database and key prefix; `replicas` of each,
 /// as a scaled-out deployment would run them (each batcher with its own `BATCHER_ID`).
+/// Where the pipeline keeps its queue.
+#[derive(Debug, Clone)]
+enum Redis {
+    /// `TEST_REDIS_URL`, this many shards.
+    Single(u32),
+    /// The cluster of `TEST_REDIS_CLUSTER_NODES`, this many shards.
+    Cluster(u32),
+}
+
+impl Redis {
+    /// The services' Redis arguments, or `None` (with a notice) when the cluster is not configured.
+    fn args(&self, env: &TestEnv) -> Option<Vec<String>> {
+        match self {
+            Self::Single(shards) => Some(vec![
+                "--redis-url".into(),
+                env.redis_url.clone(),
+                "--queue-shards".into(),
+                shards.to_string(),
+            ]),
+            Self::Cluster(shards) => {
+                let Some(nodes) = testkit::cluster::nodes_from_env() else {
+                    eprintln!("TEST_REDIS_CLUSTER_NODES is not set: skipping the cluster case");
+                    return None;
+                };
+                Some(vec![
+                    "--redis-cluster-nodes".into(),
+                    nodes.join(","),
+                    "--queue-shards".into(),
+                    shards.to_string(),
+                ])
+            }
+        }
+    }
+}
+
 struct Pipeline {
     env: TestEnv,
     /// Base URL of each ingestor.
@@ -26,16 +64,20 @@ struct Pipeline {
 }
 
 impl Pipeline {
-    async fn start(batch_size: usize, batch_timeout: &str) -> Self {
-        Self::start_replicated(1, batch_size, batch_timeout).await
+    async fn start(redis: &Redis, batch_size: usize, batch_timeout: &str) -> Option<Self> {
+        Self::start_replicated(redis, 1, batch_size, batch_timeout).await
     }
 
-    async fn start_replicated(replicas: usize, batch_size: usize, batch_timeout: &str) -> Self {
+    async fn start_replicated(
+        redis: &Redis,
+        replicas: usize,
+        batch_size: usize,
+        batch_timeout: &str,
+    ) -> Option<Self> {
         let env = TestEnv::new().await;
+        let redis_args = redis.args(&env)?;
         let batch_size = batch_size.to_string();
         let shared = [
-            "--redis-url",
-            env.redis_url.as_str(),
             "--redis-key-prefix",
             env.prefix.as_str(),
             "--database-url",
@@ -47,6 +89,7 @@ impl Pipeline {
         ];
         let args = |name: &str, extra: &[&str]| {
             std::iter::once(name)
+                .chain(redis_args.iter().map(String::as_str))
                 .chain(shared.iter().copied())
                 .chain(extra.iter().copied())
                 .map(str::to_owned)
@@ -112,7 +155,7 @@ impl Pipeline {
             })
             .await;
         }
-        pipeline
+        Some(pipeline)
     }
 
     /// The first ingestor's base URL.
@@ -133,7 +176,8 @@ impl Pipeline {
         let response = self
             .http
             .post(format!("{api}/messages"))
-            .json(&serde_json::json!({"user_id": user_id, "channel_id": 7, "content": content}))
+            // 16 channels, so that every queue shard gets messages.
+            .json(&serde_json::json!({"user_id": user_id, "channel_id": user_id % 16 + 1, "content": content}))
             .send()
             .await
             .unwrap();
@@ -174,7 +218,18 @@ impl Pipeline {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn thousands_of_concurrent_posts_become_exactly_those_rows() {
-    let pipeline = Pipeline::start(100, "0.1").await;
+    thousands_of_concurrent_posts_become_exactly_those_rows_on(Redis::Single(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn thousands_of_concurrent_posts_become_exactly_those_rows_on_a_cluster() {
+    thousands_of_concurrent_posts_become_exactly_those_rows_on(Redis::Cluster(6)).await;
+}
+
+async fn thousands_of_concurrent_posts_become_exactly_those_rows_on(redis: Redis) {
+    let Some(pipeline) = Pipeline::start(&redis, 100, "0.1").await else {
+        return;
+    };
     const MESSAGES: i64 = 3000;
 
     let accepted: Vec<MessageAccepted> = stream::iter(0..MESSAGES)
@@ -208,7 +263,18 @@ async fn thousands_of_concurrent_posts_become_exactly_those_rows() {
 
 #[tokio::test]
 async fn simulate_persists_exactly_the_ids_it_returned() {
-    let pipeline = Pipeline::start(50, "0.1").await;
+    simulate_persists_exactly_the_ids_it_returned_on(Redis::Single(1)).await;
+}
+
+#[tokio::test]
+async fn simulate_persists_exactly_the_ids_it_returned_on_a_cluster() {
+    simulate_persists_exactly_the_ids_it_returned_on(Redis::Cluster(6)).await;
+}
+
+async fn simulate_persists_exactly_the_ids_it_returned_on(redis: Redis) {
+    let Some(pipeline) = Pipeline::start(&redis, 50, "0.1").await else {
+        return;
+    };
     let response = pipeline
         .http
         .post(format!("{}/simulate", pipeline.api()))
@@ -230,7 +296,18 @@ async fn simulate_persists_exactly_the_ids_it_returned() {
 
 #[tokio::test]
 async fn a_websocket_client_sees_every_posted_id_become_persisted() {
-    let pipeline = Pipeline::start(20, "0.05").await;
+    a_websocket_client_sees_every_posted_id_become_persisted_on(Redis::Single(1)).await;
+}
+
+#[tokio::test]
+async fn a_websocket_client_sees_every_posted_id_become_persisted_on_a_cluster() {
+    a_websocket_client_sees_every_posted_id_become_persisted_on(Redis::Cluster(6)).await;
+}
+
+async fn a_websocket_client_sees_every_posted_id_become_persisted_on(redis: Redis) {
+    let Some(pipeline) = Pipeline::start(&redis, 20, "0.05").await else {
+        return;
+    };
     let (mut socket, _) =
         tokio_tungstenite::connect_async(format!("ws://{}/ws/stats", pipeline.notifier()))
             .await
@@ -276,7 +353,7 @@ async fn a_websocket_client_sees_every_posted_id_become_persisted() {
 
 #[tokio::test]
 async fn get_messages_lists_what_the_batcher_persisted_newest_first() {
-    let pipeline = Pipeline::start(3, "0.05").await;
+    let pipeline = Pipeline::start(&Redis::Single(1), 3, "0.05").await.unwrap();
     let first = pipeline.post(11, "first").await;
     let second = pipeline.post(12, "second").await;
     let third = pipeline.post(13, "third").await;
@@ -301,7 +378,28 @@ async fn get_messages_lists_what_the_batcher_persisted_newest_first() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_of_each_service_persist_every_message_once_and_every_notifier_relays_every_id() {
-    let pipeline = Pipeline::start_replicated(2, 50, "0.05").await;
+    // Each shard is drained by one batcher at a time: with 4, both batchers get a share.
+    two_of_each_service_persist_every_message_once_and_every_notifier_relays_every_id_on(
+        Redis::Single(4),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_of_each_service_persist_every_message_once_and_every_notifier_relays_every_id_on_a_cluster()
+ {
+    two_of_each_service_persist_every_message_once_and_every_notifier_relays_every_id_on(
+        Redis::Cluster(6),
+    )
+    .await;
+}
+
+async fn two_of_each_service_persist_every_message_once_and_every_notifier_relays_every_id_on(
+    redis: Redis,
+) {
+    let Some(pipeline) = Pipeline::start_replicated(&redis, 2, 50, "0.05").await else {
+        return;
+    };
     const MESSAGES: i64 = 2000;
 
     // Subscribe to both notifiers before posting; the first frame of each is the current stats.
@@ -336,7 +434,7 @@ async fn two_of_each_service_persist_every_message_once_and_every_notifier_relay
     assert_eq!(pipeline.env.count("messages").await, MESSAGES);
     assert_eq!(pipeline.persisted_ids().await, returned);
 
-    // Both batchers took part, each under its own id (its own processing list and heartbeat).
+    // Both batchers took part (each holds its share of the shards), each under its own id.
     let batchers: Vec<String> = pipeline
         .env
         .db()

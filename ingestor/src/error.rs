@@ -57,6 +57,16 @@ pub enum ApiError {
     /// 503 + `Retry-After`: Redis refused, failed or timed out; the message was not accepted.
     #[error("Redis is unavailable: {0}")]
     RedisUnavailable(String),
+    /// 503 + `Retry-After`: a batch spread over queue shards was queued in some shards only (each shard's
+    /// part is all or nothing); the client is told how much, and that a keyed retry completes it exactly once.
+    #[error(
+        "Redis is unavailable for part of the batch ({detail}); {queued} of the {total} messages were queued"
+    )]
+    PartlyQueued {
+        queued: usize,
+        total: usize,
+        detail: String,
+    },
     /// 503 + `Retry-After`: PostgreSQL refused, failed or timed out.
     #[error("PostgreSQL is unavailable: {0}")]
     DatabaseUnavailable(String),
@@ -115,7 +125,7 @@ impl ApiError {
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::QueueFull { .. } => "queue_full",
-            Self::RedisUnavailable(_) => "redis_unavailable",
+            Self::RedisUnavailable(_) | Self::PartlyQueued { .. } => "redis_unavailable",
             Self::DatabaseUnavailable(_) => "database_unavailable",
             Self::Internal(_) => "internal",
         }
@@ -132,9 +142,9 @@ impl ApiError {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::QueueFull { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::RedisUnavailable(_) | Self::DatabaseUnavailable(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::RedisUnavailable(_)
+            | Self::PartlyQueued { .. }
+            | Self::DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -143,6 +153,10 @@ impl ApiError {
     fn public_message(&self) -> String {
         match self {
             Self::RedisUnavailable(_) => "Redis is unavailable; retry later".into(),
+            Self::PartlyQueued { queued, total, .. } => format!(
+                "Redis is unavailable for part of the batch: {queued} of the {total} messages were \
+                 queued; retry with an Idempotency-Key to queue the rest exactly once"
+            ),
             Self::DatabaseUnavailable(_) => "PostgreSQL is unavailable; retry later".into(),
             Self::Internal(_) => "internal error".into(),
             other => other.to_string(),
@@ -162,7 +176,9 @@ impl IntoResponse for ApiError {
         // 503s are expected while a dependency is down; a 500 is a bug or a broken schema.
         match &self {
             Self::Internal(_) => tracing::error!(error = %self, "request failed"),
-            Self::RedisUnavailable(_) | Self::DatabaseUnavailable(_) => {
+            Self::RedisUnavailable(_)
+            | Self::PartlyQueued { .. }
+            | Self::DatabaseUnavailable(_) => {
                 tracing::warn!(error = %self, "request failed");
             }
             _ => {}

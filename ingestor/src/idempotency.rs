@@ -36,16 +36,18 @@ pub const KEY_TTL_SECONDS: u64 = 86_400;
 /// KEYS[1] = idempotency key, KEYS[2] = pending list; ARGV[1] = answer to remember, ARGV[2] = TTL in
 /// seconds, ARGV[3..] = elements, oldest first. Returns the remembered answer of an earlier request, or
 /// false after pushing. Pushes 1000 elements per `LPUSH`, as Redis's Lua cannot `unpack` more than about
-/// 8000 values at once; chunk after chunk still leaves the oldest element rightmost.
+/// 8000 values at once; chunk after chunk still leaves the oldest element rightmost. The key is remembered
+/// after the pushes: a script is not rolled back when a command in it fails, so a push that fails (a key of
+/// the wrong type, say) must not leave the key remembered with nothing queued.
 const PUSH_ONCE: &str = r"
 local earlier = redis.call('GET', KEYS[1])
 if earlier then
   return earlier
 end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 for first = 3, #ARGV, 1000 do
   redis.call('LPUSH', KEYS[2], unpack(ARGV, first, math.min(first + 999, #ARGV)))
 end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 return false
 ";
 

@@ -68,7 +68,9 @@ pub struct MessageBatch(pub Vec<NewMessage>);
         (status = 429, description = "The queue is over MAX_QUEUE_DEPTH; nothing was queued.",
             body = BatchErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait."))),
         (status = 500, description = "A bug; details are in the ingestor's log.", body = BatchErrorBody),
-        (status = 503, description = "Redis is unavailable; retry.", body = BatchErrorBody,
+        (status = 503, description = "Redis is unavailable; retry. When the batch spans queue shards and only some \
+                                      were queued, the message says how many: retry with an `Idempotency-Key` to \
+                                      queue the rest exactly once.", body = BatchErrorBody,
             headers(("Retry-After" = u32, description = "Seconds to wait."))),
     )
 )]
@@ -143,11 +145,11 @@ async fn push_all(
     match outcomes.into_iter().find_map(Result::err) {
         None => Ok(answer),
         Some(error) if queued == 0 => Err(ApiError::RedisUnavailable(error.to_string())),
-        Some(error) => Err(ApiError::RedisUnavailable(format!(
-            "{error}; {queued} of the {} messages were queued (their channels' shards answered): \
-             retry with an Idempotency-Key to queue the rest exactly once",
-            answer.message_ids.len()
-        ))),
+        Some(error) => Err(ApiError::PartlyQueued {
+            queued,
+            total: answer.message_ids.len(),
+            detail: error.to_string(),
+        }),
     }
 }
 

@@ -1,0 +1,214 @@
+//! `QUEUE_SHARDS`: each message goes to its channel's shard, in order; a batch spread over shards is queued
+//! per shard, and its `Idempotency-Key` makes a retry after a partial failure queue exactly the missing part.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::*;
+use pipeline::{keys::shard_of, queued::QueuedMessage};
+use testkit::TestEnv;
+use uuid::Uuid;
+
+const SHARDS: u32 = 4;
+
+/// Every shard's pending list, oldest first.
+async fn shards(env: &TestEnv) -> BTreeMap<u32, Vec<QueuedMessage>> {
+    shards_except(env, None).await
+}
+
+/// [`shards`], leaving out `broken` (whose key is not a list).
+async fn shards_except(env: &TestEnv, broken: Option<u32>) -> BTreeMap<u32, Vec<QueuedMessage>> {
+    let mut redis = env.redis().await;
+    let mut out = BTreeMap::new();
+    for shard in env.keys().shards(SHARDS) {
+        if Some(shard.index()) == broken {
+            continue;
+        }
+        let elements: Vec<Vec<u8>> = redis::cmd("LRANGE")
+            .arg(shard.pending())
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        let messages = elements
+            .iter()
+            .rev()
+            .map(|element| serde_json::from_slice(element).unwrap())
+            .collect();
+        out.insert(shard.index(), messages);
+    }
+    out
+}
+
+/// A batch of `n` messages over channels 1..=12, and the contents each shard must then hold, oldest first.
+fn batch(n: usize) -> (String, BTreeMap<u32, Vec<String>>) {
+    let mut expected: BTreeMap<u32, Vec<String>> = (0..SHARDS).map(|s| (s, Vec::new())).collect();
+    let items: Vec<String> = (0..n)
+        .map(|i| {
+            let channel = (i % 12 + 1) as i64;
+            let content = format!("m{i}");
+            expected
+                .get_mut(&shard_of(channel, SHARDS))
+                .unwrap()
+                .push(content.clone());
+            message(1, channel, &content)
+        })
+        .collect();
+    (format!("[{}]", items.join(",")), expected)
+}
+
+fn contents(shards: &BTreeMap<u32, Vec<QueuedMessage>>) -> BTreeMap<u32, Vec<String>> {
+    shards
+        .iter()
+        .map(|(shard, messages)| {
+            let contents = messages.iter().map(|m| m.content.clone()).collect();
+            (*shard, contents)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn messages_go_to_their_channels_shard_in_order() {
+    let env = TestEnv::new().await;
+    let app = spawn_app(&env, |config| config.redis.queue_shards = SHARDS).await;
+    let mut expected: BTreeMap<u32, Vec<String>> = (0..SHARDS).map(|s| (s, Vec::new())).collect();
+    for i in 0..24 {
+        let channel = i % 6 + 1;
+        let content = format!("single {i}");
+        let response = app
+            .post_json("/messages", message(2, channel, &content))
+            .await;
+        assert_eq!(response.status(), 201);
+        expected
+            .get_mut(&shard_of(channel, SHARDS))
+            .unwrap()
+            .push(content);
+    }
+    assert_eq!(contents(&shards(&env).await), expected);
+    // The shard-0 list of earlier versions is shard 0; the channels above use at least two shards.
+    assert!(expected.values().filter(|c| !c.is_empty()).count() >= 2);
+
+    let status: serde_json::Value = app
+        .client
+        .get(app.url("/queue/status"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["queue_length"], 24, "the depth counts every shard");
+    assert_eq!(status["queued_message_ids"].as_array().unwrap().len(), 24);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_batch_over_shards_is_queued_per_shard_in_request_order() {
+    let env = TestEnv::new().await;
+    let app = spawn_app(&env, |config| config.redis.queue_shards = SHARDS).await;
+    let (body, expected) = batch(40);
+    let response = app.post_json("/messages/batch", body).await;
+    assert_eq!(response.status(), 201);
+    let answer: serde_json::Value = response.json().await.unwrap();
+    let ids: Vec<Uuid> = serde_json::from_value(answer["message_ids"].clone()).unwrap();
+    assert_eq!(ids.len(), 40);
+    let queued = shards(&env).await;
+    assert_eq!(contents(&queued), expected);
+    // Each message under the id the answer gave it, at its index.
+    for messages in queued.values() {
+        for m in messages {
+            let index: usize = m.content[1..].parse().unwrap();
+            assert_eq!(m.tracking_id, ids[index]);
+        }
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_keyed_batch_that_failed_in_one_shard_is_completed_exactly_once_by_its_retry() {
+    let env = TestEnv::new().await;
+    let app = spawn_app(&env, |config| config.redis.queue_shards = SHARDS).await;
+    let (body, expected) = batch(40);
+    // Shard 2 refuses pushes: its pending list's key holds a string.
+    let mut redis = env.redis().await;
+    let broken = env.keys().shard(2).pending();
+    let _: () = redis::cmd("SET")
+        .arg(&broken)
+        .arg("not a list")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+
+    let key = [("Idempotency-Key", "batch-7")];
+    let response = app
+        .post_json_with("/messages/batch", body.clone(), &key)
+        .await;
+    assert_eq!(response.status(), 503);
+    let before = contents(&shards_except(&env, Some(2)).await);
+    assert_eq!(
+        before[&0], expected[&0],
+        "the shards before the failure were queued"
+    );
+    assert_eq!(before[&1], expected[&1]);
+
+    // Repaired, the same request with the same key queues exactly what is missing, under the same ids.
+    let _: () = redis::cmd("DEL")
+        .arg(&broken)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let response = app
+        .post_json_with("/messages/batch", body.clone(), &key)
+        .await;
+    assert_eq!(response.status(), 201);
+    let first: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(
+        contents(&shards(&env).await),
+        expected,
+        "every message once"
+    );
+    let ids: Vec<Uuid> = serde_json::from_value(first["message_ids"].clone()).unwrap();
+    for messages in shards(&env).await.values() {
+        for m in messages {
+            let index: usize = m.content[1..].parse().unwrap();
+            assert_eq!(m.tracking_id, ids[index]);
+        }
+    }
+    // A third try is a plain repeat.
+    let response = app.post_json_with("/messages/batch", body, &key).await;
+    assert_eq!(response.status(), 201);
+    let again: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(again["message_ids"], first["message_ids"]);
+    assert_eq!(contents(&shards(&env).await), expected);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_unkeyed_batch_that_failed_in_one_shard_says_how_much_was_queued() {
+    let env = TestEnv::new().await;
+    let app = spawn_app(&env, |config| config.redis.queue_shards = SHARDS).await;
+    let (body, expected) = batch(40);
+    let mut redis = env.redis().await;
+    let _: () = redis::cmd("SET")
+        .arg(env.keys().shard(3).pending())
+        .arg("not a list")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let response = app.post_json("/messages/batch", body).await;
+    assert_eq!(response.status(), 503);
+    let error: serde_json::Value = response.json().await.unwrap();
+    let queued = 40 - expected[&3].len();
+    let said = format!("{queued} of the 40 messages were queued");
+    assert!(
+        error["message"].as_str().unwrap().contains(&said),
+        "{error}"
+    );
+    let held = contents(&shards_except(&env, Some(3)).await);
+    for shard in 0..3 {
+        assert_eq!(held[&shard], expected[&shard]);
+    }
+    app.stop().await;
+}
