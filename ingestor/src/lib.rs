@@ -7,7 +7,7 @@
 //! - [`startup`]: the shared [`startup::AppState`], the routes ([`startup::routes`]) and the router
 //!   ([`startup::app`]).
 //! - [`routes`]: one module per endpoint (`messages`, `batch`, `simulate`, `queue_status`, `reset`,
-//!   `health`, `metrics`), plus the Redis/PostgreSQL timeouts and the admission check they share.
+//!   `health`, `metrics`, `root` (`GET /`), `ws_stats` (the `/ws/stats` relay to the notifier)), plus the Redis/PostgreSQL timeouts and the admission check they share.
 //! - [`openapi`]: `GET /openapi.json`, generated from the handlers' annotations.
 //! - [`auth`]: `API_KEYS` for the write endpoints, `ADMIN_API_KEY` for `DELETE /reset`.
 //! - [`cors`]: CORS for browsers, skipped for requests that are not CORS requests.
@@ -110,6 +110,33 @@ pub struct Config {
         value_parser = backpressure::parse_limit
     )]
     pub max_queue_depth: u64,
+
+    /// Base URL of the notifier (`http://host:port`): `GET /ws/stats` here is relayed to its `/ws/stats`,
+    /// so the original's dashboard, which connects to the API's address, gets live stats.
+    #[arg(
+        long,
+        env = "NOTIFIER_URL",
+        default_value = "http://127.0.0.1:8001",
+        value_parser = parse_notifier_url
+    )]
+    pub notifier_url: String,
+}
+
+/// `NOTIFIER_URL`: `http://host[:port]`, kept without a trailing slash. Only plain `http://`: the relay
+/// speaks `ws://` (the notifier runs beside the ingestor, not across the internet).
+pub fn parse_notifier_url(value: &str) -> Result<String, String> {
+    let value = value.trim().trim_end_matches('/');
+    match value.strip_prefix("http://") {
+        Some(host)
+            if !host.is_empty()
+                && host.chars().all(|c| {
+                    c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '[' | ']')
+                }) =>
+        {
+            Ok(value.to_owned())
+        }
+        _ => Err("must be an http:// URL without a path, e.g. http://127.0.0.1:8001".into()),
+    }
 }
 
 /// A CORS origin: `*`, or `http(s)://host[:port]` without path or trailing slash.
@@ -207,6 +234,26 @@ mod tests {
         assert_eq!(config.api_keys, ApiKeys::default());
         assert_eq!(config.admin_api_key, None);
         assert_eq!(config.max_queue_depth, 1_000_000);
+        assert_eq!(config.notifier_url, "http://127.0.0.1:8001");
+    }
+
+    #[test]
+    fn notifier_urls_are_checked() {
+        for (given, kept) in [
+            ("http://127.0.0.1:8001", "http://127.0.0.1:8001"),
+            ("http://notifier:8001/", "http://notifier:8001"),
+        ] {
+            assert_eq!(parse_notifier_url(given).as_deref(), Ok(kept));
+        }
+        for bad in [
+            "",
+            "127.0.0.1:8001",
+            "http://",
+            "https://n:8001",
+            "http://n:8001/ws/stats",
+        ] {
+            assert!(parse_notifier_url(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

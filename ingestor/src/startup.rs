@@ -21,7 +21,9 @@ use crate::backpressure::Backpressure;
 use crate::cors::BrowserCorsLayer;
 use crate::openapi::{self, ApiDoc};
 use crate::pusher::Pusher;
-use crate::routes::{batch, health, messages, metrics, queue_status, reset, simulate};
+use crate::routes::{
+    batch, health, messages, metrics, queue_status, reset, root, simulate, ws_stats,
+};
 use crate::{Config, error, telemetry};
 
 /// Connections in the PostgreSQL pool (reads, `/reset` and `/health`; writes are the batcher's).
@@ -55,6 +57,12 @@ pub struct Shared {
     pub db: deadpool_postgres::Pool,
     /// `BATCH_SIZE`, reported as `batch_threshold`.
     pub batch_size: u64,
+    /// `BATCH_TIMEOUT`, reported by `GET /`.
+    pub batch_timeout: Duration,
+    /// The notifier's `/ws/stats` (`ws://…`), where `GET /ws/stats` is relayed.
+    pub notifier_stats_url: String,
+    /// Cancelled at shutdown: relayed WebSockets are closed then.
+    pub shutdown: CancellationToken,
     /// Origins the dashboard may call us from.
     pub cors_origins: Vec<String>,
     /// `API_KEYS` and `ADMIN_API_KEY`.
@@ -95,6 +103,9 @@ impl AppState {
             pusher,
             db,
             batch_size: config.batch.batch_size as u64,
+            batch_timeout: config.batch.batch_timeout,
+            notifier_stats_url: ws_stats::upstream_url(&config.notifier_url),
+            shutdown: shutdown.clone(),
             cors_origins: config.cors_origins.clone(),
             access,
             backpressure,
@@ -134,6 +145,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(health::health))
         .routes(routes!(metrics::metrics))
         .routes(routes!(openapi::openapi_json))
+        .routes(routes!(root::describe))
+        .routes(routes!(ws_stats::ws_stats))
 }
 
 /// The router with every route, the JSON fallbacks, request metrics and CORS.

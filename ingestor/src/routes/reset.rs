@@ -1,14 +1,14 @@
 //! `DELETE /reset`: empties the tables and the queues, for demos and tests. Only with `ADMIN_API_KEY` set
 //! and sent as a bearer token: without it anyone could wipe the data (403 while it is unset).
 //!
-//! Clears Redis first (pending, every registered batcher's processing list, idempotency keys), then
-//! PostgreSQL (`TRUNCATE … RESTART IDENTITY` and zero totals, in one implicit transaction). A batch a
+//! Clears Redis first ([`clear_queue`]: pending, every registered batcher's processing list, idempotency
+//! keys), then PostgreSQL (`TRUNCATE … RESTART IDENTITY` and zero totals, in one transaction). Answers as
+//! the original does: `{"status": "reset_complete", "deleted_messages", "cleared_queue"}`. A batch a
 //! batcher is committing at that very moment may still land after the reset.
 
 use axum::Json;
 use axum::extract::State;
-use pipeline::api::ErrorBody;
-use serde::Serialize;
+use pipeline::api::{ErrorBody, ResetComplete};
 
 use crate::auth::AdminAccess;
 use crate::error::ApiError;
@@ -19,13 +19,6 @@ const KEYS_PER_COMMAND: usize = 1000;
 /// Bound on SCAN steps (each returns up to ~1000 keys), so a reset cannot loop forever.
 const MAX_SCAN_STEPS: usize = 100_000;
 
-/// `{"status": "reset", "message": …}`.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ResetDone {
-    pub status: &'static str,
-    pub message: String,
-}
-
 #[utoipa::path(
     delete,
     path = "/reset",
@@ -33,7 +26,7 @@ pub struct ResetDone {
     summary = "Delete every message, batch, dead letter and queued message",
     security(("admin_key" = [])),
     responses(
-        (status = 200, description = "Everything was deleted.", body = ResetDone),
+        (status = 200, description = "Everything was deleted.", body = ResetComplete),
         (status = 401, description = "The bearer token is not ADMIN_API_KEY.", body = ErrorBody,
             headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
         (status = 403, description = "ADMIN_API_KEY is not set on the ingestor, so reset is disabled.",
@@ -46,36 +39,73 @@ pub struct ResetDone {
 pub async fn reset(
     _: AdminAccess,
     State(state): State<AppState>,
-) -> Result<Json<ResetDone>, ApiError> {
-    let deleted = clear_redis(&state).await?;
-    super::db(async {
-        let client = state.db.get().await?;
-        client
+) -> Result<Json<ResetComplete>, ApiError> {
+    let cleared_queue = clear_queue(&state).await?;
+    let deleted_messages = super::db(async {
+        let mut client = state.db.get().await?;
+        let transaction = client.transaction().await?;
+        // The lock TRUNCATE takes anyway, taken first so that no batch commits between the count and the
+        // TRUNCATE: `deleted_messages` is exactly the rows that go.
+        transaction
+            .batch_execute("LOCK TABLE messages, batches, dead_letters IN ACCESS EXCLUSIVE MODE")
+            .await?;
+        let rows: i64 = transaction
+            .query_one("SELECT count(*) FROM messages", &[])
+            .await?
+            .get(0);
+        transaction
             .batch_execute(
                 "TRUNCATE messages, batches, dead_letters RESTART IDENTITY; \
                  UPDATE pipeline_totals SET messages = 0, batches = 0, dead_letters = 0",
             )
             .await?;
-        Ok(())
+        transaction.commit().await?;
+        Ok(u64::try_from(rows).unwrap_or(0))
     })
     .await?;
-    tracing::info!(redis_keys = deleted, "reset: tables and queues cleared");
-    Ok(Json(ResetDone {
-        status: "reset",
-        message: "All messages, batches, dead letters and queued messages were deleted".into(),
+    tracing::info!(
+        deleted_messages,
+        cleared_queue,
+        "reset: tables and queues cleared"
+    );
+    Ok(Json(ResetComplete {
+        status: "reset_complete".into(),
+        deleted_messages,
+        cleared_queue,
     }))
 }
 
-/// Deletes the pending list, every processing list and every idempotency key; returns how many keys
-/// existed.
-async fn clear_redis(state: &AppState) -> Result<u64, ApiError> {
+/// The Redis part of a reset: deletes the pending list, every registered batcher's processing list and
+/// every idempotency key; returns how many messages the lists held (`cleared_queue`).
+async fn clear_queue(state: &AppState) -> Result<u64, ApiError> {
     let (conn, keys) = (&state.redis, &state.keys);
     let batchers: Vec<String> =
         super::query(conn, redis::cmd("SMEMBERS").arg(keys.batchers())).await?;
-    let mut doomed = vec![keys.pending()];
-    doomed.extend(batchers.iter().map(|id| keys.processing(id)));
+    let mut lists = vec![keys.pending()];
+    lists.extend(batchers.iter().map(|id| keys.processing(id)));
+    let mut cleared = 0;
+    for list in &lists {
+        // LLEN and DEL in one MULTI, so a push in between is neither lost uncounted nor counted twice.
+        let (length,): (u64,) = super::redis(|| {
+            let mut conn = conn.clone();
+            async move {
+                redis::pipe()
+                    .atomic()
+                    .cmd("LLEN")
+                    .arg(list)
+                    .cmd("DEL")
+                    .arg(list)
+                    .ignore()
+                    .query_async(&mut conn)
+                    .await
+            }
+        })
+        .await?;
+        cleared += length;
+    }
 
     let pattern = format!("{}*", keys.idempotency(""));
+    let mut remembered = Vec::new();
     let mut cursor = 0_u64;
     for _ in 0..MAX_SCAN_STEPS {
         let mut scan = redis::cmd("SCAN");
@@ -85,16 +115,14 @@ async fn clear_redis(state: &AppState) -> Result<u64, ApiError> {
             .arg("COUNT")
             .arg(KEYS_PER_COMMAND);
         let (next, found): (u64, Vec<String>) = super::query(conn, &scan).await?;
-        doomed.extend(found);
+        remembered.extend(found);
         cursor = next;
         if cursor == 0 {
             break;
         }
     }
-
-    let mut deleted = 0;
-    for chunk in doomed.chunks(KEYS_PER_COMMAND) {
-        deleted += super::query::<u64>(conn, redis::cmd("DEL").arg(chunk)).await?;
+    for chunk in remembered.chunks(KEYS_PER_COMMAND) {
+        super::query::<u64>(conn, redis::cmd("DEL").arg(chunk)).await?;
     }
-    Ok(deleted)
+    Ok(cleared)
 }
