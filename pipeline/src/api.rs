@@ -134,6 +134,12 @@ pub struct BatchSummary {
     pub reason: String,
     pub batcher_id: String,
     pub committed_at: DateTime<Utc>,
+    /// `batch_size` under the original's name.
+    #[serde(default)]
+    pub size: u64,
+    /// `committed_at` under the original's name.
+    #[serde(default)]
+    pub completed_at: Option<DateTime<Utc>>,
 }
 
 /// `DELETE /reset` → 200, as the original answers it.
