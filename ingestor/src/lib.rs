@@ -49,6 +49,8 @@ pub const DEFAULT_MAX_QUEUE_DEPTH: &str = "1000000";
 
 /// How long shutdown waits for the pusher to hand its last group to Redis.
 const PUSHER_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long shutdown waits for the `/ws/stats` relays to close (each gives its client 1 s, then the notifier 1 s).
+const RELAYS_CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The ingestor's configuration: every field has an environment variable (see `--help`). Its `Debug`
 /// shows no key (they are [`Secret`]s), and `--help` does not show the keys' environment values.
@@ -195,6 +197,14 @@ pub async fn run(
         Ok(Ok(())) => {}
         Ok(Err(error)) => tracing::error!(%error, "pusher task failed"),
         Err(_) => tracing::error!("pusher did not drain within {PUSHER_DRAIN_TIMEOUT:?}"),
+    }
+    // Relays saw the same token cancelled: each sends its client a Close frame (1001) and ends.
+    tasks.relays.close();
+    if tokio::time::timeout(RELAYS_CLOSE_TIMEOUT, tasks.relays.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("WebSocket relays did not close within {RELAYS_CLOSE_TIMEOUT:?}");
     }
     // Cancelled with the server; it ends at its next tick at the latest.
     if let Err(error) = tasks.depth_refresher.await {

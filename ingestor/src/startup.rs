@@ -11,6 +11,7 @@ use pipeline::keys::Keys;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -63,6 +64,8 @@ pub struct Shared {
     pub notifier_stats_url: String,
     /// Cancelled at shutdown: relayed WebSockets are closed then.
     pub shutdown: CancellationToken,
+    /// The `/ws/stats` relays, which the server does not wait for (they are upgraded connections).
+    pub relays: TaskTracker,
     /// Origins the dashboard may call us from.
     pub cors_origins: Vec<String>,
     /// `API_KEYS` and `ADMIN_API_KEY`.
@@ -78,6 +81,8 @@ pub struct Tasks {
     pub pusher: JoinHandle<()>,
     /// Ends when the shutdown token is cancelled.
     pub depth_refresher: JoinHandle<()>,
+    /// Every `/ws/stats` relay; each ends soon after the shutdown token is cancelled.
+    pub relays: TaskTracker,
 }
 
 impl AppState {
@@ -97,6 +102,7 @@ impl AppState {
         let depth_refresher =
             backpressure.spawn_refresher(redis.clone(), keys.clone(), shutdown.clone());
         let db = pipeline::schema::pool(&config.database.database_url, DB_POOL_SIZE)?;
+        let relays = TaskTracker::new();
         let state = Self(Arc::new(Shared {
             keys,
             redis,
@@ -106,6 +112,7 @@ impl AppState {
             batch_timeout: config.batch.batch_timeout,
             notifier_stats_url: ws_stats::upstream_url(&config.notifier_url),
             shutdown: shutdown.clone(),
+            relays: relays.clone(),
             cors_origins: config.cors_origins.clone(),
             access,
             backpressure,
@@ -113,6 +120,7 @@ impl AppState {
         let tasks = Tasks {
             pusher: pusher_task,
             depth_refresher,
+            relays,
         };
         Ok((state, tasks))
     }

@@ -66,10 +66,15 @@ pub async fn ws_stats(
     let upgrade = upgrade.map_err(|rejection| ApiError::NotAWebSocket(rejection.body_text()))?;
     let upstream = connect(&state.notifier_stats_url).await?;
     let shutdown = state.shutdown.clone();
+    // Held for the relay's life, so shutdown can wait for its Close frames.
+    let tracked = state.relays.token();
     Ok(upgrade
         .max_message_size(MAX_CLIENT_MESSAGE)
         .read_buffer_size(READ_BUFFER)
-        .on_upgrade(move |client| relay(client, upstream, shutdown)))
+        .on_upgrade(move |client| async move {
+            relay(client, upstream, shutdown).await;
+            drop(tracked);
+        }))
 }
 
 /// Opens the upstream WebSocket, or says why not (502).
