@@ -37,8 +37,8 @@ const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
 /// Largest message taken from the notifier: a `batch_persisted` of a 100,000-message batch (its
 /// `MAX_BATCH_SIZE`) is about 4 MB of ids.
 const MAX_UPSTREAM_MESSAGE: usize = 8 * 1024 * 1024;
-/// Initial read buffer of each side. tungstenite's default (128 KiB) would be most of what a proxied
-/// client costs; a stats_update is ~300 bytes and the buffer grows for larger messages.
+/// Initial read buffer of each side, instead of tungstenite's 128 KiB: a stats_update is ~300 bytes, and
+/// the buffer grows for larger messages (about 27 KiB per relayed client in all, docs/migration.md).
 const READ_BUFFER: usize = 4 * 1024;
 /// How long a client gets to take our Close frame.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
