@@ -76,7 +76,8 @@ pub async fn reset(
 }
 
 /// The Redis part of a reset: deletes the pending list, every registered batcher's processing list and
-/// every idempotency key; returns how many messages the lists held (`cleared_queue`).
+/// every idempotency key; returns how many messages the lists held (`cleared_queue`). The one place that
+/// knows which lists hold queued messages.
 async fn clear_queue(state: &AppState) -> Result<u64, ApiError> {
     let (conn, keys) = (&state.redis, &state.keys);
     let batchers: Vec<String> =
@@ -103,7 +104,13 @@ async fn clear_queue(state: &AppState) -> Result<u64, ApiError> {
         .await?;
         cleared += length;
     }
+    forget_idempotency_keys(state).await?;
+    Ok(cleared)
+}
 
+/// Deletes every remembered `Idempotency-Key`, so a key reused after the reset queues its message again.
+async fn forget_idempotency_keys(state: &AppState) -> Result<(), ApiError> {
+    let (conn, keys) = (&state.redis, &state.keys);
     let pattern = format!("{}*", keys.idempotency(""));
     let mut remembered = Vec::new();
     let mut cursor = 0_u64;
@@ -124,5 +131,5 @@ async fn clear_queue(state: &AppState) -> Result<u64, ApiError> {
     for chunk in remembered.chunks(KEYS_PER_COMMAND) {
         super::query::<u64>(conn, redis::cmd("DEL").arg(chunk)).await?;
     }
-    Ok(cleared)
+    Ok(())
 }
