@@ -16,11 +16,12 @@ use axum::extract::State;
 use axum::extract::ws::{
     self, CloseFrame, WebSocket, WebSocketUpgrade, rejection::WebSocketUpgradeRejection,
 };
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
 use pipeline::api::ErrorBody;
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::{self, protocol::WebSocketConfig};
+use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest, protocol::WebSocketConfig};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 
@@ -61,10 +62,12 @@ type Upstream = WebSocketStream<MaybeTlsStream<TcpStream>>;
 )]
 pub async fn ws_stats(
     State(state): State<AppState>,
+    headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let upgrade = upgrade.map_err(|rejection| ApiError::NotAWebSocket(rejection.body_text()))?;
-    let upstream = connect(&state.notifier_stats_url).await?;
+    let request = upstream_request(&state.notifier_stats_url, headers.get(header::ORIGIN))?;
+    let upstream = connect(request).await?;
     let shutdown = state.shutdown.clone();
     // Held for the relay's life, so shutdown can wait for its Close frames.
     let tracked = state.relays.token();
@@ -77,12 +80,30 @@ pub async fn ws_stats(
         }))
 }
 
+/// The upgrade request to the notifier's `url`, carrying the browser's `Origin` when there is one, so that
+/// the notifier sees the same origin whether a page connects to it directly or through us.
+pub fn upstream_request(
+    url: &str,
+    origin: Option<&HeaderValue>,
+) -> Result<tungstenite::handshake::client::Request, ApiError> {
+    let mut request = url.into_client_request().map_err(|error| {
+        ApiError::Internal(format!(
+            "NOTIFIER_URL gives no WebSocket URL ({url}): {error}"
+        ))
+    })?;
+    if let Some(origin) = origin {
+        request.headers_mut().insert(header::ORIGIN, origin.clone());
+    }
+    Ok(request)
+}
+
 /// Opens the upstream WebSocket, or says why not (502).
-async fn connect(url: &str) -> Result<Upstream, ApiError> {
+async fn connect(request: tungstenite::handshake::client::Request) -> Result<Upstream, ApiError> {
+    let url = request.uri().to_string();
     let config = WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER)
         .max_message_size(Some(MAX_UPSTREAM_MESSAGE));
-    let connecting = tokio_tungstenite::connect_async_with_config(url, Some(config), false);
+    let connecting = tokio_tungstenite::connect_async_with_config(request, Some(config), false);
     match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
         Ok(Ok((upstream, _))) => Ok(upstream),
         Ok(Err(tungstenite::Error::Http(response))) => Err(ApiError::NotifierUnavailable(format!(
@@ -215,6 +236,17 @@ mod tests {
             upstream_url("http://notifier:8001/"),
             "ws://notifier:8001/ws/stats"
         );
+    }
+
+    #[test]
+    fn the_upstream_request_carries_the_browsers_origin() {
+        let url = "ws://127.0.0.1:8001/ws/stats";
+        let origin = HeaderValue::from_static("http://localhost:3000");
+        let request = upstream_request(url, Some(&origin)).unwrap();
+        assert_eq!(request.uri(), url);
+        assert_eq!(request.headers()[header::ORIGIN], "http://localhost:3000");
+        let request = upstream_request(url, None).unwrap();
+        assert!(request.headers().get(header::ORIGIN).is_none());
     }
 
     #[test]
