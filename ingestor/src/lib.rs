@@ -7,7 +7,8 @@
 //! - [`startup`]: the shared [`startup::AppState`], the routes ([`startup::routes`]) and the router
 //!   ([`startup::app`]).
 //! - [`routes`]: one module per endpoint (`messages`, `batch`, `simulate`, `queue_status`, `reset`,
-//!   `health`, `metrics`, `root` (`GET /`), `ws_stats` (the `/ws/stats` relay to the notifier)), plus the Redis/PostgreSQL timeouts and the admission check they share.
+//!   `health`, `metrics`, `root` (`GET /`), `ws_stats` (the `/ws/stats` relay to the notifier)), plus the
+//!   Redis/PostgreSQL timeouts and the admission check they share.
 //! - [`openapi`]: `GET /openapi.json`, generated from the handlers' annotations.
 //! - [`auth`]: `API_KEYS` for the write endpoints, `ADMIN_API_KEY` for `DELETE /reset`.
 //! - [`cors`]: CORS for browsers, skipped for requests that are not CORS requests.
