@@ -232,7 +232,8 @@ impl Owner {
                 return;
             }
         };
-        let token = uuid::Uuid::new_v4().simple().to_string();
+        // The holder's id first, so `GET <tag>:lease` tells an operator who drains the shard.
+        let token = format!("{me} {}", uuid::Uuid::new_v4().simple());
         let reclaimed = match lease::acquire(&mut self.control, &keys, me, &token, &found).await {
             Ok(Some(reclaimed)) => reclaimed,
             Ok(None) => return, // still held: its holder is handing it over, or its lease has not expired yet

@@ -185,6 +185,52 @@ impl Pipeline {
         response.json().await.unwrap()
     }
 
+    /// Waits until every batcher holds a shard's lease (a lease's value starts with its holder's id), so a
+    /// test that needs each batcher to take part does not race their start.
+    async fn wait_for_every_batcher_to_hold_a_shard(&self, redis: &Redis, batchers: &[&str]) {
+        let (shards, target) = match redis {
+            Redis::Single(shards) => (
+                *shards,
+                pipeline::connection::RedisTarget::new(&self.env.redis_url, &[]).unwrap(),
+            ),
+            Redis::Cluster(shards) => (
+                *shards,
+                pipeline::connection::RedisTarget::new(
+                    "",
+                    &testkit::cluster::nodes_from_env().unwrap(),
+                )
+                .unwrap(),
+            ),
+        };
+        let timeouts = pipeline::connection::Timeouts {
+            connect: Duration::from_secs(2),
+            response: Some(Duration::from_secs(2)),
+        };
+        let conn = target.connect(timeouts).await.unwrap();
+        eventually(
+            Duration::from_secs(20),
+            "every batcher holds a shard",
+            || async {
+                let mut holders = HashSet::new();
+                for shard in self.env.keys().shards(shards) {
+                    let lease: Option<String> = redis::cmd("GET")
+                        .arg(shard.lease())
+                        .query_async(&mut conn.clone())
+                        .await
+                        .ok()?;
+                    if let Some(holder) = lease.as_deref().and_then(|l| l.split(' ').next()) {
+                        holders.insert(holder.to_owned());
+                    }
+                }
+                batchers
+                    .iter()
+                    .all(|batcher| holders.contains(*batcher))
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+
     /// Tracking ids in `messages`, failing on duplicates.
     async fn persisted_ids(&self) -> HashSet<Uuid> {
         let rows = self
@@ -402,6 +448,9 @@ async fn two_of_each_service_persist_every_message_once_and_every_notifier_relay
     };
     const MESSAGES: i64 = 2000;
 
+    pipeline
+        .wait_for_every_batcher_to_hold_a_shard(&redis, &["e2e-1", "e2e-2"])
+        .await;
     // Subscribe to both notifiers before posting; the first frame of each is the current stats.
     let mut sockets = Vec::new();
     for addr in &pipeline.notifiers {

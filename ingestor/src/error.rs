@@ -39,6 +39,12 @@ pub enum ApiError {
         "DELETE /reset is disabled: set ADMIN_API_KEY on the ingestor to enable it, then send `Authorization: Bearer <ADMIN_API_KEY>`"
     )]
     ResetDisabled,
+    /// 400: `GET /ws/stats` without a WebSocket upgrade.
+    #[error("GET /ws/stats is a WebSocket: connect with a WebSocket client ({0})")]
+    NotAWebSocket(String),
+    /// 502 + `Retry-After`: the notifier behind `GET /ws/stats` is unreachable or refused.
+    #[error("the notifier is unavailable: {0}")]
+    NotifierUnavailable(String),
     /// 404.
     #[error("no such endpoint")]
     NotFound,
@@ -122,6 +128,8 @@ impl ApiError {
             Self::InvalidField { .. } => "invalid_field",
             Self::Unauthorized { .. } => "unauthorized",
             Self::ResetDisabled => "forbidden",
+            Self::NotAWebSocket(_) => "not_a_websocket",
+            Self::NotifierUnavailable(_) => "notifier_unavailable",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::QueueFull { .. } => "queue_full",
@@ -139,6 +147,8 @@ impl ApiError {
             Self::InvalidField { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             Self::ResetDisabled => StatusCode::FORBIDDEN,
+            Self::NotAWebSocket(_) => StatusCode::BAD_REQUEST,
+            Self::NotifierUnavailable(_) => StatusCode::BAD_GATEWAY,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::QueueFull { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -158,6 +168,9 @@ impl ApiError {
                  queued; retry with an Idempotency-Key to queue the rest exactly once"
             ),
             Self::DatabaseUnavailable(_) => "PostgreSQL is unavailable; retry later".into(),
+            Self::NotifierUnavailable(_) => {
+                "the notifier (NOTIFIER_URL) is unavailable; retry later".into()
+            }
             Self::Internal(_) => "internal error".into(),
             other => other.to_string(),
         }
@@ -178,7 +191,8 @@ impl IntoResponse for ApiError {
             Self::Internal(_) => tracing::error!(error = %self, "request failed"),
             Self::RedisUnavailable(_)
             | Self::PartlyQueued { .. }
-            | Self::DatabaseUnavailable(_) => {
+            | Self::DatabaseUnavailable(_)
+            | Self::NotifierUnavailable(_) => {
                 tracing::warn!(error = %self, "request failed");
             }
             _ => {}
@@ -202,7 +216,9 @@ impl IntoResponse for ApiError {
         let mut response = (status, axum::Json(body)).into_response();
         let headers = response.headers_mut();
         match status {
-            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
+            StatusCode::TOO_MANY_REQUESTS
+            | StatusCode::SERVICE_UNAVAILABLE
+            | StatusCode::BAD_GATEWAY => {
                 headers.insert(
                     header::RETRY_AFTER,
                     HeaderValue::from_static(RETRY_AFTER_SECONDS),

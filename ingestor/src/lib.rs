@@ -7,7 +7,8 @@
 //! - [`startup`]: the shared [`startup::AppState`], the routes ([`startup::routes`]) and the router
 //!   ([`startup::app`]).
 //! - [`routes`]: one module per endpoint (`messages`, `batch`, `simulate`, `queue_status`, `reset`,
-//!   `health`, `metrics`), plus the Redis/PostgreSQL timeouts and the admission check they share.
+//!   `health`, `metrics`, `root` (`GET /`), `ws_stats` (the `/ws/stats` relay to the notifier)), plus the
+//!   Redis/PostgreSQL timeouts and the admission check they share.
 //! - [`openapi`]: `GET /openapi.json`, generated from the handlers' annotations.
 //! - [`auth`]: `API_KEYS` for the write endpoints, `ADMIN_API_KEY` for `DELETE /reset`.
 //! - [`cors`]: CORS for browsers, skipped for requests that are not CORS requests.
@@ -51,6 +52,8 @@ pub const DEFAULT_MAX_QUEUE_DEPTH: &str = "1000000";
 
 /// How long shutdown waits for the pusher to hand its last group to Redis.
 const PUSHER_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long shutdown waits for the `/ws/stats` relays to close (each gives its client 1 s, then the notifier 1 s).
+const RELAYS_CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The ingestor's configuration: every field has an environment variable (see `--help`). Its `Debug`
 /// shows no key (they are [`Secret`]s), and `--help` does not show the keys' environment values.
@@ -118,6 +121,33 @@ pub struct Config {
     /// acknowledged within 1 s. 0 acknowledges as soon as the master has it.
     #[arg(long, env = "REDIS_WAIT_REPLICAS", default_value = "0", value_parser = clap::value_parser!(u32).range(0..=16))]
     pub redis_wait_replicas: u32,
+
+    /// Base URL of the notifier (`http://host:port`): `GET /ws/stats` here is relayed to its `/ws/stats`,
+    /// so the original's dashboard, which connects to the API's address, gets live stats.
+    #[arg(
+        long,
+        env = "NOTIFIER_URL",
+        default_value = "http://127.0.0.1:8001",
+        value_parser = parse_notifier_url
+    )]
+    pub notifier_url: String,
+}
+
+/// `NOTIFIER_URL`: `http://host[:port]`, kept without a trailing slash. Only plain `http://`: the relay
+/// speaks `ws://` (the notifier runs beside the ingestor, not across the internet).
+pub fn parse_notifier_url(value: &str) -> Result<String, String> {
+    let value = value.trim().trim_end_matches('/');
+    match value.strip_prefix("http://") {
+        Some(host)
+            if !host.is_empty()
+                && host.chars().all(|c| {
+                    c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '[' | ']')
+                }) =>
+        {
+            Ok(value.to_owned())
+        }
+        _ => Err("must be an http:// URL without a path, e.g. http://127.0.0.1:8001".into()),
+    }
 }
 
 /// A CORS origin: `*`, or `http(s)://host[:port]` without path or trailing slash.
@@ -177,6 +207,14 @@ pub async fn run(
         Ok(Err(error)) => tracing::error!(%error, "pusher task failed"),
         Err(_) => tracing::error!("pusher did not drain within {PUSHER_DRAIN_TIMEOUT:?}"),
     }
+    // Relays saw the same token cancelled: each sends its client a Close frame (1001) and ends.
+    tasks.relays.close();
+    if tokio::time::timeout(RELAYS_CLOSE_TIMEOUT, tasks.relays.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("WebSocket relays did not close within {RELAYS_CLOSE_TIMEOUT:?}");
+    }
     // Cancelled with the server; it ends at its next tick at the latest.
     if let Err(error) = tasks.depth_refresher.await {
         tracing::error!(%error, "queue depth task failed");
@@ -215,6 +253,26 @@ mod tests {
         assert_eq!(config.api_keys, ApiKeys::default());
         assert_eq!(config.admin_api_key, None);
         assert_eq!(config.max_queue_depth, 1_000_000);
+        assert_eq!(config.notifier_url, "http://127.0.0.1:8001");
+    }
+
+    #[test]
+    fn notifier_urls_are_checked() {
+        for (given, kept) in [
+            ("http://127.0.0.1:8001", "http://127.0.0.1:8001"),
+            ("http://notifier:8001/", "http://notifier:8001"),
+        ] {
+            assert_eq!(parse_notifier_url(given).as_deref(), Ok(kept));
+        }
+        for bad in [
+            "",
+            "127.0.0.1:8001",
+            "http://",
+            "https://n:8001",
+            "http://n:8001/ws/stats",
+        ] {
+            assert!(parse_notifier_url(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! built from the same list and cannot drift apart. This module adds what belongs to no handler: the
 //! title, the tags and the two security schemes.
 
+use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
 use axum::http::header;
@@ -81,6 +82,36 @@ pub struct IdempotencyKey {
 /// The whole document: [`ApiDoc`] plus every route of [`crate::startup::routes`].
 pub fn document() -> utoipa::openapi::OpenApi {
     crate::startup::routes().into_openapi()
+}
+
+/// Every operation of the document as `"<METHOD> <path>"` → its summary, for `GET /`; the WebSocket
+/// route is listed as `"WS /ws/stats"`, as the original lists it. Made once.
+pub fn endpoints() -> &'static BTreeMap<String, String> {
+    static ENDPOINTS: LazyLock<BTreeMap<String, String>> = LazyLock::new(|| {
+        let document = document();
+        let mut endpoints = BTreeMap::new();
+        for (path, item) in &document.paths.paths {
+            let operations = [
+                ("GET", &item.get),
+                ("POST", &item.post),
+                ("PUT", &item.put),
+                ("PATCH", &item.patch),
+                ("DELETE", &item.delete),
+            ];
+            for (method, operation) in operations {
+                let Some(operation) = operation else { continue };
+                let method = if path == crate::routes::ws_stats::PATH {
+                    "WS"
+                } else {
+                    method
+                };
+                let summary = operation.summary.clone().unwrap_or_default();
+                endpoints.insert(format!("{method} {path}"), summary);
+            }
+        }
+        endpoints
+    });
+    &ENDPOINTS
 }
 
 /// The document as JSON, made once. utoipa's response headers have no `required`, yet every header the
@@ -164,16 +195,39 @@ mod tests {
             documented,
             [
                 "delete /reset",
+                "get /",
                 "get /health",
                 "get /messages",
                 "get /metrics",
                 "get /openapi.json",
                 "get /queue/status",
+                "get /ws/stats",
                 "post /messages",
                 "post /messages/batch",
                 "post /simulate",
             ]
         );
+    }
+
+    #[test]
+    fn the_service_description_lists_every_endpoint_the_original_lists() {
+        let endpoints = endpoints();
+        for original in [
+            "POST /messages",
+            "POST /simulate",
+            "GET /messages",
+            "GET /health",
+            "GET /queue/status",
+            "WS /ws/stats",
+        ] {
+            let summary = endpoints
+                .get(original)
+                .unwrap_or_else(|| panic!("{original} missing"));
+            assert!(!summary.is_empty(), "{original} has no description");
+        }
+        assert!(endpoints.contains_key("DELETE /reset"));
+        assert!(!endpoints.contains_key("GET /ws/stats"));
+        assert_eq!(endpoints.len(), 11);
     }
 
     #[test]

@@ -11,6 +11,7 @@ use pipeline::connection::{RedisConn, Timeouts};
 use pipeline::keys::Keys;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -22,7 +23,9 @@ use crate::cors::BrowserCorsLayer;
 use crate::enqueue::WaitReplicas;
 use crate::openapi::{self, ApiDoc};
 use crate::pusher::Pusher;
-use crate::routes::{batch, health, messages, metrics, queue_status, reset, simulate};
+use crate::routes::{
+    batch, health, messages, metrics, queue_status, reset, root, simulate, ws_stats,
+};
 use crate::{Config, error, telemetry};
 
 /// Connections in the PostgreSQL pool (reads, `/reset` and `/health`; writes are the batcher's).
@@ -64,6 +67,14 @@ pub struct Shared {
     pub db: deadpool_postgres::Pool,
     /// `BATCH_SIZE`, reported as `batch_threshold`.
     pub batch_size: u64,
+    /// `BATCH_TIMEOUT`, reported by `GET /`.
+    pub batch_timeout: Duration,
+    /// The notifier's `/ws/stats` (`ws://…`), where `GET /ws/stats` is relayed.
+    pub notifier_stats_url: String,
+    /// Cancelled at shutdown: relayed WebSockets are closed then.
+    pub shutdown: CancellationToken,
+    /// The `/ws/stats` relays, which the server does not wait for (they are upgraded connections).
+    pub relays: TaskTracker,
     /// Origins the dashboard may call us from.
     pub cors_origins: Vec<String>,
     /// `API_KEYS` and `ADMIN_API_KEY`.
@@ -79,6 +90,8 @@ pub struct Tasks {
     pub pusher: JoinHandle<()>,
     /// Ends when the shutdown token is cancelled.
     pub depth_refresher: JoinHandle<()>,
+    /// Every `/ws/stats` relay; each ends soon after the shutdown token is cancelled.
+    pub relays: TaskTracker,
 }
 
 impl AppState {
@@ -106,6 +119,7 @@ impl AppState {
             shutdown.clone(),
         );
         let db = pipeline::schema::pool(&config.database.database_url, DB_POOL_SIZE)?;
+        let relays = TaskTracker::new();
         let state = Self(Arc::new(Shared {
             keys,
             queue_shards: config.redis.queue_shards,
@@ -114,6 +128,10 @@ impl AppState {
             pusher,
             db,
             batch_size: config.batch.batch_size as u64,
+            batch_timeout: config.batch.batch_timeout,
+            notifier_stats_url: ws_stats::upstream_url(&config.notifier_url),
+            shutdown: shutdown.clone(),
+            relays: relays.clone(),
             cors_origins: config.cors_origins.clone(),
             access,
             backpressure,
@@ -121,6 +139,7 @@ impl AppState {
         let tasks = Tasks {
             pusher: pusher_task,
             depth_refresher,
+            relays,
         };
         Ok((state, tasks))
     }
@@ -137,6 +156,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(health::health))
         .routes(routes!(metrics::metrics))
         .routes(routes!(openapi::openapi_json))
+        .routes(routes!(root::describe))
+        .routes(routes!(ws_stats::ws_stats))
 }
 
 /// The router with every route, the JSON fallbacks, request metrics and CORS.

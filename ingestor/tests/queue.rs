@@ -34,14 +34,18 @@ async fn simulate_500_queues_500_distinct_messages_and_reports_the_seeds_fields(
     let response = app.post_json("/simulate", r#"{"count": 500}"#).await;
     assert_eq!(response.status(), 202);
     let accepted: SimulateAccepted = response.json().await.unwrap();
-    assert_eq!(accepted.status, "accepted");
+    assert_eq!(accepted.status, "simulation_started");
     assert_eq!(accepted.messages_count, 500);
     assert_eq!(accepted.tracking_ids.len(), 500);
     assert_eq!(accepted.current_queue, 507);
+    assert_eq!(accepted.expected_total, 507);
     assert_eq!(accepted.expected_complete_batches, 10);
     assert_eq!(accepted.expected_remaining_queued, 7);
     assert_eq!(accepted.batch_threshold, 50);
-    assert_eq!(accepted.message, "Queued 500 messages");
+    assert_eq!(
+        accepted.message,
+        "Injecting 500 messages. 10 batch(es) will flush, 7 will remain queued."
+    );
 
     assert_eq!(pending_len(&env).await, 500);
     let queued = pending(&env).await;
@@ -255,8 +259,11 @@ async fn reset_empties_the_tables_the_totals_and_every_queue() {
     let response = app.reset(Some(ADMIN_KEY)).await;
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
-    assert_eq!(body["status"], "reset");
-    assert!(body["message"].is_string());
+    // Seven messages were pending and one held by b1; one row was persisted.
+    assert_eq!(
+        body,
+        serde_json::json!({"status": "reset_complete", "deleted_messages": 1, "cleared_queue": 8})
+    );
 
     for table in ["messages", "batches", "dead_letters"] {
         assert_eq!(env.count(table).await, 0, "{table}");
@@ -307,7 +314,10 @@ async fn health_is_ok_when_redis_and_postgres_answer() {
     let body: Value = response.json().await.unwrap();
     assert_eq!(
         body,
-        serde_json::json!({"status": "ok", "redis": "ok", "postgres": "ok"})
+        serde_json::json!({
+            "status": "ok", "redis": "ok", "postgres": "ok",
+            "queue_length": 0, "batch_threshold": 50, "batch_progress": 0, "batches_pending": 0,
+        })
     );
     app.stop().await;
 }
@@ -363,7 +373,10 @@ async fn postgres_gone_gives_503_database_unavailable_with_retry_after() {
     let body: Value = health.json().await.unwrap();
     assert_eq!(
         body,
-        serde_json::json!({"status": "degraded", "redis": "ok", "postgres": "unavailable"})
+        serde_json::json!({
+            "status": "degraded", "redis": "ok", "postgres": "unavailable",
+            "queue_length": 0, "batch_threshold": 50, "batch_progress": 0, "batches_pending": 0,
+        })
     );
     app.stop().await;
 }

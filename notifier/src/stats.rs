@@ -28,7 +28,8 @@ pub(crate) struct Totals {
     pub(crate) dead_letters: u64,
 }
 
-/// The stats derived from the raw numbers (pure): averages, and how full the next batch is.
+/// The stats derived from the raw numbers (pure): averages, and how full the next batch is, rounded as the
+/// original rounds them (its dashboard prints them as they come: an unrounded rate reads "90.93943255314231/s").
 pub(crate) fn derive(
     totals: Totals,
     queue_depth: u64,
@@ -40,19 +41,34 @@ pub(crate) fn derive(
     Stats {
         total_messages: totals.messages,
         queue_depth,
-        messages_per_second,
+        messages_per_second: whole(messages_per_second),
         total_batches: totals.batches,
         avg_batch_size: if totals.batches == 0 {
             0.0
         } else {
-            totals.messages as f64 / totals.batches as f64
+            one_decimal(totals.messages as f64 / totals.batches as f64)
         },
         batch_threshold: threshold,
         batch_progress,
-        batch_progress_percent: batch_progress as f64 * 100.0 / threshold as f64,
+        batch_progress_percent: one_decimal(batch_progress as f64 * 100.0 / threshold as f64),
         batches_ready: queue_depth / threshold,
         dead_letters: totals.dead_letters,
     }
+}
+
+/// A rate as a whole number: rounded to the nearest, never negative (the original truncates; rounding is
+/// closer to the measured rate, and either is a whole number to its clients).
+pub(crate) fn whole(x: f64) -> u64 {
+    if x.is_finite() && x > 0.0 {
+        x.round() as u64
+    } else {
+        0
+    }
+}
+
+/// Rounded to 1 decimal, as Python's `round(x, 1)` shows it (`49.36` → `49.4`, `74.0` → `74.0`).
+pub(crate) fn one_decimal(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
 }
 
 /// A `stats_update`, with its JSON rendered once for all clients.
@@ -204,6 +220,36 @@ mod tests {
     use super::*;
 
     #[test]
+    fn rates_are_whole_numbers_and_averages_have_one_decimal() {
+        assert_eq!(whole(90.939_432_553_142_31), 91);
+        assert_eq!(whole(90.4), 90);
+        assert_eq!(whole(0.0), 0);
+        assert_eq!(whole(-3.0), 0);
+        assert_eq!(whole(f64::NAN), 0);
+        assert_eq!(one_decimal(49.36), 49.4);
+        assert_eq!(one_decimal(33.333_333), 33.3);
+        assert_eq!(one_decimal(74.0), 74.0);
+    }
+
+    #[test]
+    fn stats_are_sent_rounded_as_the_original_sends_them() {
+        let totals = Totals {
+            messages: 1234,
+            batches: 25,
+            dead_letters: 0,
+        };
+        // 1234 / 25 = 49.36; 7 of 30 is 23.333…%.
+        let stats = derive(totals, 37, 30, 90.939_432_553_142_31);
+        let json: serde_json::Value =
+            serde_json::from_str(StatsFrame::new(stats).json.as_str()).unwrap();
+        assert_eq!(json["messages_per_second"].to_string(), "91");
+        assert_eq!(json["avg_batch_size"].to_string(), "49.4");
+        assert_eq!(json["batch_progress_percent"].to_string(), "23.3");
+        assert_eq!(json["batch_progress"], 7);
+        assert_eq!(json["batches_ready"], 1);
+    }
+
+    #[test]
     fn batch_progress_and_ready_batches_come_from_the_queue_depth() {
         let totals = Totals {
             messages: 120,
@@ -219,7 +265,7 @@ mod tests {
         assert_eq!(stats.batch_progress, 1);
         assert_eq!(stats.batch_progress_percent, 50.0);
         assert_eq!(stats.batches_ready, 2);
-        assert_eq!(stats.messages_per_second, 12.5);
+        assert_eq!(stats.messages_per_second, 13);
         assert_eq!(stats.dead_letters, 1);
     }
 

@@ -133,3 +133,51 @@ async fn stats_count_messages_waiting_and_held_by_batchers_and_the_persisted_tot
 
     notifier.stop().await;
 }
+
+#[tokio::test]
+async fn stats_update_is_rounded_as_the_original_rounds_it() {
+    let env = TestEnv::new().await;
+    let mut config = common::config(&env);
+    // A third of a batch waiting: 33.333…% unrounded.
+    config.batch.batch_size = 3;
+    let notifier = Notifier::start(config).await;
+    let mut ws = notifier.connect().await;
+    next_matching(&mut ws, "the first stats_update", |v| {
+        v["type"] == "stats_update"
+    })
+    .await;
+
+    let mut redis = env.redis().await;
+    let _: u64 = redis::cmd("LPUSH")
+        .arg(env.keys().shard(0).pending())
+        .arg("m1")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    // 1234 rows in 25 batches: an average of 49.36 unrounded.
+    env.db()
+        .await
+        .execute(
+            "UPDATE pipeline_totals SET messages = 1234, batches = 25",
+            &[],
+        )
+        .await
+        .unwrap();
+
+    let stats = next_matching(&mut ws, "stats with the new totals and queue", |v| {
+        v["type"] == "stats_update" && v["total_messages"] == 1234 && v["queue_depth"] == 1
+    })
+    .await;
+    assert_eq!(stats["avg_batch_size"].to_string(), "49.4", "{stats}");
+    assert_eq!(
+        stats["batch_progress_percent"].to_string(),
+        "33.3",
+        "{stats}"
+    );
+    assert_eq!(stats["batch_progress"], 1);
+    assert_eq!(stats["batch_threshold"], 3);
+    // A JSON integer, as the original's int(): serde_json reads `91` as u64 and `91.0` as f64.
+    assert!(stats["messages_per_second"].is_u64(), "{stats}");
+
+    notifier.stop().await;
+}

@@ -48,20 +48,49 @@ pub struct SimulateRequest {
     pub count: u64,
 }
 
-/// `POST /simulate` → 202.
+/// `POST /simulate` → 202, with the original's fields and values.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SimulateAccepted {
-    /// Always `"accepted"`.
+    /// Always `"simulation_started"` (the original's word; every message is in Redis when it is sent).
     pub status: String,
     pub messages_count: u64,
     pub tracking_ids: Vec<Uuid>,
     /// Messages in the pipeline (waiting in Redis and held by batchers) right after the push.
     pub current_queue: u64,
+    /// The same as `current_queue`: the queue the expected batches are computed from (the original sends both).
+    pub expected_total: u64,
+    /// `expected_total / batch_threshold`: batches that will flush by size.
     pub expected_complete_batches: u64,
+    /// `expected_total % batch_threshold`: messages left for the time trigger.
     pub expected_remaining_queued: u64,
     pub batch_threshold: u64,
+    /// `"Injecting <count> messages. <batches> batch(es) will flush, <remaining> will remain queued."`
     pub message: String,
+}
+
+impl SimulateAccepted {
+    /// The answer for `tracking_ids` pushed, with `current_queue` in the pipeline right after and a
+    /// `BATCH_SIZE` of `batch_threshold` (at least 1).
+    pub fn new(tracking_ids: Vec<Uuid>, current_queue: u64, batch_threshold: u64) -> Self {
+        let batch_threshold = batch_threshold.max(1);
+        let count = tracking_ids.len() as u64;
+        let batches = current_queue / batch_threshold;
+        let remaining = current_queue % batch_threshold;
+        Self {
+            status: "simulation_started".into(),
+            messages_count: count,
+            tracking_ids,
+            current_queue,
+            expected_total: current_queue,
+            expected_complete_batches: batches,
+            expected_remaining_queued: remaining,
+            batch_threshold,
+            message: format!(
+                "Injecting {count} messages. {batches} batch(es) will flush, {remaining} will remain queued."
+            ),
+        }
+    }
 }
 
 /// One persisted row, as `GET /messages` lists them (newest first).
@@ -105,6 +134,24 @@ pub struct BatchSummary {
     pub reason: String,
     pub batcher_id: String,
     pub committed_at: DateTime<Utc>,
+    /// `batch_size` under the original's name.
+    #[serde(default)]
+    pub size: u64,
+    /// `committed_at` under the original's name.
+    #[serde(default)]
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+/// `DELETE /reset` → 200, as the original answers it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ResetComplete {
+    /// Always `"reset_complete"`.
+    pub status: String,
+    /// Rows deleted from `messages`.
+    pub deleted_messages: u64,
+    /// Messages deleted from Redis: waiting in the queue or held by batchers (not yet persisted).
+    pub cleared_queue: u64,
 }
 
 /// Every error response: `{"error": "<code>", "message": "<human text>", …}`.
@@ -117,4 +164,26 @@ pub struct ErrorBody {
     /// The offending field for `invalid_field` (a JSON path such as `content` or `[3].user_id`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn simulate_answer_has_the_originals_values() {
+        let ids = vec![Uuid::nil(); 120];
+        let answer = SimulateAccepted::new(ids, 130, 50);
+        assert_eq!(answer.status, "simulation_started");
+        assert_eq!(answer.messages_count, 120);
+        assert_eq!(answer.tracking_ids.len(), 120);
+        assert_eq!((answer.current_queue, answer.expected_total), (130, 130));
+        assert_eq!(answer.expected_complete_batches, 2);
+        assert_eq!(answer.expected_remaining_queued, 30);
+        assert_eq!(answer.batch_threshold, 50);
+        assert_eq!(
+            answer.message,
+            "Injecting 120 messages. 2 batch(es) will flush, 30 will remain queued."
+        );
+    }
 }

@@ -60,6 +60,17 @@ impl RedisTarget {
             })?;
             return Ok(Self::Single(client));
         }
+        // `host:port` or a URL, as `REDIS_CLUSTER_NODES` takes them.
+        let cluster_nodes: Vec<String> = cluster_nodes
+            .iter()
+            .map(|node| {
+                if node.contains("://") {
+                    node.clone()
+                } else {
+                    format!("redis://{node}")
+                }
+            })
+            .collect();
         let client = ClusterClient::builder(cluster_nodes.iter().map(String::as_str))
             // A failover takes a couple of seconds (node timeout + election); retry through it quickly
             // rather than with the library's default waits of seconds to minutes.
@@ -68,7 +79,7 @@ impl RedisTarget {
             .max_retry_wait(1000)
             .build()
             .map_err(|error| anyhow::anyhow!("REDIS_CLUSTER_NODES is not usable: {error}"))?;
-        Ok(Self::Cluster(Box::new(client), cluster_nodes.to_vec()))
+        Ok(Self::Cluster(Box::new(client), cluster_nodes))
     }
 
     pub fn is_cluster(&self) -> bool {

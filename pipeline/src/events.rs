@@ -21,15 +21,16 @@ pub struct Stats {
     pub total_messages: u64,
     /// Messages waiting in Redis plus held by batchers (the seed's "unified pipeline view").
     pub queue_depth: u64,
-    /// Rows persisted per second, over the last few seconds.
-    pub messages_per_second: f64,
+    /// Rows persisted per second over the last few seconds, rounded to a whole number (as the original sends it).
+    pub messages_per_second: u64,
     pub total_batches: u64,
+    /// `total_messages / total_batches`, rounded to 1 decimal (as the original).
     pub avg_batch_size: f64,
     /// `BATCH_SIZE`.
     pub batch_threshold: u64,
     /// `queue_depth % batch_threshold`.
     pub batch_progress: u64,
-    /// `batch_progress` as a percentage of `batch_threshold`.
+    /// `batch_progress` as a percentage of `batch_threshold`, rounded to 1 decimal (as the original).
     pub batch_progress_percent: f64,
     /// `queue_depth / batch_threshold`.
     pub batches_ready: u64,

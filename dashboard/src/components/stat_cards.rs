@@ -4,7 +4,7 @@ use leptos::prelude::*;
 use pipeline::events::Stats;
 
 use super::stat_card::StatCard;
-use crate::model::format::{decimal, duration_ms, fixed, percent_value, rate, thousands};
+use crate::model::format::{decimal, duration_ms, fixed, percent_value, thousands};
 use crate::store::Store;
 
 /// Shown before the first `stats_update`.
@@ -76,7 +76,7 @@ pub fn StatCards() -> impl IntoView {
             <StatCard
                 label="Rate"
                 testid="messages-per-second"
-                value=figure(|s| rate(s.messages_per_second))
+                value=figure(|s| thousands(s.messages_per_second))
                 unit="msg/s"
                 detail=text("persisted, last seconds")
             />

@@ -1,4 +1,8 @@
 //! `GET /health`: 200 when Redis and PostgreSQL both answer quickly, 503 naming the one that did not.
+//!
+//! Our `status` and `redis` words (`ok`/`degraded`, `ok`/`unavailable`) stay, as probes and the dashboard
+//! read them; the original's own words there (`healthy`, `connected`) would clash with them. Its other
+//! fields (`queue_length`, `batch_threshold`, `batch_progress`, `batches_pending`) are added beside ours.
 
 use std::time::Duration;
 
@@ -12,12 +16,25 @@ use crate::startup::AppState;
 /// A dependency that takes longer than this to answer counts as down: health checks must be quick.
 const CHECK_TIMEOUT: Duration = Duration::from_millis(1000);
 
-/// `{"status": "ok" | "degraded", "redis": "ok" | "unavailable", "postgres": "ok" | "unavailable"}`.
+/// `{"status": "ok" | "degraded", "redis": "ok" | "unavailable", "postgres": "ok" | "unavailable"}`, plus
+/// the original's queue figures while Redis answers.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Health {
     pub status: &'static str,
     pub redis: &'static str,
     pub postgres: &'static str,
+    /// Messages in the pipeline (waiting in Redis plus held by batchers); absent while Redis is unavailable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue_length: Option<u64>,
+    /// `BATCH_SIZE`.
+    pub batch_threshold: u64,
+    /// `queue_length % batch_threshold`; absent while Redis is unavailable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch_progress: Option<u64>,
+    /// `queue_length / batch_threshold`: full batches waiting (`batches_ready` elsewhere); absent while
+    /// Redis is unavailable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batches_pending: Option<u64>,
 }
 
 #[utoipa::path(
@@ -31,8 +48,10 @@ pub struct Health {
     )
 )]
 pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
-    let (redis_ok, postgres_ok) = tokio::join!(redis_answers(&state), postgres_answers(&state));
+    let (queue_length, postgres_ok) = tokio::join!(queue_length(&state), postgres_answers(&state));
+    let redis_ok = queue_length.is_some();
     let word = |ok: bool| if ok { "ok" } else { "unavailable" };
+    let batch_threshold = state.batch_size.max(1);
     let healthy = redis_ok && postgres_ok;
     let status = if healthy {
         StatusCode::OK
@@ -43,26 +62,29 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>)
         status: if healthy { "ok" } else { "degraded" },
         redis: word(redis_ok),
         postgres: word(postgres_ok),
+        queue_length,
+        batch_threshold,
+        batch_progress: queue_length.map(|length| length % batch_threshold),
+        batches_pending: queue_length.map(|length| length / batch_threshold),
     };
     (status, Json(body))
 }
 
-async fn redis_answers(state: &AppState) -> bool {
-    let command = redis::cmd("PING");
-    let ping = crate::reconnect::retry_once(|| {
+/// `queue_depth`, or `None` when Redis does not answer in time: reading it is the Redis check.
+async fn queue_length(state: &AppState) -> Option<u64> {
+    let read = crate::reconnect::retry_once(|| {
         let mut conn = state.redis.clone();
-        let command = &command;
-        async move { command.query_async::<String>(&mut conn).await }
+        async move { pipeline::depth::queue_depth(&mut conn, &state.keys, state.queue_shards).await }
     });
-    match tokio::time::timeout(CHECK_TIMEOUT, ping).await {
-        Ok(Ok(_)) => true,
+    match tokio::time::timeout(CHECK_TIMEOUT, read).await {
+        Ok(Ok(length)) => Some(length),
         Ok(Err(error)) => {
             tracing::warn!(%error, "health: Redis failed");
-            false
+            None
         }
         Err(_) => {
             tracing::warn!("health: Redis did not answer in time");
-            false
+            None
         }
     }
 }

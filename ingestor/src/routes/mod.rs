@@ -7,7 +7,9 @@ pub mod messages;
 pub mod metrics;
 pub mod queue_status;
 pub mod reset;
+pub mod root;
 pub mod simulate;
+pub mod ws_stats;
 
 use std::future::Future;
 use std::time::Duration;

@@ -104,12 +104,18 @@ async fn last_batch(state: &AppState) -> Result<Option<BatchSummary>, ApiError> 
         Ok(client.query_opt(&statement, &[]).await?)
     })
     .await?;
-    Ok(row.map(|row| BatchSummary {
-        batch_id: row.get("id"),
-        batch_size: u64::try_from(row.get::<_, i32>("size")).unwrap_or(0),
-        reason: row.get("reason"),
-        batcher_id: row.get("batcher_id"),
-        committed_at: row.get("committed_at"),
+    Ok(row.map(|row| {
+        let size = u64::try_from(row.get::<_, i32>("size")).unwrap_or(0);
+        let committed_at = row.get("committed_at");
+        BatchSummary {
+            batch_id: row.get("id"),
+            batch_size: size,
+            reason: row.get("reason"),
+            batcher_id: row.get("batcher_id"),
+            committed_at,
+            size,
+            completed_at: Some(committed_at),
+        }
     }))
 }
 

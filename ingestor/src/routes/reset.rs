@@ -1,14 +1,16 @@
 //! `DELETE /reset`: empties the tables and the queues, for demos and tests. Only with `ADMIN_API_KEY` set
 //! and sent as a bearer token: without it anyone could wipe the data (403 while it is unset).
 //!
-//! Clears Redis first (in every shard: pending, every registered batcher's processing list, idempotency keys), then
-//! PostgreSQL (`TRUNCATE … RESTART IDENTITY` and zero totals, in one implicit transaction). A batch a
+//! Clears Redis first ([`clear_queue`]: in every queue shard, pending, every registered batcher's processing
+//! list, idempotency keys), then PostgreSQL (`TRUNCATE … RESTART IDENTITY` and zero totals, in one
+//! transaction). Answers as the original does: `{"status": "reset_complete", "deleted_messages",
+//! "cleared_queue"}`. A batch a
 //! batcher is committing at that very moment may still land after the reset.
 
 use axum::Json;
 use axum::extract::State;
-use pipeline::api::ErrorBody;
-use serde::Serialize;
+use pipeline::api::{ErrorBody, ResetComplete};
+use pipeline::keys::ShardKeys;
 
 use crate::auth::AdminAccess;
 use crate::error::ApiError;
@@ -19,13 +21,6 @@ const KEYS_PER_COMMAND: usize = 1000;
 /// Bound on SCAN steps (each returns up to ~1000 keys), so a reset cannot loop forever.
 const MAX_SCAN_STEPS: usize = 100_000;
 
-/// `{"status": "reset", "message": …}`.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ResetDone {
-    pub status: &'static str,
-    pub message: String,
-}
-
 #[utoipa::path(
     delete,
     path = "/reset",
@@ -33,7 +28,7 @@ pub struct ResetDone {
     summary = "Delete every message, batch, dead letter and queued message",
     security(("admin_key" = [])),
     responses(
-        (status = 200, description = "Everything was deleted.", body = ResetDone),
+        (status = 200, description = "Everything was deleted.", body = ResetComplete),
         (status = 401, description = "The bearer token is not ADMIN_API_KEY.", body = ErrorBody,
             headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
         (status = 403, description = "ADMIN_API_KEY is not set on the ingestor, so reset is disabled.",
@@ -46,29 +41,56 @@ pub struct ResetDone {
 pub async fn reset(
     _: AdminAccess,
     State(state): State<AppState>,
-) -> Result<Json<ResetDone>, ApiError> {
-    let deleted = clear_redis(&state).await?;
-    super::db(async {
-        let client = state.db.get().await?;
-        client
+) -> Result<Json<ResetComplete>, ApiError> {
+    let cleared_queue = clear_queue(&state).await?;
+    let deleted_messages = super::db(async {
+        let mut client = state.db.get().await?;
+        let transaction = client.transaction().await?;
+        // The lock TRUNCATE takes anyway, taken first so that no batch commits between the count and the
+        // TRUNCATE: `deleted_messages` is exactly the rows that go.
+        transaction
+            .batch_execute("LOCK TABLE messages, batches, dead_letters IN ACCESS EXCLUSIVE MODE")
+            .await?;
+        let rows: i64 = transaction
+            .query_one("SELECT count(*) FROM messages", &[])
+            .await?
+            .get(0);
+        transaction
             .batch_execute(
                 "TRUNCATE messages, batches, dead_letters RESTART IDENTITY; \
                  UPDATE pipeline_totals SET messages = 0, batches = 0, dead_letters = 0",
             )
             .await?;
-        Ok(())
+        transaction.commit().await?;
+        Ok(u64::try_from(rows).unwrap_or(0))
     })
     .await?;
-    tracing::info!(redis_keys = deleted, "reset: tables and queues cleared");
-    Ok(Json(ResetDone {
-        status: "reset",
-        message: "All messages, batches, dead letters and queued messages were deleted".into(),
+    tracing::info!(
+        deleted_messages,
+        cleared_queue,
+        "reset: tables and queues cleared"
+    );
+    Ok(Json(ResetComplete {
+        status: "reset_complete".into(),
+        deleted_messages,
+        cleared_queue,
     }))
 }
 
-/// Deletes, in every shard in use, the pending list, every registered batcher's processing list and every
-/// `Idempotency-Key` record. Returns how many keys were deleted.
-async fn clear_redis(state: &AppState) -> Result<u64, ApiError> {
+/// KEYS[1] = a list. Deletes it and returns how many elements it held, in one step, so a push in between is
+/// neither lost uncounted nor counted twice.
+const TAKE_LENGTH_AND_DELETE: &str = r"
+local length = redis.call('LLEN', KEYS[1])
+redis.call('DEL', KEYS[1])
+return length
+";
+
+/// The Redis part of a reset: in every shard in use, deletes the pending list, every registered batcher's
+/// processing list and every idempotency key; returns how many messages the lists held (`cleared_queue`).
+/// The one place that knows which lists hold queued messages.
+async fn clear_queue(state: &AppState) -> Result<u64, ApiError> {
+    static SCRIPT: std::sync::LazyLock<redis::Script> =
+        std::sync::LazyLock::new(|| redis::Script::new(TAKE_LENGTH_AND_DELETE));
     let conn = &state.redis;
     let shards =
         super::redis(|| {
@@ -78,36 +100,50 @@ async fn clear_redis(state: &AppState) -> Result<u64, ApiError> {
             }
         })
         .await?;
-    let mut deleted = 0;
+    let mut cleared = 0;
     for shard in state.keys.shards(shards) {
         let batchers: Vec<String> =
             super::query(conn, redis::cmd("SMEMBERS").arg(shard.batchers())).await?;
-        let mut doomed = vec![shard.pending()];
-        doomed.extend(batchers.iter().map(|id| shard.processing(id)));
-
-        // Records live beside their shard's pending list, so they are on the node that holds its slot.
-        let pattern = format!("{}*", shard.idempotency(""));
-        let mut cursor = 0_u64;
-        for _ in 0..MAX_SCAN_STEPS {
-            let (next, found) = super::redis(|| {
-                let (mut conn, pattern, slot_key) = (conn.clone(), &pattern, shard.pending());
-                async move {
-                    conn.scan_step(&slot_key, cursor, pattern, KEYS_PER_COMMAND)
-                        .await
-                }
+        let mut lists = vec![shard.pending()];
+        lists.extend(batchers.iter().map(|id| shard.processing(id)));
+        for list in &lists {
+            let length: u64 = super::redis(|| {
+                let mut conn = conn.clone();
+                async move { SCRIPT.key(list).invoke_async(&mut conn).await }
             })
             .await?;
-            doomed.extend(found);
-            cursor = next;
-            if cursor == 0 {
-                break;
-            }
+            cleared += length;
         }
+        forget_idempotency_keys(state, &shard).await?;
+    }
+    Ok(cleared)
+}
 
-        // One shard's keys share a slot, so a multi-key DEL is fine on a cluster too.
-        for chunk in doomed.chunks(KEYS_PER_COMMAND) {
-            deleted += super::query::<u64>(conn, redis::cmd("DEL").arg(chunk)).await?;
+/// Deletes every `Idempotency-Key` remembered in `shard`, so a key reused after the reset queues its message
+/// again. The records live beside the shard's pending list, so on the node that holds its slot.
+async fn forget_idempotency_keys(state: &AppState, shard: &ShardKeys) -> Result<(), ApiError> {
+    let conn = &state.redis;
+    let pattern = format!("{}*", shard.idempotency(""));
+    let mut remembered = Vec::new();
+    let mut cursor = 0_u64;
+    for _ in 0..MAX_SCAN_STEPS {
+        let (next, found) = super::redis(|| {
+            let (mut conn, pattern, slot_key) = (conn.clone(), &pattern, shard.pending());
+            async move {
+                conn.scan_step(&slot_key, cursor, pattern, KEYS_PER_COMMAND)
+                    .await
+            }
+        })
+        .await?;
+        remembered.extend(found);
+        cursor = next;
+        if cursor == 0 {
+            break;
         }
     }
-    Ok(deleted)
+    // One shard's keys share a slot, so a multi-key DEL is fine on a cluster too.
+    for chunk in remembered.chunks(KEYS_PER_COMMAND) {
+        super::query::<u64>(conn, redis::cmd("DEL").arg(chunk)).await?;
+    }
+    Ok(())
 }

@@ -30,7 +30,8 @@ pub const CHUNK: u64 = 10_000;
     security(("api_key" = [])),
     request_body(content = SimulateRequest, content_type = "application/json"),
     responses(
-        (status = 202, description = "All queued.", body = SimulateAccepted),
+        (status = 202, description = "All queued; `status` is `simulation_started`, as the original \
+                                      answers.", body = SimulateAccepted),
         (status = 400, description = "The body is not JSON.", body = ErrorBody),
         (status = 401, description = "API_KEYS is set and no listed key was sent as a bearer token.",
             body = ErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
@@ -106,16 +107,6 @@ pub async fn simulate(
             state.backpressure.depth()
         }
     };
-    let batch_size = state.batch_size;
-    let body = SimulateAccepted {
-        status: "accepted".into(),
-        messages_count: count,
-        tracking_ids,
-        current_queue,
-        expected_complete_batches: current_queue / batch_size,
-        expected_remaining_queued: current_queue % batch_size,
-        batch_threshold: batch_size,
-        message: format!("Queued {count} messages"),
-    };
+    let body = SimulateAccepted::new(tracking_ids, current_queue, state.batch_size);
     Ok((StatusCode::ACCEPTED, Json(body)))
 }

@@ -44,6 +44,8 @@ pub fn config(env: &TestEnv) -> Config {
         admin_api_key: None,
         max_queue_depth: 1_000_000,
         redis_wait_replicas: 0,
+        // Nothing listens on port 9 (discard) on loopback: tests that need the relay set a real notifier.
+        notifier_url: "http://127.0.0.1:9".into(),
     }
 }
 
