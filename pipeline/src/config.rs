@@ -5,11 +5,16 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-/// Where Redis is and how our keys are named.
-#[derive(Debug, Clone, clap::Args)]
+/// Where Redis is and how our keys are named. Its `Debug` hides a password in the URL.
+#[derive(Clone, clap::Args)]
 pub struct RedisConfig {
     /// Redis server URL.
-    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    #[arg(
+        long,
+        env = "REDIS_URL",
+        default_value = "redis://127.0.0.1:6379",
+        hide_env_values = true
+    )]
     pub redis_url: String,
 
     /// Prefix of every Redis key and channel (a hash tag: `{ingest}:pending`). Letters, digits, `_`, `-`, `.`.
@@ -23,16 +28,37 @@ impl RedisConfig {
     }
 }
 
-/// Where PostgreSQL is.
-#[derive(Debug, Clone, clap::Args)]
+/// Where PostgreSQL is. Its `Debug` hides the password, in whichever form `DATABASE_URL` has it.
+#[derive(Clone, clap::Args)]
 pub struct DatabaseConfig {
-    /// PostgreSQL URL. The schema (init.sql) is applied at start.
+    /// PostgreSQL connection string: a URL (`postgres://user:password@host/db`) or libpq's key-value form
+    /// (`host=… user=… password=…`). The schema (init.sql) is applied at start. Its password is never
+    /// printed (not in errors, logs, `Debug` or this help).
     #[arg(
         long,
         env = "DATABASE_URL",
-        default_value = "postgres://postgres:postgres@127.0.0.1:5432/ingest"
+        default_value = "postgres://postgres:postgres@127.0.0.1:5432/ingest",
+        hide_default_value = true,
+        hide_env_values = true
     )]
     pub database_url: String,
+}
+
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("redis_url", &crate::redact::redact(&self.redis_url))
+            .field("redis_key_prefix", &self.redis_key_prefix)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("database_url", &crate::redact::redact(&self.database_url))
+            .finish()
+    }
 }
 
 /// When a batch is flushed.
@@ -161,6 +187,27 @@ mod tests {
         assert_eq!(parse_key_part("test-1.a_b"), Ok("test-1.a_b".into()));
         for bad in ["", "a b", "a{b", "a}b", &"x".repeat(65)] {
             assert!(parse_key_part(bad).is_err(), "{bad:?} accepted as prefix");
+        }
+    }
+
+    #[test]
+    fn debug_output_hides_every_form_of_password() {
+        for url in [
+            "postgres://app:s3cret@db/ingest",
+            "postgres://app@db/ingest?password=s3cret",
+            "host=db user=app password=s3cret",
+            "host=db password='s3 cret'",
+        ] {
+            let database = DatabaseConfig {
+                database_url: url.into(),
+            };
+            let redis = RedisConfig {
+                redis_url: "redis://:s3cret@127.0.0.1:6379".into(),
+                redis_key_prefix: "ingest".into(),
+            };
+            let printed = format!("{database:?} {database:#?} {redis:?}");
+            assert!(!printed.contains("s3"), "{printed}");
+            assert!(printed.contains("***"), "{printed}");
         }
     }
 

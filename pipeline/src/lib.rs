@@ -13,6 +13,7 @@
 //! - [`depth`]: `queue_depth`, messages waiting in Redis plus held by batchers.
 //! - [`config`]: the configuration groups the services share (`REDIS_URL`, `DATABASE_URL`, `BATCH_*`, …).
 //! - [`schema`]: applies `init.sql` at start, so an empty database just works.
+//! - [`redact`]: connection strings with their passwords hidden, for logs, errors and `Debug`.
 //! - [`telemetry`]: tracing subscriber and the Prometheus recorder.
 //! - [`shutdown`]: the SIGTERM / Ctrl-C signal as a cancellation token.
 
@@ -27,6 +28,8 @@ pub mod config;
 pub mod depth;
 #[cfg(feature = "server")]
 pub mod keys;
+#[cfg(feature = "server")]
+pub mod redact;
 #[cfg(feature = "server")]
 pub mod schema;
 #[cfg(feature = "server")]
