@@ -111,6 +111,8 @@ pub async fn run(
     telemetry::declare_metrics();
     let database_url = &config.database.database_url;
     pipeline::schema::connect_and_apply(database_url).await?;
+    // Redis must not evict the queue; a Redis that is down is not waited for (see `redis_policy`).
+    pipeline::redis_policy::check_at_start(&config.redis.redis_url).await?;
     let redis = redis::Client::open(config.redis.redis_url.as_str()).with_context(|| {
         format!(
             "REDIS_URL is not a valid Redis URL: {}",

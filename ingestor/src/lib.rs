@@ -144,6 +144,8 @@ pub async fn run(
     // Checked first, so a bad key stops the service before it touches anything; the error names the key
     // by position, never by value.
     let access = auth::Access::new(&config.api_keys, config.admin_api_key.as_ref())?;
+    // Redis must not evict the queue; a Redis that is down is not waited for (see `redis_policy`).
+    pipeline::redis_policy::check_at_start(&config.redis.redis_url).await?;
     pipeline::schema::connect_and_apply(&config.database.database_url)
         .await
         .context("Failed to prepare the database")?;

@@ -124,6 +124,8 @@ pub async fn run(
         .await
         .context("Failed to prepare the database (DATABASE_URL)")?;
     let postgres = pipeline::schema::pool(&config.database.database_url, 4)?;
+    // Redis must not evict the queue; a Redis that is down is not waited for (see `redis_policy`).
+    pipeline::redis_policy::check_at_start(&config.redis.redis_url).await?;
     let redis = redis_pool(&config.redis.redis_url)?;
     let keys = config.redis.keys();
     let batch_size = u64::try_from(config.batch.batch_size).unwrap_or(u64::MAX);

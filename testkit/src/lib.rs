@@ -7,6 +7,8 @@
 //! `TEST_REDIS_URL` and `TEST_DATABASE_URL` (a database to connect to for `CREATE DATABASE`) override the
 //! defaults, `redis://127.0.0.1:6379` and `postgres://postgres@127.0.0.1:5432/postgres`.
 
+pub mod redis_server;
+
 use std::{future::Future, time::Duration};
 
 use anyhow::Context;
