@@ -7,7 +7,8 @@
 //! - [`startup`]: the shared [`startup::AppState`], the routes ([`startup::routes`]) and the router
 //!   ([`startup::app`]).
 //! - [`routes`]: one module per endpoint (`messages`, `batch`, `simulate`, `queue_status`, `reset`,
-//!   `health`, `metrics`), plus the Redis/PostgreSQL timeouts and the admission check they share.
+//!   `health`, `ready`, `metrics`), plus the Redis/PostgreSQL timeouts and the admission check they share.
+//! - [`schema`]: `init.sql`, applied in the background with retries, so writes never wait for PostgreSQL.
 //! - [`openapi`]: `GET /openapi.json`, generated from the handlers' annotations.
 //! - [`auth`]: `API_KEYS` for the write endpoints, `ADMIN_API_KEY` for `DELETE /reset`.
 //! - [`cors`]: CORS for browsers, skipped for requests that are not CORS requests.
@@ -31,6 +32,7 @@ pub mod openapi;
 pub mod pusher;
 pub mod reconnect;
 pub mod routes;
+pub mod schema;
 pub mod startup;
 pub mod telemetry;
 
@@ -134,7 +136,8 @@ pub fn parse_origin(value: &str) -> Result<String, String> {
     }
 }
 
-/// Applies the schema, then serves the API on `listener` until `shutdown` is cancelled; in-flight requests
+/// Serves the API on `listener` until `shutdown` is cancelled (the schema is applied at start, or in the
+/// background while PostgreSQL is unreachable: see [`schema`]); in-flight requests
 /// finish and the pusher hands its last group to Redis before this returns.
 pub async fn run(
     config: Config,
@@ -146,9 +149,6 @@ pub async fn run(
     let access = auth::Access::new(&config.api_keys, config.admin_api_key.as_ref())?;
     // Redis must not evict the queue; a Redis that is down is not waited for (see `redis_policy`).
     pipeline::redis_policy::check_at_start(&config.redis.redis_url).await?;
-    pipeline::schema::connect_and_apply(&config.database.database_url)
-        .await
-        .context("Failed to prepare the database")?;
     // Installs the recorder before anything is counted (counts made before it would be lost).
     telemetry::declare_metrics();
     tracing::info!(
@@ -159,6 +159,13 @@ pub async fn run(
         "access control and backpressure"
     );
     let (state, tasks) = startup::AppState::new(&config, access, &shutdown)?;
+    // PostgreSQL serves reads only: writes never wait for it (see `schema`).
+    let schema_task = schema::apply(
+        config.database.database_url.clone(),
+        state.schema.clone(),
+        shutdown.clone(),
+    )
+    .await;
     let app = startup::app(state);
     tracing::info!(addr = %listener.local_addr()?, "ingestor listening");
     axum::serve(listener, app)
@@ -174,6 +181,10 @@ pub async fn run(
     // Cancelled with the server; it ends at its next tick at the latest.
     if let Err(error) = tasks.depth_refresher.await {
         tracing::error!(%error, "queue depth task failed");
+    }
+    // Cancelled with the server too.
+    if let Err(error) = schema_task.await {
+        tracing::error!(%error, "schema task failed");
     }
     tracing::info!("ingestor stopped");
     Ok(())

@@ -30,7 +30,7 @@ pub const ADMIN_SCHEME: &str = "admin_key";
     tags(
         (name = "messages", description = "Submitting messages and watching them through the queue."),
         (name = "admin", description = "Destructive operations (need ADMIN_API_KEY)."),
-        (name = "operations", description = "Health, metrics and this document."),
+        (name = "operations", description = "Health, readiness, metrics and this document."),
     ),
     modifiers(&SecuritySchemes)
 )]
@@ -169,6 +169,7 @@ mod tests {
                 "get /metrics",
                 "get /openapi.json",
                 "get /queue/status",
+                "get /ready",
                 "post /messages",
                 "post /messages/batch",
                 "post /simulate",
@@ -233,7 +234,13 @@ mod tests {
             assert_eq!(schemes[name]["scheme"], "bearer");
         }
         // Read-only endpoints need no key.
-        for path in ["/messages", "/queue/status", "/health", "/metrics"] {
+        for path in [
+            "/messages",
+            "/queue/status",
+            "/health",
+            "/ready",
+            "/metrics",
+        ] {
             assert!(doc["paths"][path]["get"]["security"].is_null(), "{path}");
         }
     }

@@ -47,7 +47,8 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>)
     (status, Json(body))
 }
 
-async fn redis_answers(state: &AppState) -> bool {
+/// Whether Redis answers PING within [`CHECK_TIMEOUT`] (also `/ready`'s check).
+pub(crate) async fn redis_answers(state: &AppState) -> bool {
     let command = redis::cmd("PING");
     let ping = crate::reconnect::retry_once(|| {
         let mut conn = state.redis.clone();

@@ -6,6 +6,7 @@ pub mod health;
 pub mod messages;
 pub mod metrics;
 pub mod queue_status;
+pub mod ready;
 pub mod reset;
 pub mod simulate;
 
@@ -50,6 +51,17 @@ pub async fn query<T: redis::FromRedisValue>(
         async move { command.query_async(&mut conn).await }
     })
     .await
+}
+
+/// A pooled PostgreSQL connection for a read; 503 (`database_unavailable`) while the schema is not yet
+/// applied (PostgreSQL has been unreachable since start, see [`crate::schema`]) or PostgreSQL is down.
+pub async fn db_client(state: &AppState) -> Result<deadpool_postgres::Object, ApiError> {
+    if !state.schema.applied() {
+        return Err(ApiError::DatabaseUnavailable(
+            "the schema is not applied yet: PostgreSQL has not been reachable since start".into(),
+        ));
+    }
+    Ok(state.db.get().await?)
 }
 
 /// Runs one PostgreSQL operation with [`DB_TIMEOUT`].

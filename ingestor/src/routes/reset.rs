@@ -1,8 +1,8 @@
 //! `DELETE /reset`: empties the tables and the queues, for demos and tests. Only with `ADMIN_API_KEY` set
 //! and sent as a bearer token: without it anyone could wipe the data (403 while it is unset).
 //!
-//! Clears Redis first (pending, every registered batcher's processing list, idempotency keys), then
-//! PostgreSQL (`TRUNCATE … RESTART IDENTITY` and zero totals, in one implicit transaction). A batch a
+//! Takes a PostgreSQL connection first (503 and nothing cleared while PostgreSQL is down), clears Redis
+//! (pending, every registered batcher's processing list, idempotency keys), then PostgreSQL (`TRUNCATE … RESTART IDENTITY` and zero totals, in one implicit transaction). A batch a
 //! batcher is committing at that very moment may still land after the reset.
 
 use axum::Json;
@@ -47,9 +47,10 @@ pub async fn reset(
     _: AdminAccess,
     State(state): State<AppState>,
 ) -> Result<Json<ResetDone>, ApiError> {
+    // PostgreSQL first: while it is down nothing is cleared, rather than the queues alone.
+    let client = super::db(super::db_client(&state)).await?;
     let deleted = clear_redis(&state).await?;
     super::db(async {
-        let client = state.db.get().await?;
         client
             .batch_execute(
                 "TRUNCATE messages, batches, dead_letters RESTART IDENTITY; \
