@@ -37,7 +37,7 @@
 //!   when a replay hits `tracking_id`), bad-row isolation, one transaction.
 //! - [`flush`]: one flush end to end: decode, commit with retries, clear, publish `batch_persisted`, metrics.
 //! - [`worker`]: the fill/flush loop, recovery and the shutdown flush.
-//! - [`http`]: `/health` and `/metrics`.
+//! - [`http`]: `/health`, `/ready` and `/metrics`.
 //! - [`telemetry`]: the metrics, declared at start.
 
 pub mod backoff;

@@ -10,7 +10,7 @@
 //! - `ws`: `GET /ws/stats`, one task per client fed by the broadcast and the watch channel; a slow client only
 //!   slows itself (it lags and skips events), the number of clients is bounded.
 //! - `dashboard`: the built dashboard at `/` (or a small page saying how to build it) and `GET /config.json`.
-//! - `http`: the router, `/health`, `/metrics`, and the one error type of the HTTP layer.
+//! - `http`: the router, `/health`, `/ready`, `/metrics`, and the one error type of the HTTP layer.
 //! - `telemetry`: the metrics, declared at start.
 //!
 //! The dashboard calls the ingestor's API directly: it learns the ingestor's URL from `/config.json`
