@@ -33,19 +33,31 @@ pub(crate) fn app(state: AppState, dashboard_dir: &Path) -> Router {
 pub(crate) enum ApiError {
     #[error("too many WebSocket clients; try again later")]
     TooManyClients,
+    /// A browser page whose origin is neither the notifier's own nor in `WS_ORIGINS`.
+    #[error(
+        "this page's origin may not open a WebSocket here; add it to the notifier's WS_ORIGINS"
+    )]
+    OriginNotAllowed,
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = match self {
             Self::TooManyClients => (StatusCode::SERVICE_UNAVAILABLE, "too_many_clients"),
+            Self::OriginNotAllowed => (StatusCode::FORBIDDEN, "origin_not_allowed"),
         };
         let body = ErrorBody {
             error: code.into(),
             message: self.to_string(),
             field: None,
         };
-        (status, [(header::RETRY_AFTER, "1")], Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        }
+        response
     }
 }
 
