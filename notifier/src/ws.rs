@@ -30,6 +30,8 @@ use crate::{AppState, http::ApiError, origin::AllowedOrigins};
 
 /// Largest frame, and message, a client may send us; clients only ever send pings and Close frames.
 pub(crate) const MAX_INCOMING: usize = 64 * 1024;
+/// Read buffer per client (it grows for a larger frame, up to [`MAX_INCOMING`]).
+const READ_BUFFER: usize = 4 * 1024;
 /// Messages a client may have waiting for its socket; a client further behind is closed.
 pub(crate) const CLIENT_QUEUE: usize = 128;
 /// How long a client gets to take our Close frame at shutdown.
@@ -64,6 +66,9 @@ pub(crate) async fn upgrade(
         .try_acquire_owned()
         .map_err(|_| ApiError::TooManyClients)?;
     Ok(ws
+        // Clients send only tiny frames: tungstenite's 128 KiB default read buffer would cost 128 KiB per
+        // client for nothing (25 MiB for 200 clients).
+        .read_buffer_size(READ_BUFFER)
         .max_frame_size(MAX_INCOMING)
         .max_message_size(MAX_INCOMING)
         .on_upgrade(move |socket| serve(socket, state, permit)))
