@@ -21,7 +21,7 @@ impl AllowedOrigins {
             any: entries.iter().any(|entry| entry == "*"),
             listed: entries
                 .iter()
-                .filter(|entry| *entry != "*")
+                .filter(|entry| *entry != "*" && !entry.is_empty())
                 .map(|entry| entry.to_ascii_lowercase())
                 .collect(),
         }
@@ -47,10 +47,11 @@ impl AllowedOrigins {
     }
 }
 
-/// A `WS_ORIGINS` entry: `*`, or `http(s)://host[:port]` without path or trailing slash.
+/// A `WS_ORIGINS` entry: `*`, or `http(s)://host[:port]` without path or trailing slash; empty (an empty
+/// `WS_ORIGINS`) lists nothing.
 pub(crate) fn parse_origin(value: &str) -> Result<String, String> {
     let value = value.trim();
-    if value == "*" {
+    if value == "*" || value.is_empty() {
         return Ok(value.to_owned());
     }
     let host = value
@@ -109,8 +110,11 @@ mod tests {
         ] {
             assert_eq!(parse_origin(good).as_deref(), Ok(good));
         }
-        for bad in ["", "127.0.0.1:8001", "http://", "http://a/b", "ftp://x"] {
+        for bad in ["127.0.0.1:8001", "http://", "http://a/b", "ftp://x"] {
             assert!(parse_origin(bad).is_err(), "{bad:?}");
         }
+        // An empty WS_ORIGINS lists nothing: only the own origin.
+        assert_eq!(parse_origin(" ").as_deref(), Ok(""));
+        assert_eq!(origins(&[""]), origins(&[]));
     }
 }
