@@ -20,6 +20,7 @@
 //! - [`reconnect`]: one retry of a Redis command whose connection had broken (Redis restarted).
 //! - [`idempotency`]: `Idempotency-Key`, remembered and pushed in one Lua script.
 //! - [`telemetry`]: request metrics (duration by route and status, rejections by reason).
+//! - [`write_timeout`]: `HTTP_WRITE_TIMEOUT`, which drops a client that stops reading its answer.
 
 pub mod auth;
 pub mod backpressure;
@@ -35,13 +36,16 @@ pub mod routes;
 pub mod schema;
 pub mod startup;
 pub mod telemetry;
+pub mod write_timeout;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
 use auth::{ApiKeys, Secret};
-use pipeline::config::{BatchConfig, DatabaseConfig, LogConfig, RedisConfig, parse_addr};
+use pipeline::config::{
+    BatchConfig, DatabaseConfig, LogConfig, RedisConfig, parse_addr, parse_seconds,
+};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -112,6 +116,11 @@ pub struct Config {
         value_parser = backpressure::parse_limit
     )]
     pub max_queue_depth: u64,
+
+    /// Seconds (fractions allowed) a write to a client may stay blocked before the connection is dropped: a
+    /// client that stops reading its answer holds nothing longer than this.
+    #[arg(long, env = "HTTP_WRITE_TIMEOUT", default_value = "30", value_parser = parse_seconds)]
+    pub http_write_timeout: Duration,
 }
 
 /// A CORS origin: `*`, or `http(s)://host[:port]` without path or trailing slash.
@@ -168,6 +177,7 @@ pub async fn run(
     .await;
     let app = startup::app(state);
     tracing::info!(addr = %listener.local_addr()?, "ingestor listening");
+    let listener = write_timeout::WriteTimeoutListener::new(listener, config.http_write_timeout);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
@@ -220,6 +230,7 @@ mod tests {
         assert_eq!(config.api_keys, ApiKeys::default());
         assert_eq!(config.admin_api_key, None);
         assert_eq!(config.max_queue_depth, 1_000_000);
+        assert_eq!(config.http_write_timeout, Duration::from_secs(30));
     }
 
     #[test]

@@ -46,6 +46,7 @@ pub fn config(env: &TestEnv) -> Config {
         api_keys: ApiKeys::default(),
         admin_api_key: None,
         max_queue_depth: 1_000_000,
+        http_write_timeout: Duration::from_secs(30),
     }
 }
 
