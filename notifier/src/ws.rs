@@ -1,4 +1,4 @@
-//! `GET /ws/stats`: one client at a time per task, fed by the broadcast of `batch_persisted` events and the
+//! `GET /ws/stats`: one task per client, fed by the broadcast of `batch_persisted` events and the
 //! watch of `stats_update`s.
 //!
 //! Hostile or slow clients are bounded:
@@ -157,7 +157,8 @@ async fn serve(socket: WebSocket, state: AppState, _permit: OwnedSemaphorePermit
     let send_timeout = settings.send_timeout;
     let first = stats.borrow_and_update().json.clone();
     let mut end = push(&queue, Message::Text(first), send_timeout);
-    let ping_every = settings.idle_timeout / 3;
+    // At least 1 ms: an interval of zero panics, and WS_IDLE_TIMEOUT may be tiny.
+    let ping_every = (settings.idle_timeout / 3).max(Duration::from_millis(1));
     let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut heard = Instant::now();
