@@ -47,3 +47,13 @@ async fn an_unreachable_redis_is_reported_as_unreachable_and_does_not_stop_a_sta
     let client = redis::Client::open(url).unwrap();
     assert!(client.get_multiplexed_async_connection().await.is_err());
 }
+
+#[tokio::test]
+async fn a_redis_that_refuses_config_get_is_reported_as_unreadable_and_does_not_stop_a_start() {
+    // Some managed Redis services disable CONFIG; the services then start with a warning.
+    let server = RedisServer::start(&["--rename-command", "CONFIG", ""]).await;
+    let mut conn = connection(&server).await;
+    let error = check_eviction_policy(&mut conn).await.unwrap_err();
+    assert!(matches!(error, PolicyError::Unreadable(_)), "{error:?}");
+    check_at_start(&server.url()).await.unwrap();
+}
