@@ -47,7 +47,7 @@ ensure_redis() {
   mkdir -p "$SCRATCH/redis"
   say "starting a local Redis on $host:$port (data and log in $SCRATCH/redis)"
   redis-server --daemonize yes --bind 127.0.0.1 --port "$port" --dir "$SCRATCH/redis" \
-    --appendonly yes --appendfsync everysec --save "" --logfile "$SCRATCH/redis/redis.log" \
+    --appendonly yes --appendfsync everysec --maxmemory-policy noeviction --save "" --logfile "$SCRATCH/redis/redis.log" \
     --pidfile "$SCRATCH/redis/redis.pid" >/dev/null
   wait_port 127.0.0.1 "$port" Redis
 }

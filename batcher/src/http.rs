@@ -1,4 +1,4 @@
-//! `/health` and `/metrics`.
+//! `/health` (the detailed view), `/ready` (the readiness probe) and `/metrics`.
 
 use std::time::Duration;
 
@@ -37,6 +37,7 @@ pub struct Health {
 pub fn app(state: HttpState) -> Router {
     Router::new()
         .route("/health", get(health))
+        .route("/ready", get(ready))
         .route("/metrics", get(metrics))
         .with_state(state)
 }
@@ -57,6 +58,34 @@ async fn health(State(state): State<HttpState>) -> impl IntoResponse {
             "degraded"
         },
         batcher_id: state.batcher_id,
+        redis: word(redis),
+        postgres: word(postgres),
+    };
+    (status, Json(body))
+}
+
+/// `GET /ready` body: `status` is `ready` (200) or `not_ready` (503).
+#[derive(Debug, Serialize)]
+pub struct Ready {
+    pub status: &'static str,
+    /// `ok` or `unavailable`.
+    pub redis: &'static str,
+    /// `ok` or `unavailable`.
+    pub postgres: &'static str,
+}
+
+/// The batcher's main job, moving messages from Redis into PostgreSQL, needs both: 200 when both answer.
+/// (The same checks as `/health` today; kept apart so the probe's contract does not follow `/health`'s detail.)
+async fn ready(State(state): State<HttpState>) -> (StatusCode, Json<Ready>) {
+    let (redis, postgres) = tokio::join!(redis_ok(&state.redis), postgres_ok(&state.postgres));
+    let word = |ok| if ok { "ok" } else { "unavailable" };
+    let (status, word_status) = if redis && postgres {
+        (StatusCode::OK, "ready")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not_ready")
+    };
+    let body = Ready {
+        status: word_status,
         redis: word(redis),
         postgres: word(postgres),
     };

@@ -43,7 +43,7 @@
 //! - [`worker`]: one shard's fill/flush loop, recovery and final flush.
 //! - [`ownership`]: which shards this batcher holds; lease renewal; one worker per shard.
 //! - [`gauge`]: the `pipeline_queue_depth` gauge.
-//! - [`http`]: `/health` and `/metrics`.
+//! - [`http`]: `/health`, `/ready` and `/metrics`.
 //! - [`telemetry`]: the metrics, declared at start.
 
 pub mod assignment;
@@ -124,6 +124,8 @@ pub async fn run(
     let database_url = &config.database.database_url;
     pipeline::schema::connect_and_apply(database_url).await?;
     let redis = config.redis.target()?;
+    // Redis must not evict the queue; a Redis that is down is not waited for (see `redis_policy`).
+    pipeline::redis_policy::check_at_start(&redis).await?;
 
     let state = http::HttpState {
         batcher_id: config.batcher_id.clone(),

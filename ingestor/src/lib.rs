@@ -7,8 +7,9 @@
 //! - [`startup`]: the shared [`startup::AppState`], the routes ([`startup::routes`]) and the router
 //!   ([`startup::app`]).
 //! - [`routes`]: one module per endpoint (`messages`, `batch`, `simulate`, `queue_status`, `reset`,
-//!   `health`, `metrics`, `root` (`GET /`), `ws_stats` (the `/ws/stats` relay to the notifier)), plus the
-//!   Redis/PostgreSQL timeouts and the admission check they share.
+//!   `health`, `ready`, `metrics`, `root` (`GET /`), `ws_stats` (the `/ws/stats` relay to the notifier)),
+//!   plus the Redis/PostgreSQL timeouts and the admission check they share.
+//! - [`schema`]: `init.sql`, applied in the background with retries, so writes never wait for PostgreSQL.
 //! - [`openapi`]: `GET /openapi.json`, generated from the handlers' annotations.
 //! - [`auth`]: `API_KEYS` for the write endpoints, `ADMIN_API_KEY` for `DELETE /reset`.
 //! - [`cors`]: CORS for browsers, skipped for requests that are not CORS requests.
@@ -21,6 +22,7 @@
 //! - [`reconnect`]: one retry of a Redis command whose connection had broken (Redis restarted).
 //! - [`idempotency`]: `Idempotency-Key`, remembered and pushed in one Lua script.
 //! - [`telemetry`]: request metrics (duration by route and status, rejections by reason).
+//! - [`write_timeout`]: `HTTP_WRITE_TIMEOUT`, which drops a client that stops reading its answer.
 
 pub mod auth;
 pub mod backpressure;
@@ -34,15 +36,19 @@ pub mod openapi;
 pub mod pusher;
 pub mod reconnect;
 pub mod routes;
+pub mod schema;
 pub mod startup;
 pub mod telemetry;
+pub mod write_timeout;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
 use auth::{ApiKeys, Secret};
-use pipeline::config::{BatchConfig, DatabaseConfig, LogConfig, RedisConfig, parse_addr};
+use pipeline::config::{
+    BatchConfig, DatabaseConfig, LogConfig, RedisConfig, parse_addr, parse_seconds,
+};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -131,6 +137,11 @@ pub struct Config {
         value_parser = parse_notifier_url
     )]
     pub notifier_url: String,
+
+    /// Seconds (fractions allowed) a write to a client may stay blocked before the connection is dropped: a
+    /// client that stops reading its answer holds nothing longer than this.
+    #[arg(long, env = "HTTP_WRITE_TIMEOUT", default_value = "30", value_parser = parse_seconds)]
+    pub http_write_timeout: Duration,
 }
 
 /// `NOTIFIER_URL`: `http://host[:port]`, kept without a trailing slash. Only plain `http://`: the relay
@@ -172,7 +183,8 @@ pub fn parse_origin(value: &str) -> Result<String, String> {
     }
 }
 
-/// Applies the schema, then serves the API on `listener` until `shutdown` is cancelled; in-flight requests
+/// Serves the API on `listener` until `shutdown` is cancelled (the schema is applied at start, or in the
+/// background while PostgreSQL is unreachable: see [`schema`]); in-flight requests
 /// finish and the pusher hands its last group to Redis before this returns.
 pub async fn run(
     config: Config,
@@ -182,9 +194,8 @@ pub async fn run(
     // Checked first, so a bad key stops the service before it touches anything; the error names the key
     // by position, never by value.
     let access = auth::Access::new(&config.api_keys, config.admin_api_key.as_ref())?;
-    pipeline::schema::connect_and_apply(&config.database.database_url)
-        .await
-        .context("Failed to prepare the database")?;
+    // Redis must not evict the queue; a Redis that is down is not waited for (see `redis_policy`).
+    pipeline::redis_policy::check_at_start(&config.redis.target()?).await?;
     // Installs the recorder before anything is counted (counts made before it would be lost).
     telemetry::declare_metrics();
     tracing::info!(
@@ -195,8 +206,16 @@ pub async fn run(
         "access control and backpressure"
     );
     let (state, tasks) = startup::AppState::new(&config, access, &shutdown)?;
+    // PostgreSQL serves reads only: writes never wait for it (see `schema`).
+    let schema_task = schema::apply(
+        config.database.database_url.clone(),
+        state.schema.clone(),
+        shutdown.clone(),
+    )
+    .await;
     let app = startup::app(state);
     tracing::info!(addr = %listener.local_addr()?, "ingestor listening");
+    let listener = write_timeout::WriteTimeoutListener::new(listener, config.http_write_timeout);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
@@ -218,6 +237,10 @@ pub async fn run(
     // Cancelled with the server; it ends at its next tick at the latest.
     if let Err(error) = tasks.depth_refresher.await {
         tracing::error!(%error, "queue depth task failed");
+    }
+    // Cancelled with the server too.
+    if let Err(error) = schema_task.await {
+        tracing::error!(%error, "schema task failed");
     }
     tracing::info!("ingestor stopped");
     Ok(())
@@ -254,6 +277,7 @@ mod tests {
         assert_eq!(config.admin_api_key, None);
         assert_eq!(config.max_queue_depth, 1_000_000);
         assert_eq!(config.notifier_url, "http://127.0.0.1:8001");
+        assert_eq!(config.http_write_timeout, Duration::from_secs(30));
     }
 
     #[test]

@@ -31,7 +31,7 @@ pub const ADMIN_SCHEME: &str = "admin_key";
     tags(
         (name = "messages", description = "Submitting messages and watching them through the queue."),
         (name = "admin", description = "Destructive operations (need ADMIN_API_KEY)."),
-        (name = "operations", description = "Health, metrics and this document."),
+        (name = "operations", description = "Health, readiness, metrics and this document."),
     ),
     modifiers(&SecuritySchemes)
 )]
@@ -201,6 +201,7 @@ mod tests {
                 "get /metrics",
                 "get /openapi.json",
                 "get /queue/status",
+                "get /ready",
                 "get /ws/stats",
                 "post /messages",
                 "post /messages/batch",
@@ -227,7 +228,8 @@ mod tests {
         }
         assert!(endpoints.contains_key("DELETE /reset"));
         assert!(!endpoints.contains_key("GET /ws/stats"));
-        assert_eq!(endpoints.len(), 11);
+        assert!(endpoints.contains_key("GET /ready"));
+        assert_eq!(endpoints.len(), 12);
     }
 
     #[test]
@@ -287,7 +289,13 @@ mod tests {
             assert_eq!(schemes[name]["scheme"], "bearer");
         }
         // Read-only endpoints need no key.
-        for path in ["/messages", "/queue/status", "/health", "/metrics"] {
+        for path in [
+            "/messages",
+            "/queue/status",
+            "/health",
+            "/ready",
+            "/metrics",
+        ] {
             assert!(doc["paths"][path]["get"]["security"].is_null(), "{path}");
         }
     }

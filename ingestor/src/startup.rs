@@ -24,8 +24,9 @@ use crate::enqueue::WaitReplicas;
 use crate::openapi::{self, ApiDoc};
 use crate::pusher::Pusher;
 use crate::routes::{
-    batch, health, messages, metrics, queue_status, reset, root, simulate, ws_stats,
+    batch, health, messages, metrics, queue_status, ready, reset, root, simulate, ws_stats,
 };
+use crate::schema::SchemaStatus;
 use crate::{Config, error, telemetry};
 
 /// Connections in the PostgreSQL pool (reads, `/reset` and `/health`; writes are the batcher's).
@@ -81,6 +82,8 @@ pub struct Shared {
     pub access: Access,
     /// `MAX_QUEUE_DEPTH` and the cached queue depth.
     pub backpressure: Backpressure,
+    /// Whether `init.sql` is applied, so reads can run (see [`crate::schema`]).
+    pub schema: SchemaStatus,
 }
 
 /// The background tasks of [`AppState`], to await at shutdown.
@@ -135,6 +138,7 @@ impl AppState {
             cors_origins: config.cors_origins.clone(),
             access,
             backpressure,
+            schema: SchemaStatus::default(),
         }));
         let tasks = Tasks {
             pusher: pusher_task,
@@ -154,6 +158,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(queue_status::queue_status))
         .routes(routes!(reset::reset))
         .routes(routes!(health::health))
+        .routes(routes!(ready::ready))
         .routes(routes!(metrics::metrics))
         .routes(routes!(openapi::openapi_json))
         .routes(routes!(root::describe))

@@ -1,4 +1,5 @@
-//! The router, `/health`, `/metrics`, and the HTTP error type.
+//! The router, `/health` (the detailed view), `/ready` (the readiness probe), `/metrics`, and the HTTP error
+//! type.
 
 use std::{path::Path, time::Duration};
 
@@ -22,6 +23,7 @@ pub(crate) fn app(state: AppState, dashboard_dir: &Path) -> Router {
     let router = Router::new()
         .route("/ws/stats", get(ws::upgrade))
         .route("/health", get(health))
+        .route("/ready", get(ready))
         .route("/metrics", get(metrics));
     dashboard::serve(router, dashboard_dir).with_state(state)
 }
@@ -31,19 +33,31 @@ pub(crate) fn app(state: AppState, dashboard_dir: &Path) -> Router {
 pub(crate) enum ApiError {
     #[error("too many WebSocket clients; try again later")]
     TooManyClients,
+    /// A browser page whose origin is neither the notifier's own nor in `WS_ORIGINS`.
+    #[error(
+        "this page's origin may not open a WebSocket here; add it to the notifier's WS_ORIGINS"
+    )]
+    OriginNotAllowed,
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = match self {
             Self::TooManyClients => (StatusCode::SERVICE_UNAVAILABLE, "too_many_clients"),
+            Self::OriginNotAllowed => (StatusCode::FORBIDDEN, "origin_not_allowed"),
         };
         let body = ErrorBody {
             error: code.into(),
             message: self.to_string(),
             field: None,
         };
-        (status, [(header::RETRY_AFTER, "1")], Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        }
+        response
     }
 }
 
@@ -61,21 +75,48 @@ fn state_of(up: bool) -> &'static str {
     if up { "ok" } else { "unavailable" }
 }
 
+/// Whether Redis answers PING within [`HEALTH_TIMEOUT`].
+async fn redis_answers(state: &AppState) -> bool {
+    let ping = async {
+        let mut conn = state.redis.clone();
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .ok()
+    };
+    matches!(
+        tokio::time::timeout(HEALTH_TIMEOUT, ping).await,
+        Ok(Some(_))
+    )
+}
+
+/// Body of `/ready`.
+#[derive(Debug, Serialize)]
+struct Ready {
+    /// `ready` or `not_ready`.
+    status: &'static str,
+    redis: &'static str,
+}
+
+/// The notifier's main job, relaying events, needs Redis only (PostgreSQL feeds the stats' totals, which
+/// pause while it is down): 200 when Redis answers, 503 otherwise.
+async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Ready>) {
+    let redis = redis_answers(&state).await;
+    let (status, word) = if redis {
+        (StatusCode::OK, "ready")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not_ready")
+    };
+    let body = Ready {
+        status: word,
+        redis: state_of(redis),
+    };
+    (status, Json(body))
+}
+
 /// 200 when Redis and PostgreSQL both answer, 503 otherwise (the service itself keeps running either way).
 async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
-    let redis = async {
-        let ping = async {
-            let mut conn = state.redis.clone();
-            redis::cmd("PING")
-                .query_async::<String>(&mut conn)
-                .await
-                .ok()
-        };
-        matches!(
-            tokio::time::timeout(HEALTH_TIMEOUT, ping).await,
-            Ok(Some(_))
-        )
-    };
+    let redis = redis_answers(&state);
     let postgres = async {
         let select = async {
             let client = state.postgres.get().await.ok()?;

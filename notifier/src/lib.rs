@@ -7,10 +7,12 @@
 //! - `stats`: one task computes [`pipeline::events::Stats`] every 500 ms for all clients (totals from
 //!   `pipeline_totals`, `queue_depth` from Redis) and publishes them on a watch channel.
 //! - `rate`: `RateWindow`, `messages_per_second` over the last few seconds (pure).
-//! - `ws`: `GET /ws/stats`, one task per client fed by the broadcast and the watch channel; a slow client only
-//!   slows itself (it lags and skips events), the number of clients is bounded.
+//! - `ws`: `GET /ws/stats`, one task per client fed by the broadcast and the watch channel through a bounded
+//!   per-client queue; a client that falls behind is closed (1008), a silent one too (1001), frames from
+//!   clients are capped at 64 KiB, the number of clients is bounded.
+//! - `origin`: `WS_ORIGINS`, which browser pages may open a WebSocket (default: the notifier's own).
 //! - `dashboard`: the built dashboard at `/` (or a small page saying how to build it) and `GET /config.json`.
-//! - `http`: the router, `/health`, `/metrics`, and the one error type of the HTTP layer.
+//! - `http`: the router, `/health`, `/ready`, `/metrics`, and the one error type of the HTTP layer.
 //! - `telemetry`: the metrics, declared at start.
 //!
 //! The dashboard calls the ingestor's API directly: it learns the ingestor's URL from `/config.json`
@@ -18,6 +20,7 @@
 
 mod dashboard;
 mod http;
+mod origin;
 mod rate;
 mod relay;
 mod stats;
@@ -28,14 +31,17 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use axum::extract::ws::Utf8Bytes;
-use pipeline::config::{BatchConfig, DatabaseConfig, LogConfig, RedisConfig, parse_addr};
+use pipeline::config::{
+    BatchConfig, DatabaseConfig, LogConfig, RedisConfig, parse_addr, parse_seconds,
+};
 use tokio::{
     net::TcpListener,
     sync::{Semaphore, broadcast, watch},
 };
 use tokio_util::sync::CancellationToken;
 
-/// Capacity of the fan-out channel: how many events a client may fall behind before it lags (skips events).
+/// Capacity of the fan-out channel. Each client's task drains it at once into the client's own bounded queue
+/// (`ws::CLIENT_QUEUE`), so only a starved task lags; it is then closed as too slow, never left to skip events.
 const BROADCAST_CAPACITY: usize = 1024;
 /// The stats task's and `/health`'s Redis connection: it connects on demand (Redis may be down at start) and
 /// each read is bounded by the caller as well.
@@ -83,6 +89,24 @@ pub struct Config {
     /// Most WebSocket clients served at once; more get 503.
     #[arg(long, env = "MAX_WS_CLIENTS", default_value = "1024", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_ws_clients: u32,
+
+    /// Web pages (origins, `https://host[:port]`) that may open a WebSocket besides the notifier's own (pages
+    /// it serves, such as the dashboard: their `host:port` is the request's `Host`), comma-separated; `*`
+    /// allows any. Only browsers send an `Origin`; clients that send none are not checked. Others get 403.
+    /// Behind a proxy that rewrites `Host`, list the dashboard's public origin here.
+    #[arg(long, env = "WS_ORIGINS", value_delimiter = ',', value_parser = origin::parse_origin)]
+    pub ws_origins: Vec<String>,
+
+    /// Seconds a WebSocket client may take to accept one message (fractions allowed); a client that takes
+    /// longer is disconnected. A client more than 128 messages behind is closed at once (1008, too slow).
+    #[arg(long, env = "WS_SEND_TIMEOUT", default_value = "10", value_parser = parse_seconds)]
+    pub ws_send_timeout: Duration,
+
+    /// Seconds of silence after which a WebSocket client is closed (1001, idle): nothing received from it,
+    /// not even the pong to the ping the notifier sends every third of this (browsers answer pings by
+    /// themselves).
+    #[arg(long, env = "WS_IDLE_TIMEOUT", default_value = "60", value_parser = parse_seconds)]
+    pub ws_idle_timeout: Duration,
 }
 
 /// `INGESTOR_URL`: an `http://` or `https://` URL, kept without its trailing slash.
@@ -112,6 +136,8 @@ struct AppState {
     postgres: deadpool_postgres::Pool,
     /// Body of `/config.json`.
     client_config: Arc<dashboard::ClientConfig>,
+    /// Origins and timeouts of WebSocket clients.
+    ws: Arc<ws::WsSettings>,
     shutdown: CancellationToken,
 }
 
@@ -131,6 +157,8 @@ pub async fn run(
         .context("Failed to prepare the database (DATABASE_URL)")?;
     let postgres = pipeline::schema::pool(&config.database.database_url, 4)?;
     let target = config.redis.target()?;
+    // Redis must not evict the queue; a Redis that is down is not waited for (see `redis_policy`).
+    pipeline::redis_policy::check_at_start(&target).await?;
     let redis = target.lazy(REDIS_TIMEOUTS)?;
     let keys = config.redis.keys();
     let batch_size = u64::try_from(config.batch.batch_size).unwrap_or(u64::MAX);
@@ -174,6 +202,11 @@ pub async fn run(
         redis,
         postgres,
         client_config: Arc::new(dashboard::ClientConfig::new(&config)),
+        ws: Arc::new(ws::WsSettings {
+            origins: origin::AllowedOrigins::new(&config.ws_origins),
+            send_timeout: config.ws_send_timeout,
+            idle_timeout: config.ws_idle_timeout,
+        }),
         shutdown: stop.clone(),
     };
     let clients = state.clients.clone();

@@ -21,8 +21,18 @@ pub fn declare_metrics() {
         },
         Metric::Counter {
             name: "notifier_clients_lagged_total",
-            help: "Times a slow WebSocket client fell behind the fan-out and skipped events.",
+            help: "WebSocket clients closed (1008) because they fell behind: more than 128 messages waiting for them.",
             label: None,
+        },
+        Metric::Counter {
+            name: "notifier_clients_disconnected_total",
+            help: "WebSocket clients closed for silence (idle: 1001) or for not taking a message within WS_SEND_TIMEOUT.",
+            label: Some(("reason", &["idle", "send_timeout"])),
+        },
+        Metric::Counter {
+            name: "notifier_ws_refused_total",
+            help: "WebSocket handshakes refused with 403, by reason (an Origin not in WS_ORIGINS).",
+            label: Some(("reason", &["origin"])),
         },
         Metric::Counter {
             name: "notifier_stats_read_failures_total",

@@ -5,11 +5,17 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-/// Where Redis is, how our keys are named, and how the queue is split.
-#[derive(Debug, Clone, clap::Args)]
+/// Where Redis is, how our keys are named, and how the queue is split. Its `Debug` hides a password in the
+/// URLs.
+#[derive(Clone, clap::Args)]
 pub struct RedisConfig {
     /// Redis server URL (unused when REDIS_CLUSTER_NODES is set).
-    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    #[arg(
+        long,
+        env = "REDIS_URL",
+        default_value = "redis://127.0.0.1:6379",
+        hide_env_values = true
+    )]
     pub redis_url: String,
 
     /// Redis Cluster seed nodes, comma-separated `host:port` or `redis://host:port`. When set, every
@@ -74,16 +80,46 @@ pub fn parse_cluster_node(value: &str) -> Result<String, String> {
     }
 }
 
-/// Where PostgreSQL is.
-#[derive(Debug, Clone, clap::Args)]
+/// Where PostgreSQL is. Its `Debug` hides the password, in whichever form `DATABASE_URL` has it.
+#[derive(Clone, clap::Args)]
 pub struct DatabaseConfig {
-    /// PostgreSQL URL. The schema (init.sql) is applied at start.
+    /// PostgreSQL connection string: a URL (`postgres://user:password@host/db`) or libpq's key-value form
+    /// (`host=… user=… password=…`). The schema (init.sql) is applied at start. Its password is never
+    /// printed (not in errors, logs, `Debug` or this help).
     #[arg(
         long,
         env = "DATABASE_URL",
-        default_value = "postgres://postgres:postgres@127.0.0.1:5432/ingest"
+        default_value = "postgres://postgres:postgres@127.0.0.1:5432/ingest",
+        hide_default_value = true,
+        hide_env_values = true
     )]
     pub database_url: String,
+}
+
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("redis_url", &crate::redact::redact(&self.redis_url))
+            .field(
+                "redis_cluster_nodes",
+                &self
+                    .redis_cluster_nodes
+                    .iter()
+                    .map(|node| crate::redact::redact(node))
+                    .collect::<Vec<_>>(),
+            )
+            .field("redis_key_prefix", &self.redis_key_prefix)
+            .field("queue_shards", &self.queue_shards)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("database_url", &crate::redact::redact(&self.database_url))
+            .finish()
+    }
 }
 
 /// When a batch is flushed.
@@ -232,6 +268,29 @@ mod tests {
         );
         for bad in ["", "127.0.0.1", "http://x:1"] {
             assert!(parse_cluster_node(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn debug_output_hides_every_form_of_password() {
+        for url in [
+            "postgres://app:s3cret@db/ingest",
+            "postgres://app@db/ingest?password=s3cret",
+            "host=db user=app password=s3cret",
+            "host=db password='s3 cret'",
+        ] {
+            let database = DatabaseConfig {
+                database_url: url.into(),
+            };
+            let redis = RedisConfig {
+                redis_url: "redis://:s3cret@127.0.0.1:6379".into(),
+                redis_cluster_nodes: vec!["redis://:s3cret@10.0.0.1:7000".into()],
+                redis_key_prefix: "ingest".into(),
+                queue_shards: 1,
+            };
+            let printed = format!("{database:?} {database:#?} {redis:?}");
+            assert!(!printed.contains("s3"), "{printed}");
+            assert!(printed.contains("***"), "{printed}");
         }
     }
 

@@ -14,6 +14,8 @@
 //! - [`depth`]: `queue_depth`, messages waiting in Redis plus held by batchers, over every shard.
 //! - [`config`]: the configuration groups the services share (`REDIS_URL`, `DATABASE_URL`, `BATCH_*`, …).
 //! - [`schema`]: applies `init.sql` at start, so an empty database just works.
+//! - [`redis_policy`]: refuses a Redis whose `maxmemory-policy` could evict the queue (`allkeys-*`).
+//! - [`redact`]: connection strings with their passwords hidden, for logs, errors and `Debug`.
 //! - [`telemetry`]: tracing subscriber and the Prometheus recorder.
 //! - [`shutdown`]: the SIGTERM / Ctrl-C signal as a cancellation token.
 
@@ -30,6 +32,10 @@ pub mod connection;
 pub mod depth;
 #[cfg(feature = "server")]
 pub mod keys;
+#[cfg(feature = "server")]
+pub mod redact;
+#[cfg(feature = "server")]
+pub mod redis_policy;
 #[cfg(feature = "server")]
 pub mod schema;
 #[cfg(feature = "server")]

@@ -2,6 +2,8 @@
 
 use anyhow::Context;
 
+pub use crate::redact::redact;
+
 /// The schema, idempotent (`CREATE … IF NOT EXISTS`).
 pub const INIT_SQL: &str = include_str!("../../init.sql");
 
@@ -76,36 +78,4 @@ pub fn pool(database_url: &str, max_size: usize) -> anyhow::Result<deadpool_post
         .runtime(deadpool_postgres::Runtime::Tokio1)
         .build()
         .context("Failed to build the PostgreSQL pool")
-}
-
-/// The URL with its password replaced, fit for logs and error messages.
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn passwords_never_reach_logs() {
-        assert_eq!(
-            redact("postgres://app:s3cret@db:5432/ingest"),
-            "postgres://app:***@db:5432/ingest"
-        );
-        assert_eq!(
-            redact("postgres://app@db/ingest"),
-            "postgres://app@db/ingest"
-        );
-        assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
-    }
 }

@@ -70,7 +70,28 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>)
     (status, Json(body))
 }
 
-/// `queue_depth`, or `None` when Redis does not answer in time: reading it is the Redis check.
+/// Whether Redis answers PING within [`CHECK_TIMEOUT`] (`/ready`'s check).
+pub(crate) async fn redis_answers(state: &AppState) -> bool {
+    let command = redis::cmd("PING");
+    let ping = crate::reconnect::retry_once(|| {
+        let mut conn = state.redis.clone();
+        let command = &command;
+        async move { command.query_async::<String>(&mut conn).await }
+    });
+    match tokio::time::timeout(CHECK_TIMEOUT, ping).await {
+        Ok(Ok(_)) => true,
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "ready: Redis failed");
+            false
+        }
+        Err(_) => {
+            tracing::warn!("ready: Redis did not answer in time");
+            false
+        }
+    }
+}
+
+/// `queue_depth`, or `None` when Redis does not answer in time: reading it is `/health`'s Redis check.
 async fn queue_length(state: &AppState) -> Option<u64> {
     let read = crate::reconnect::retry_once(|| {
         let mut conn = state.redis.clone();

@@ -148,7 +148,7 @@ pub async fn list(
         query.map_err(|rejection| ApiError::invalid_field("limit", rejection.body_text()))?;
     let limit = parse_limit(query.limit.as_deref(), DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT)?;
     let rows = super::db(async {
-        let client = state.db.get().await?;
+        let client = super::db_client(&state).await?;
         let statement = client
             .prepare_cached(
                 "SELECT id, tracking_id, user_id, channel_id, content, created_at, inserted_at \

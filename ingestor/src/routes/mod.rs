@@ -6,6 +6,7 @@ pub mod health;
 pub mod messages;
 pub mod metrics;
 pub mod queue_status;
+pub mod ready;
 pub mod reset;
 pub mod root;
 pub mod simulate;
@@ -59,6 +60,17 @@ pub async fn replicated(state: &AppState) -> Result<(), ApiError> {
     crate::enqueue::replicated(&state.redis, state.wait)
         .await
         .map_err(|error| ApiError::RedisUnavailable(error.to_string()))
+}
+
+/// A pooled PostgreSQL connection for a read; 503 (`database_unavailable`) while the schema is not yet
+/// applied (PostgreSQL has been unreachable since start, see [`crate::schema`]) or PostgreSQL is down.
+pub async fn db_client(state: &AppState) -> Result<deadpool_postgres::Object, ApiError> {
+    if !state.schema.applied() {
+        return Err(ApiError::DatabaseUnavailable(
+            "the schema is not applied yet: PostgreSQL has not been reachable since start".into(),
+        ));
+    }
+    Ok(state.db.get().await?)
 }
 
 /// Runs one PostgreSQL operation with [`DB_TIMEOUT`].

@@ -1,10 +1,10 @@
 //! `DELETE /reset`: empties the tables and the queues, for demos and tests. Only with `ADMIN_API_KEY` set
 //! and sent as a bearer token: without it anyone could wipe the data (403 while it is unset).
 //!
-//! Clears Redis first ([`clear_queue`]: in every queue shard, pending, every registered batcher's processing
-//! list, idempotency keys), then PostgreSQL (`TRUNCATE … RESTART IDENTITY` and zero totals, in one
-//! transaction). Answers as the original does: `{"status": "reset_complete", "deleted_messages",
-//! "cleared_queue"}`. A batch a
+//! Takes a PostgreSQL connection first (503 and nothing cleared while PostgreSQL is down), clears Redis
+//! ([`clear_queue`]: in every queue shard, pending, every registered batcher's processing list, idempotency
+//! keys), then PostgreSQL (`TRUNCATE … RESTART IDENTITY` and zero totals, in one transaction). Answers as the
+//! original does: `{"status": "reset_complete", "deleted_messages", "cleared_queue"}`. A batch a
 //! batcher is committing at that very moment may still land after the reset.
 
 use axum::Json;
@@ -42,9 +42,10 @@ pub async fn reset(
     _: AdminAccess,
     State(state): State<AppState>,
 ) -> Result<Json<ResetComplete>, ApiError> {
+    // PostgreSQL first: while it is down nothing is cleared, rather than the queues alone.
+    let mut client = super::db(super::db_client(&state)).await?;
     let cleared_queue = clear_queue(&state).await?;
     let deleted_messages = super::db(async {
-        let mut client = state.db.get().await?;
         let transaction = client.transaction().await?;
         // The lock TRUNCATE takes anyway, taken first so that no batch commits between the count and the
         // TRUNCATE: `deleted_messages` is exactly the rows that go.

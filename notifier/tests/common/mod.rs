@@ -62,6 +62,9 @@ pub fn config(env: &TestEnv) -> Config {
         dashboard_dir: std::env::temp_dir().join(format!("{}-no-dashboard", env.prefix)),
         ingestor_url: "http://127.0.0.1:8000".into(),
         max_ws_clients: 1024,
+        ws_origins: Vec::new(),
+        ws_send_timeout: Duration::from_secs(10),
+        ws_idle_timeout: Duration::from_secs(60),
     }
 }
 
@@ -90,6 +93,32 @@ impl Notifier {
 
     pub fn ws_url(&self) -> String {
         format!("ws://{}/ws/stats", self.addr)
+    }
+
+    /// A client whose socket has a tiny receive buffer, so the notifier soon cannot write to it unless it
+    /// reads.
+    pub async fn connect_with_tiny_buffer(&self) -> Ws {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let stream = socket.connect(self.addr).await.unwrap();
+        let (ws, _) = tokio_tungstenite::client_async(self.ws_url(), MaybeTlsStream::Plain(stream))
+            .await
+            .expect("the WebSocket handshake succeeds");
+        ws
+    }
+
+    /// The value of the metric line starting with `series` (e.g. `notifier_ws_clients` or
+    /// `notifier_clients_disconnected_total{reason="idle"}`), 0 when absent.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let text = reqwest::get(self.url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+            .map_or(0.0, |value| value.trim().parse().unwrap())
     }
 
     pub async fn connect(&self) -> Ws {

@@ -1,0 +1,28 @@
+//! Redis under an `allkeys-*` `maxmemory-policy` could evict the queue: the batcher refuses to start on it,
+//! with an error naming the setting.
+
+mod common;
+
+use std::time::Duration;
+
+use testkit::TestEnv;
+use testkit::redis_server::RedisServer;
+
+#[tokio::test]
+async fn the_batcher_refuses_to_start_on_a_redis_that_evicts_any_key() {
+    let env = TestEnv::new().await;
+    let redis = RedisServer::start(&["--maxmemory-policy", "allkeys-lfu"]).await;
+    let mut config = common::config(&env, "policy-1", 10, 0.1);
+    config.redis.redis_url = redis.url();
+    let running = common::start(&env, config).await;
+    let error = tokio::time::timeout(Duration::from_secs(10), running.task)
+        .await
+        .expect("the batcher gives up at once")
+        .expect("no panic")
+        .expect_err("the batcher must not start");
+    let message = format!("{error:#}");
+    assert!(
+        message.contains("maxmemory-policy allkeys-lfu"),
+        "{message}"
+    );
+}

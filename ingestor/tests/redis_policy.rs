@@ -1,0 +1,47 @@
+//! Redis under an `allkeys-*` `maxmemory-policy` could evict the queue: the ingestor refuses to start on it,
+//! with an error naming the setting, and starts on the same Redis once the policy is `noeviction`.
+
+mod common;
+
+use std::time::Duration;
+
+use testkit::TestEnv;
+use testkit::redis_server::RedisServer;
+use tokio_util::sync::CancellationToken;
+
+#[tokio::test]
+async fn the_ingestor_refuses_to_start_on_a_redis_that_evicts_any_key() {
+    let env = TestEnv::new().await;
+    let redis = RedisServer::start(&["--maxmemory-policy", "allkeys-lru"]).await;
+    let mut config = common::config(&env);
+    config.redis.redis_url = redis.url();
+    let (listener, _) = testkit::listener().await.unwrap();
+    let run = ingestor::run(config, listener, CancellationToken::new());
+    let error = tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .expect("the ingestor gives up at once")
+        .expect_err("the ingestor must not start");
+    let message = format!("{error:#}");
+    assert!(
+        message.contains("maxmemory-policy allkeys-lru"),
+        "{message}"
+    );
+
+    // The same Redis with noeviction: it starts and takes a message.
+    let mut admin = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let () = redis::cmd("CONFIG")
+        .arg(&["SET", "maxmemory-policy", "noeviction"])
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let app = common::spawn_app(&env, |config| config.redis.redis_url = redis.url()).await;
+    let response = app
+        .post_json("/messages", common::message(1, 2, "kept"))
+        .await;
+    assert_eq!(response.status(), 201);
+    app.stop().await;
+}
