@@ -30,18 +30,24 @@ pub fn declare_metrics() {
         },
         Metric::Counter {
             name: "batcher_fenced_total",
-            help: "Times this batcher found its lease lost (its list reclaimed) and started over.",
+            help: "Times one of this batcher's shards turned out taken over (its lease lost while it was \
+                   presumed dead); what it held is left to the shard's new holder.",
             label: None,
         },
         Metric::Counter {
             name: "batcher_reclaims_total",
-            help: "Processing lists of dead batchers moved back to pending by this batcher.",
+            help: "Takeovers of a shard (or sweeps of an orphaned list) by this batcher that moved unfinished \
+                   messages back to pending.",
             label: None,
         },
         Metric::Counter {
             name: "batcher_reclaimed_messages_total",
-            help: "Elements moved back to pending from dead batchers' processing lists.",
+            help: "Elements moved back to pending by this batcher's takeovers and sweeps.",
             label: None,
+        },
+        Metric::Gauge {
+            name: "batcher_shards_held",
+            help: "Queue shards whose lease this batcher holds (each drained by one worker).",
         },
         Metric::Histogram {
             name: "batcher_batch_size",

@@ -171,3 +171,53 @@ async fn a_paused_batcher_whose_shard_was_taken_over_loses_and_duplicates_nothin
     );
     batcher.stop().await;
 }
+
+#[tokio::test]
+async fn messages_left_in_the_shards_of_a_larger_earlier_layout_are_persisted_after_shards_are_reduced()
+ {
+    let env = TestEnv::new().await;
+    // The ingestors ran with QUEUE_SHARDS=4 (they record it) and left messages in shards 2 and 3.
+    let mut redis = env.redis().await;
+    let _: i64 = redis::cmd("SADD")
+        .arg(env.keys().layouts())
+        .arg(4)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let (two, three) = (messages(6), messages(4));
+    lpush(
+        &env,
+        &env.keys().shard(2).pending(),
+        &two.iter().map(raw).collect::<Vec<_>>(),
+    )
+    .await;
+    lpush(
+        &env,
+        &env.keys().shard(3).pending(),
+        &three.iter().map(raw).collect::<Vec<_>>(),
+    )
+    .await;
+
+    // Now QUEUE_SHARDS=2: shards 2 and 3 are still drained, each in its own order.
+    let mut config = config(&env, "b1", 100, 0.05);
+    config.redis.queue_shards = 2;
+    let batcher = start(&env, config).await;
+    wait_rows(&env, 10).await;
+    wait_empty(&env, &env.keys().shard(2).pending()).await;
+    wait_empty(&env, &env.keys().shard(3).pending()).await;
+    assert_eq!(row_counts(&env).await, (10, 10));
+    let persisted = persisted(&env).await;
+    let in_order = |sent: &[pipeline::queued::QueuedMessage]| {
+        let rows: Vec<_> = persisted
+            .iter()
+            .filter(|m| sent.contains(m))
+            .cloned()
+            .collect();
+        rows == sent
+    };
+    assert!(
+        in_order(&two) && in_order(&three),
+        "each shard in its order"
+    );
+    batcher.stop().await;
+}
