@@ -3,7 +3,7 @@
 //! A [`Flusher`] owns its own PostgreSQL and Redis connections, so the worker can run it on a spawned task
 //! while it keeps filling the next batch on its own connection.
 
-use std::time::Duration;
+use std::{collections::HashSet, time::Duration};
 
 use chrono::Utc;
 use pipeline::events::{BatchPersisted, ServerEvent};
@@ -69,12 +69,16 @@ impl Flusher {
     /// succeed or, at shutdown, the grace period ends.
     pub async fn flush(&mut self, job: FlushJob) -> FlushOutcome {
         let started = Instant::now();
-        let size = job.elements.len();
-        let mut rows: Vec<Row<'_>> = Vec::with_capacity(size);
-        let mut row_raws: Vec<&[u8]> = Vec::with_capacity(size);
+        let mut rows: Vec<Row<'_>> = Vec::with_capacity(job.elements.len());
+        let mut row_raws: Vec<&[u8]> = Vec::with_capacity(job.elements.len());
         let mut rejected: Vec<(&[u8], String)> = Vec::new();
+        // A group push retried after its reply was lost can queue an element twice: the second copy is the
+        // same message, persisted once, announced once and counted once.
+        let mut seen = HashSet::with_capacity(job.elements.len());
+        let mut copies = 0;
         for raw in &job.elements {
             match row::decode(raw) {
+                Ok(row) if !seen.insert(row.tracking_id) => copies += 1,
                 Ok(row) => {
                     rows.push(row);
                     row_raws.push(raw);
@@ -82,6 +86,8 @@ impl Flusher {
                 Err(reason) => rejected.push((raw, row::error_text(&reason.to_string()))),
             }
         }
+        // What this batch holds: every element but the second copies.
+        let size = job.elements.len() - copies;
         let batcher_id = self.queue.id.clone();
         let batch = BatchToCommit {
             batcher_id: &batcher_id,

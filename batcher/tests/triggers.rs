@@ -144,3 +144,52 @@ async fn health_reports_both_dependencies_and_metrics_count_flushes() {
     }
     batcher.stop().await;
 }
+
+#[tokio::test]
+async fn an_element_queued_twice_is_one_row_one_id_in_the_event_and_counted_once() {
+    let env = TestEnv::new().await;
+    let redis = redis::Client::open(env.redis_url.as_str()).unwrap();
+    let mut events = redis.get_async_pubsub().await.unwrap();
+    events.subscribe(env.keys().events()).await.unwrap();
+    let batcher = start(&env, config(&env, "b1", 1000, 0.2)).await;
+
+    // A group push retried after its reply was lost: the same elements twice.
+    let sent = messages(3);
+    let twice: Vec<_> = sent.iter().chain(&sent).cloned().collect();
+    push(&env, &twice).await;
+
+    wait_rows(&env, 3).await;
+    assert_eq!(persisted(&env).await, sent);
+    let batches = batches(&env).await;
+    assert_eq!(
+        batches
+            .iter()
+            .map(|b| (b.size, b.inserted))
+            .collect::<Vec<_>>(),
+        [(3, 3)]
+    );
+    let payload: String = tokio::time::timeout(WAIT, events.on_message().next())
+        .await
+        .expect("an event within the wait")
+        .expect("the subscription is open")
+        .get_payload()
+        .unwrap();
+    let ServerEvent::BatchPersisted(event) = serde_json::from_str(&payload).unwrap() else {
+        panic!("not a batch_persisted event: {payload}");
+    };
+    assert_eq!(
+        event.ids,
+        sent.iter().map(|m| m.tracking_id).collect::<Vec<_>>()
+    );
+    assert_eq!(event.batch_size, 3);
+    wait_empty(&env, &env.keys().shard(0).processing("b1")).await;
+    let totals: i64 = env
+        .db()
+        .await
+        .query_one("SELECT messages FROM pipeline_totals", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(totals, 3);
+    batcher.stop().await;
+}
