@@ -20,7 +20,8 @@ CREATE TABLE IF NOT EXISTS batches (
     batcher_id   text        NOT NULL,
     -- why the batch was flushed: size | timeout | shutdown | recovery
     reason       text        NOT NULL,
-    -- elements taken from Redis for this batch (rows + dead letters + replayed duplicates)
+    -- elements taken from Redis for this batch (rows + dead letters + replays; a second copy of an element
+    -- within the batch is not counted)
     size         integer     NOT NULL,
     -- rows this batch actually added (a replay after a crash adds fewer than `size`)
     inserted     integer     NOT NULL DEFAULT 0,

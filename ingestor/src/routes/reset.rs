@@ -3,9 +3,10 @@
 //!
 //! Takes a PostgreSQL connection first (503 and nothing cleared while PostgreSQL is down), clears Redis
 //! ([`clear_queue`]: in every queue shard, pending, every registered batcher's processing list, idempotency
-//! keys), then PostgreSQL (`TRUNCATE … RESTART IDENTITY` and zero totals, in one transaction). Answers as the
-//! original does: `{"status": "reset_complete", "deleted_messages", "cleared_queue"}`. A batch a
-//! batcher is committing at that very moment may still land after the reset.
+//! keys), then PostgreSQL (`TRUNCATE`, restarting message ids but not batch ids, and zero totals, in one
+//! transaction). Answers as the original does: `{"status": "reset_complete", "deleted_messages",
+//! "cleared_queue"}`. A batch a batcher is committing at that very moment may still land after the reset;
+//! nothing accepted after the reset is lost to it.
 
 use axum::Json;
 use axum::extract::State;
@@ -56,9 +57,14 @@ pub async fn reset(
             .query_one("SELECT count(*) FROM messages", &[])
             .await?
             .get(0);
+        // Batch ids keep counting up: a batcher takes its batch's id before its transaction and, on a retry,
+        // takes a `batches` row with that id as proof that an earlier try committed. Restarting the sequence
+        // would let a later batch draw an id that a batch in flight at the reset commits under, and count
+        // itself committed without a row.
         transaction
             .batch_execute(
-                "TRUNCATE messages, batches, dead_letters RESTART IDENTITY; \
+                "TRUNCATE messages, dead_letters RESTART IDENTITY; \
+                 TRUNCATE batches CONTINUE IDENTITY; \
                  UPDATE pipeline_totals SET messages = 0, batches = 0, dead_letters = 0",
             )
             .await?;
