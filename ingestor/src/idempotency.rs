@@ -31,8 +31,22 @@ use crate::error::ApiError;
 pub const HEADER: &str = "idempotency-key";
 /// Longest key accepted, in bytes.
 pub const MAX_KEY_LEN: usize = 128;
-/// How long a key is remembered: a day, as the usual retry horizon of clients.
-pub const KEY_TTL_SECONDS: u64 = 86_400;
+/// How long a key is remembered by default (`IDEMPOTENCY_TTL`): a day, as the usual retry horizon of clients.
+pub const DEFAULT_TTL_SECONDS: &str = "86400";
+/// The longest `IDEMPOTENCY_TTL`: 30 days.
+pub const MAX_TTL_SECONDS: u64 = 30 * 86_400;
+
+/// `IDEMPOTENCY_TTL`: whole seconds, 1..=[`MAX_TTL_SECONDS`].
+pub fn parse_ttl(value: &str) -> Result<std::time::Duration, String> {
+    match value.trim().parse::<u64>() {
+        Ok(seconds) if (1..=MAX_TTL_SECONDS).contains(&seconds) => {
+            Ok(std::time::Duration::from_secs(seconds))
+        }
+        _ => Err(format!(
+            "must be a whole number of seconds from 1 to {MAX_TTL_SECONDS}"
+        )),
+    }
+}
 /// KEYS[1] = idempotency key, KEYS[2] = pending list; ARGV[1] = answer to remember, ARGV[2] = TTL in
 /// seconds, ARGV[3..] = elements, oldest first. Returns the remembered answer of an earlier request, or
 /// false after pushing. Pushes 1000 elements per `LPUSH`, as Redis's Lua cannot `unpack` more than about
@@ -197,13 +211,14 @@ pub async fn push_once<C: redis::aio::ConnectionLike>(
     key: &str,
     answer: &Remembered,
     elements: &[Vec<u8>],
+    ttl: std::time::Duration,
 ) -> redis::RedisResult<PushOnce> {
     static SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(PUSH_ONCE));
     let mut invocation = SCRIPT.key(record_key(keys, answer.kind, key));
     invocation
         .key(keys.pending())
         .arg(answer.encode())
-        .arg(KEY_TTL_SECONDS);
+        .arg(ttl.as_secs().max(1));
     for element in elements {
         invocation.arg(element.as_slice());
     }
@@ -263,6 +278,22 @@ mod tests {
                 "Idempotency-Key",
                 "{bad:?}"
             );
+        }
+    }
+
+    #[test]
+    fn ttls_are_whole_seconds_up_to_30_days() {
+        assert_eq!(parse_ttl("1"), Ok(std::time::Duration::from_secs(1)));
+        assert_eq!(
+            parse_ttl(" 86400 "),
+            Ok(std::time::Duration::from_secs(86_400))
+        );
+        assert_eq!(
+            parse_ttl("2592000"),
+            Ok(std::time::Duration::from_secs(MAX_TTL_SECONDS))
+        );
+        for bad in ["0", "-1", "1.5", "2592001", "", "x"] {
+            assert!(parse_ttl(bad).is_err(), "{bad:?}");
         }
     }
 

@@ -138,6 +138,17 @@ pub struct Config {
     )]
     pub notifier_url: String,
 
+    /// How long an `Idempotency-Key` is remembered, in whole seconds (1..=2592000): a retry with the same
+    /// key within it gets the first answer and queues nothing; after it, the key is new again. Each record
+    /// costs about 100 bytes of Redis memory for a message and 40 bytes per message for a batch.
+    #[arg(
+        long,
+        env = "IDEMPOTENCY_TTL",
+        default_value = idempotency::DEFAULT_TTL_SECONDS,
+        value_parser = idempotency::parse_ttl
+    )]
+    pub idempotency_ttl: Duration,
+
     /// Seconds (fractions allowed) a write to a client may stay blocked before the connection is dropped: a
     /// client that stops reading its answer holds nothing longer than this.
     #[arg(long, env = "HTTP_WRITE_TIMEOUT", default_value = "30", value_parser = parse_seconds)]

@@ -61,6 +61,8 @@ pub struct Shared {
     pub queue_shards: u32,
     /// `REDIS_WAIT_REPLICAS`, for every push.
     pub wait: WaitReplicas,
+    /// `IDEMPOTENCY_TTL`: how long an `Idempotency-Key` is remembered.
+    pub idempotency_ttl: Duration,
     /// For everything but single-message pushes: batch, simulate, status, reset, health.
     pub redis: RedisConn,
     /// Group commit of `POST /messages`, on a connection of its own so a large /simulate does not delay it.
@@ -127,6 +129,7 @@ impl AppState {
             keys,
             queue_shards: config.redis.queue_shards,
             wait,
+            idempotency_ttl: config.idempotency_ttl,
             redis,
             pusher,
             db,

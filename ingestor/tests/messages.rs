@@ -372,3 +372,56 @@ async fn cors_answers_the_dashboard_and_only_marks_other_clients_answers() {
     assert_eq!(headers["vary"], "origin");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_idempotency_key_is_forgotten_after_idempotency_ttl() {
+    let env = TestEnv::new().await;
+    let app = spawn_app(&env, |config| {
+        config.idempotency_ttl = Duration::from_secs(1);
+    })
+    .await;
+    let body = message(1, 2, "remembered for a second");
+    let key = [("Idempotency-Key", "ttl-key")];
+    let post = || async {
+        let response = app.post_json_with("/messages", body.clone(), &key).await;
+        assert_eq!(response.status(), 201);
+        response.json::<MessageAccepted>().await.unwrap().message_id
+    };
+    let first = post().await;
+    assert_eq!(post().await, first, "a repeat within the TTL");
+    assert_eq!(pending_len(&env).await, 1);
+    let mut redis = env.redis().await;
+    let ttl_ms: i64 = redis::cmd("PTTL")
+        .arg(env.keys().shard(0).idempotency("ttl-key"))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert!((1..=1000).contains(&ttl_ms), "PTTL {ttl_ms}");
+
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let later = post().await;
+    assert_ne!(later, first, "after the TTL the key is new again");
+    assert_eq!(pending_len(&env).await, 2);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn concurrent_requests_with_one_idempotency_key_queue_one_message_and_share_its_id() {
+    let env = TestEnv::new().await;
+    let app = spawn_app(&env, |_| {}).await;
+    let body = message(1, 2, "sent by twenty at once");
+    let posts = (0..20).map(|_| async {
+        let response = app
+            .post_json_with("/messages", body.clone(), &[("Idempotency-Key", "race")])
+            .await;
+        assert_eq!(response.status(), 201);
+        response.json::<MessageAccepted>().await.unwrap().message_id
+    });
+    let ids: HashSet<Uuid> = futures_util::future::join_all(posts)
+        .await
+        .into_iter()
+        .collect();
+    assert_eq!(ids.len(), 1, "one id for all: {ids:?}");
+    assert_eq!(pending_len(&env).await, 1);
+    app.stop().await;
+}

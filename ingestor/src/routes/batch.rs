@@ -172,8 +172,8 @@ async fn push_all_once(
         let keys = state.keys.shard(part.shard);
         let pushed = super::redis(|| {
             let mut conn = state.redis.clone();
-            let (keys, answer, elements) = (&keys, &answer, &elements);
-            async move { idempotency::push_once(&mut conn, keys, key, answer, elements).await }
+            let (keys, answer, elements, ttl) = (&keys, &answer, &elements, state.idempotency_ttl);
+            async move { idempotency::push_once(&mut conn, keys, key, answer, elements, ttl).await }
         })
         .await?;
         match pushed {

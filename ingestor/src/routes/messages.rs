@@ -84,12 +84,16 @@ pub async fn create(
         Some(key) => {
             let elements = [element.into_bytes()];
             let keys = state.keys.shard(shard);
-            let pushed = super::redis(|| {
-                let mut conn = state.redis.clone();
-                let (keys, answer, elements) = (&keys, &answer, &elements);
-                async move { idempotency::push_once(&mut conn, keys, key, answer, elements).await }
-            })
-            .await?;
+            let pushed =
+                super::redis(|| {
+                    let mut conn = state.redis.clone();
+                    let (keys, answer, elements, ttl) =
+                        (&keys, &answer, &elements, state.idempotency_ttl);
+                    async move {
+                        idempotency::push_once(&mut conn, keys, key, answer, elements, ttl).await
+                    }
+                })
+                .await?;
             if pushed == PushOnce::Pushed {
                 super::replicated(&state).await?;
             }

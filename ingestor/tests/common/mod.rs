@@ -47,6 +47,7 @@ pub fn config(env: &TestEnv) -> Config {
         // Nothing listens on port 9 (discard) on loopback: tests that need the relay set a real notifier.
         notifier_url: "http://127.0.0.1:9".into(),
         http_write_timeout: Duration::from_secs(30),
+        idempotency_ttl: Duration::from_secs(86_400),
     }
 }
 
