@@ -3,7 +3,10 @@
 //! A [`Flusher`] owns its own PostgreSQL and Redis connections, so the worker can run it on a spawned task
 //! while it keeps filling the next batch on its own connection.
 
-use std::{collections::HashSet, time::Duration};
+use std::{
+    collections::{HashSet, VecDeque},
+    time::Duration,
+};
 
 use chrono::Utc;
 use pipeline::events::{BatchPersisted, ServerEvent};
@@ -21,6 +24,19 @@ use crate::{
 
 /// Longest one commit try may take before its connection is presumed dead and the try is redone.
 pub const COMMIT_TRY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Failures in a row that a smaller batch could avoid before a batch is halved. Five (about 0.75 s of backoff
+/// plus the failed tries) rides out a lock held for a moment, which a smaller batch would wait for just the
+/// same, without halving.
+pub const SPLIT_AFTER: u32 = 5;
+
+/// How committing one piece of a batch ended.
+enum Piece {
+    Committed(Committed),
+    /// It kept failing as if too large: halve it.
+    TooLarge,
+    /// Shutting down and out of time.
+    GaveUp,
+}
 
 /// A batch to flush.
 #[derive(Debug)]
@@ -136,9 +152,63 @@ impl Flusher {
     }
 
     /// Commits with retries; `None` if shutdown's grace ran out first.
+    ///
+    /// A batch that keeps failing in a way a smaller batch could avoid ([`StoreError::size_may_be_the_cause`],
+    /// e.g. a `statement_timeout` shorter than one COPY of `BATCH_SIZE` rows) is halved after
+    /// [`SPLIT_AFTER`] such failures in a row, and each half committed in its own transaction, first half first
+    /// (so a channel's rows keep their order), halving again as needed: the backlog drains whatever the limit.
     async fn commit(&mut self, batch: &BatchToCommit<'_>) -> Option<Committed> {
+        // Pieces of the batch still to commit: rows `lo..hi`, and whether the dead letters go with it.
+        let mut pieces = VecDeque::from([(0, batch.rows.len(), true)]);
+        let mut committed = Committed {
+            batch_id: 0,
+            inserted: 0,
+            refused: Vec::new(),
+        };
+        while let Some((lo, hi, with_rejected)) = pieces.pop_front() {
+            let rejected = if with_rejected { batch.rejected } else { &[] };
+            let piece = BatchToCommit {
+                rows: &batch.rows[lo..hi],
+                row_raws: &batch.row_raws[lo..hi],
+                rejected,
+                size: if lo == 0 && hi == batch.rows.len() {
+                    batch.size
+                } else {
+                    hi - lo + rejected.len()
+                },
+                ..*batch
+            };
+            match self.commit_piece(&piece, hi - lo > 1).await {
+                Piece::Committed(done) => {
+                    committed.batch_id = done.batch_id;
+                    committed.inserted += done.inserted;
+                    let refused = done.refused.into_iter();
+                    committed
+                        .refused
+                        .extend(refused.map(|(index, error)| (index + lo, error)));
+                }
+                Piece::TooLarge => {
+                    let mid = lo + (hi - lo) / 2;
+                    tracing::warn!(
+                        rows = hi - lo,
+                        "a batch keeps failing as if too large; halving it"
+                    );
+                    metrics::counter!("batcher_batch_splits_total").increment(1);
+                    pieces.push_front((mid, hi, false));
+                    pieces.push_front((lo, mid, with_rejected));
+                }
+                Piece::GaveUp => return None,
+            }
+        }
+        Some(committed)
+    }
+
+    /// Commits one piece with retries; gives it back as too large after [`SPLIT_AFTER`] failures in a row that
+    /// a smaller piece could avoid, if `may_split`.
+    async fn commit_piece(&mut self, batch: &BatchToCommit<'_>, may_split: bool) -> Piece {
         let mut attempts = Attempts::default();
         let mut backoff = Backoff::default();
+        let mut size_failures = 0;
         loop {
             let try_commit =
                 tokio::time::timeout(COMMIT_TRY_TIMEOUT, self.store.commit(batch, &mut attempts));
@@ -150,17 +220,27 @@ impl Flusher {
             };
             let Some(result) = result else {
                 self.store.reset();
-                return None;
+                return Piece::GaveUp;
             };
             match result {
-                Ok(committed) => return Some(committed),
+                Ok(committed) => return Piece::Committed(committed),
                 Err(error) => {
                     let delay = backoff.next_delay();
                     tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "cannot commit the batch; retrying");
                     metrics::counter!("batcher_retries_total").increment(1);
                     self.store.reset();
+                    size_failures = if error.size_may_be_the_cause() {
+                        size_failures + 1
+                    } else {
+                        0
+                    };
+                    // If the last try timed out after its COMMIT was sent, the piece may be committed
+                    // already: its halves are then replays, which add no row twice.
+                    if may_split && size_failures >= SPLIT_AFTER {
+                        return Piece::TooLarge;
+                    }
                     if !self.pause(delay).await {
-                        return None;
+                        return Piece::GaveUp;
                     }
                 }
             }

@@ -45,6 +45,12 @@ pub fn declare_metrics() {
             help: "Elements moved back to pending by this batcher's takeovers and sweeps.",
             label: None,
         },
+        Metric::Counter {
+            name: "batcher_batch_splits_total",
+            help: "Batches (or pieces) halved because they kept failing as if too large (statement timeout, \
+                   out of memory, a hung try).",
+            label: None,
+        },
         Metric::Gauge {
             name: "batcher_shards_held",
             help: "Queue shards whose lease this batcher holds (each drained by one worker).",

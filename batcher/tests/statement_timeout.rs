@@ -76,3 +76,49 @@ async fn statements_cancelled_by_statement_timeout_are_retried_until_the_batch_c
     assert!(retries >= 2.0, "{retries} retries");
     batcher.stop().await;
 }
+
+#[tokio::test]
+async fn a_backlog_drains_when_statement_timeout_is_shorter_than_one_copy_of_batch_size() {
+    const MESSAGES: usize = 40_000;
+    let env = TestEnv::new().await;
+    env.apply_schema().await;
+    // 30 ms: far less than one COPY of 20,000 rows (about 100 ms here), more than one of a few thousand.
+    let db = env.db().await;
+    db.batch_execute(
+        "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET statement_timeout = ''30ms''', \
+         current_database()); END $$",
+    )
+    .await
+    .unwrap();
+    let sent = messages(MESSAGES);
+    push(&env, &sent).await;
+    let batcher = start(&env, config(&env, "split", 20_000, 0.1)).await;
+    // The test's own reads are not held to the limit.
+    db.batch_execute("SET statement_timeout = 0").await.unwrap();
+    testkit::eventually(Duration::from_secs(120), "40,000 rows", || async {
+        let count: i64 = db
+            .query_one("SELECT count(*) FROM messages", &[])
+            .await
+            .unwrap()
+            .get(0);
+        (count == MESSAGES as i64).then_some(())
+    })
+    .await;
+    db.batch_execute(
+        "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I RESET statement_timeout', current_database()); END $$",
+    )
+    .await
+    .unwrap();
+    wait_empty(&env, &env.keys().shard(0).processing("split")).await;
+    assert_eq!(row_counts(&env).await, (MESSAGES as i64, MESSAGES as i64));
+    assert_eq!(persisted(&env).await, sent, "every row once, in order");
+    assert_eq!(env.count("dead_letters").await, 0);
+    let biggest = batches(&env)
+        .await
+        .iter()
+        .map(|batch| batch.size)
+        .max()
+        .unwrap();
+    assert!(biggest < 20_000, "the batches were halved: {biggest}");
+    batcher.stop().await;
+}

@@ -50,6 +50,20 @@ pub(super) fn refusal_text(error: &tokio_postgres::Error) -> String {
     crate::row::error_text(&text)
 }
 
+impl StoreError {
+    /// Whether a smaller batch could succeed where this one failed: the statement was cancelled (57014,
+    /// e.g. a `statement_timeout` shorter than one COPY of the batch), memory ran out (53200), or a try hung
+    /// past its timeout. Not a connection that is lost or refused: halving would not help there.
+    pub fn size_may_be_the_cause(&self) -> bool {
+        match self {
+            Self::Timeout(_) => true,
+            Self::Postgres(error) | Self::Unattributable(error) => error
+                .code()
+                .is_some_and(|code| matches!(code.code(), "57014" | "53200")),
+        }
+    }
+}
+
 /// A failure that leaves the batch uncommitted (or its commit unknown): retry on a new connection.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
