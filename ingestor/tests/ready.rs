@@ -122,3 +122,107 @@ async fn ready_is_503_with_a_json_body_while_redis_is_down() {
     );
     app.stop().await;
 }
+
+/// A loopback proxy to PostgreSQL that can *freeze*: from then on it moves no byte in either direction and
+/// accepts new connections without answering, but closes nothing: PostgreSQL as seen from a hung host.
+struct FreezingProxy {
+    port: u16,
+    frozen: tokio::sync::watch::Sender<bool>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl FreezingProxy {
+    async fn start(target: std::net::SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (frozen, _) = tokio::sync::watch::channel(false);
+        let watch = frozen.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((inbound, _)) = listener.accept().await {
+                let mut frozen = watch.subscribe();
+                tokio::spawn(async move {
+                    let Ok(outbound) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
+                    let (mut inbound, mut outbound) = (inbound, outbound);
+                    let frozen = async move {
+                        let _ = frozen.wait_for(|frozen| *frozen).await;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        () = frozen => {
+                            // Hold both sockets open, silent, until the test ends.
+                            std::future::pending::<()>().await;
+                        }
+                    }
+                });
+            }
+        });
+        Self {
+            port,
+            frozen,
+            accept,
+        }
+    }
+
+    fn freeze(&self) {
+        self.frozen.send_replace(true);
+    }
+}
+
+impl Drop for FreezingProxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+#[tokio::test]
+async fn a_postgres_that_hangs_gets_reads_a_503_within_the_database_timeout_and_writes_go_on() {
+    let env = TestEnv::new().await;
+    let real: std::net::SocketAddr = "127.0.0.1:5432".parse().unwrap();
+    let proxy = FreezingProxy::start(real).await;
+    let database_url = env
+        .database_url
+        .replace("127.0.0.1:5432", &format!("127.0.0.1:{}", proxy.port));
+    assert_ne!(
+        database_url, env.database_url,
+        "the test database is on 127.0.0.1:5432"
+    );
+    let app = spawn_app(&env, |config| config.database.database_url = database_url).await;
+    assert_eq!(
+        get_json(&app, "/messages").await.0,
+        200,
+        "PostgreSQL answers at first"
+    );
+
+    proxy.freeze();
+    let response = app
+        .post_json("/messages", message(1, 2, "while PostgreSQL hangs"))
+        .await;
+    assert_eq!(response.status(), 201);
+    assert_eq!(pending_len(&env).await, 1);
+    // The read gives up after the database timeout (5 s, `routes::DB_TIMEOUT`) instead of hanging; the
+    // client's own limit is only there so that a hang fails the test.
+    let started = std::time::Instant::now();
+    let read = tokio::time::timeout(Duration::from_secs(20), get_json(&app, "/messages"))
+        .await
+        .expect("the read is answered, not left hanging");
+    assert_eq!(
+        read,
+        (
+            503,
+            Some("1".into()),
+            json!({"error": "database_unavailable", "message": "PostgreSQL is unavailable; retry later"})
+        )
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(4),
+        "the 503 came from the timeout, not a refusal"
+    );
+    assert_eq!(
+        get_json(&app, "/ready").await.0,
+        200,
+        "Redis is all /ready needs"
+    );
+    app.stop().await;
+}
