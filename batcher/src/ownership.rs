@@ -223,6 +223,28 @@ impl Owner {
     async fn take(&mut self, shard: u32) {
         let keys = self.settings.keys.shard(shard);
         let me = &self.settings.batcher_id;
+        // While the shard is held (its holder is handing it over, or its lease has not expired yet), nothing
+        // more to do this round; the scan below is not free on a node with many keys.
+        let held = self
+            .control
+            .call(RENEW_TIMEOUT, |mut conn| {
+                let lease = keys.lease();
+                async move {
+                    redis::cmd("EXISTS")
+                        .arg(lease)
+                        .query_async::<bool>(&mut conn)
+                        .await
+                }
+            })
+            .await;
+        match held {
+            Ok(false) => {}
+            Ok(true) => return,
+            Err(error) => {
+                tracing::warn!(%error, shard, "cannot read the shard's lease; retrying next round");
+                return;
+            }
+        }
         // Lists not registered in the shard's set (older versions, by hand) are found by a scan and reclaimed
         // with the takeover.
         let found = match lease::processing_lists(&mut self.control, &keys).await {
