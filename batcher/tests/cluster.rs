@@ -345,25 +345,16 @@ async fn a_master_failover_mid_stream_with_wait_replicas_1_loses_no_acknowledged
     let seeds: Vec<String> = nodes.split(',').map(str::to_owned).collect();
     let deployment = Deployment::start(nodes, 6, 2, 1).await;
     let mut batchers = deployment.batchers();
-    for id in ["f1", "f2"] {
-        batchers.spawn(id);
-    }
-    let (channels, per_channel) = (20, 300);
-    let acked = AtomicUsize::new(0);
+    batchers.spawn("f1");
+    batchers.spawn("f2");
     // The master of shard 0's slot (which also holds the events channel's and the membership's keys).
     let slot = cluster::slot_of(deployment.env.keys().shard(0).pending());
-    let failover = async {
-        wait_for(&acked, channels as usize * per_channel / 3).await;
+    keyed_stream_through(&deployment, async {
         let before = cluster::master_of_slot(&seeds, slot).await;
         let after = cluster::failover(&seeds, slot).await;
         assert_ne!(before, after, "the replica took over");
-    };
-    let (sent, ()) = tokio::join!(
-        deployment.feed(channels, per_channel, true, &acked),
-        failover
-    );
-    deployment.check(&sent).await;
-    deployment.assert_drained().await;
+    })
+    .await;
     deployment.stop().await;
 }
 
@@ -374,33 +365,34 @@ async fn a_busy_shards_slot_migrated_mid_stream_loses_and_duplicates_nothing() {
     let seeds: Vec<String> = nodes.split(',').map(str::to_owned).collect();
     let deployment = Deployment::start(nodes, 6, 2, 0).await;
     let mut batchers = deployment.batchers();
-    for id in ["m1", "m2"] {
-        batchers.spawn(id);
-    }
-    let (channels, per_channel) = (20, 300);
-    let acked = AtomicUsize::new(0);
+    batchers.spawn("m1");
+    batchers.spawn("m2");
     // Channel 1's shard: busy for the whole stream.
     let shard = pipeline::keys::shard_of(1, 6);
     let slot = cluster::slot_of(deployment.env.keys().shard(shard).pending());
-    let migration = async {
-        wait_for(&acked, channels as usize * per_channel / 3).await;
+    keyed_stream_through(&deployment, async {
         let from = cluster::master_of_slot(&seeds, slot).await;
         let masters = cluster::masters(&seeds).await;
-        let to = masters
-            .iter()
-            .find(|master| **master != from)
-            .unwrap()
-            .clone();
-        cluster::migrate_slot(&seeds, slot, &to).await;
-        assert_eq!(cluster::master_of_slot(&seeds, slot).await, to);
+        let to = masters.iter().find(|master| **master != from).unwrap();
+        cluster::migrate_slot(&seeds, slot, to).await;
+        assert_eq!(cluster::master_of_slot(&seeds, slot).await, *to);
+    })
+    .await;
+    deployment.stop().await;
+}
+
+/// 20 channels × 300 messages with `Idempotency-Key`s (retried until acknowledged) through `deployment`,
+/// `fault` happening once a third are acknowledged; then the exact outcome is checked.
+async fn keyed_stream_through(deployment: &Deployment, fault: impl Future<Output = ()>) {
+    let (channels, per_channel) = (20, 300);
+    let acked = AtomicUsize::new(0);
+    let fault = async {
+        wait_for(&acked, channels as usize * per_channel / 3).await;
+        fault.await;
     };
-    let (sent, ()) = tokio::join!(
-        deployment.feed(channels, per_channel, true, &acked),
-        migration
-    );
+    let (sent, ()) = tokio::join!(deployment.feed(channels, per_channel, true, &acked), fault);
     deployment.check(&sent).await;
     deployment.assert_drained().await;
-    deployment.stop().await;
 }
 
 /// Waits until `acked` reaches `n` (bounded: 120 s).

@@ -53,6 +53,24 @@ pub struct Part<E> {
     pub elements: Vec<E>,
 }
 
+impl<T> Part<T> {
+    /// The same part with each element turned into its Redis element by `encode`; the first error stops.
+    pub fn encode<E>(
+        self,
+        encode: impl FnMut(T) -> Result<Vec<u8>, E>,
+    ) -> Result<Part<Vec<u8>>, E> {
+        let elements = self
+            .elements
+            .into_iter()
+            .map(encode)
+            .collect::<Result<_, _>>()?;
+        Ok(Part {
+            shard: self.shard,
+            elements,
+        })
+    }
+}
+
 /// Groups `items` by the shard `shard_of` gives each, keeping their order within a shard; parts come in
 /// shard order.
 pub fn by_shard<T>(

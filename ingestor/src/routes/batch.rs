@@ -117,24 +117,9 @@ async fn push_all(
 ) -> Result<Remembered, ApiError> {
     let parts = parts
         .into_iter()
-        .map(|part| {
-            let elements = part
-                .elements
-                .into_iter()
-                .map(|(index, message)| encode(message, &answer, index))
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(Part {
-                shard: part.shard,
-                elements,
-            })
-        })
-        .collect::<Result<Vec<_>, ApiError>>()?;
-    let push = enqueue::push(&state.redis, &state.keys, &parts, state.wait);
-    let outcomes = tokio::time::timeout(super::REDIS_TIMEOUT, push)
-        .await
-        .map_err(|_| {
-            ApiError::RedisUnavailable(format!("no answer within {:?}", super::REDIS_TIMEOUT))
-        })?;
+        .map(|part| part.encode(|(index, message)| encode(message, &answer, index)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let outcomes = super::push_parts(state, &parts).await?;
     let queued: usize = parts
         .iter()
         .zip(&outcomes)

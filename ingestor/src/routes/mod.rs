@@ -55,6 +55,18 @@ pub async fn query<T: redis::FromRedisValue>(
     .await
 }
 
+/// Pushes `parts` onto their shards (see [`crate::enqueue::push`]) within [`REDIS_TIMEOUT`]; one outcome per
+/// part, or a 503 if Redis did not answer in time.
+pub async fn push_parts(
+    state: &AppState,
+    parts: &[crate::enqueue::Part<Vec<u8>>],
+) -> Result<Vec<Result<(), crate::enqueue::EnqueueError>>, ApiError> {
+    let push = crate::enqueue::push(&state.redis, &state.keys, parts, state.wait);
+    tokio::time::timeout(REDIS_TIMEOUT, push)
+        .await
+        .map_err(|_| ApiError::RedisUnavailable(format!("no answer within {REDIS_TIMEOUT:?}")))
+}
+
 /// With `REDIS_WAIT_REPLICAS`: waits until the replicas hold what this connection pushed, else 503.
 pub async fn replicated(state: &AppState) -> Result<(), ApiError> {
     crate::enqueue::replicated(&state.redis, state.wait)

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::auth::WriteAccess;
 use crate::domain::{check_simulate_count, simulated_message};
-use crate::enqueue::{self, Part};
+use crate::enqueue;
 use crate::error::ApiError;
 use crate::extract::JsonBody;
 use crate::routes::queue_status::queue_depth;
@@ -69,30 +69,12 @@ pub async fn simulate(
         }
         let parts = enqueue::by_shard(messages, |message| {
             shard_of(message.channel_id, state.queue_shards)
-        });
-        let parts = parts
-            .into_iter()
-            .map(|part| {
-                let elements = part
-                    .elements
-                    .iter()
-                    .map(serde_json::to_vec)
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|error| {
-                        ApiError::Internal(format!("cannot encode a message: {error}"))
-                    })?;
-                Ok(Part {
-                    shard: part.shard,
-                    elements,
-                })
-            })
-            .collect::<Result<Vec<_>, ApiError>>()?;
-        let push = enqueue::push(&state.redis, &state.keys, &parts, state.wait);
-        let outcomes = tokio::time::timeout(super::REDIS_TIMEOUT, push)
-            .await
-            .map_err(|_| {
-                ApiError::RedisUnavailable(format!("no answer within {:?}", super::REDIS_TIMEOUT))
-            })?;
+        })
+        .into_iter()
+        .map(|part| part.encode(|message| serde_json::to_vec(&message)))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| ApiError::Internal(format!("cannot encode a message: {error}")))?;
+        let outcomes = super::push_parts(&state, &parts).await?;
         for (part, outcome) in parts.iter().zip(outcomes) {
             outcome.map_err(|error| ApiError::RedisUnavailable(error.to_string()))?;
             telemetry::accepted(part.elements.len() as u64);
