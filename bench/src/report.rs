@@ -110,7 +110,9 @@ pub fn ratio(value: f64, ceiling: Option<f64>, name: &str) -> Option<String> {
 }
 
 /// A cluster row's figures against the same run's single-Redis ones: `accepted 0.91×, persisted 0.85× single
-/// Redis`, with a warning when either is below the goal of [`CLUSTER_GOAL`]×.
+/// Redis`, with a warning when the persisted one is below the goal of [`CLUSTER_GOAL`]×. The goal is judged on
+/// what was persisted: a closed loop beyond capacity is accepted faster than persisted (until backpressure),
+/// so its accepted rate is not a capacity.
 pub fn ratio_to_single(cluster: (f64, f64), single: (f64, f64)) -> String {
     let part = |value: f64, reference: f64| {
         if reference > 0.0 {
@@ -121,8 +123,8 @@ pub fn ratio_to_single(cluster: (f64, f64), single: (f64, f64)) -> String {
     };
     let (accepted, persisted) = (part(cluster.0, single.0), part(cluster.1, single.1));
     let mut text = format!("accepted {accepted:.2}×, persisted {persisted:.2}× single Redis");
-    if !(accepted >= CLUSTER_GOAL && persisted >= CLUSTER_GOAL) {
-        text.push_str(&format!(" (below the {CLUSTER_GOAL}× goal)"));
+    if persisted.is_nan() || persisted < CLUSTER_GOAL {
+        text.push_str(&format!(" (persisted below the {CLUSTER_GOAL}× goal)"));
     }
     text
 }
@@ -222,11 +224,15 @@ mod tests {
         );
         assert_eq!(
             ratio_to_single((30_000.0, 50_000.0), (50_000.0, 50_000.0)),
-            "accepted 0.60×, persisted 1.00× single Redis (below the 0.8× goal)"
+            "accepted 0.60×, persisted 1.00× single Redis"
         );
         assert_eq!(
-            ratio_to_single((1.0, 1.0), (0.0, 1.0)),
-            "accepted NaN×, persisted 1.00× single Redis (below the 0.8× goal)"
+            ratio_to_single((40_000.0, 30_000.0), (50_000.0, 50_000.0)),
+            "accepted 0.80×, persisted 0.60× single Redis (persisted below the 0.8× goal)"
+        );
+        assert_eq!(
+            ratio_to_single((1.0, 1.0), (1.0, 0.0)),
+            "accepted 1.00×, persisted NaN× single Redis (persisted below the 0.8× goal)"
         );
     }
 
