@@ -114,7 +114,7 @@ impl Bench {
         let probe = Probe::start(vec![Tracked::named("redis", "redis-server")]);
         let items = benchmark.items_per_second(&element, TOOL_TIMEOUT).await;
         let usage = probe.finish();
-        self.monitor.delete_keys(&key).await?;
+        self.monitor.delete_key(&key).await?;
         let items = items?;
         self.ceilings.redis = Some(items);
         let name = format!(

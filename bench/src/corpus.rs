@@ -78,6 +78,17 @@ mod tests {
     }
 
     #[test]
+    fn channels_spread_over_every_shard_of_the_cluster_run() {
+        // The cluster rows use 6 shards: each must get work from the first 100 messages (one of each channel).
+        let mut per_shard = [0_u32; 6];
+        for index in 0..100 {
+            per_shard[pipeline::keys::shard_of(message(index).channel_id, 6) as usize] += 1;
+        }
+        assert!(per_shard.iter().all(|&n| n >= 5), "{per_shard:?}");
+        assert_eq!(per_shard.iter().sum::<u32>(), 100);
+    }
+
+    #[test]
     fn bodies_are_the_api_json() {
         let bodies = single_bodies(3);
         assert_eq!(bodies.len(), 3);

@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use pipeline::connection::{RedisConn, RedisTarget, Timeouts};
 use pipeline::keys::Keys;
-use redis::aio::MultiplexedConnection;
 use tokio_util::sync::CancellationToken;
 
 use crate::report::rate;
@@ -60,18 +60,47 @@ impl std::fmt::Display for BatchStats {
 #[derive(Debug)]
 pub struct Monitor {
     pg: tokio_postgres::Client,
-    redis: MultiplexedConnection,
+    redis: RedisConn,
     keys: Keys,
+    /// QUEUE_SHARDS of the services watched: the backlog is every shard's.
+    shards: u32,
 }
 
+/// The monitor's Redis connection: never blocks, so every command is bounded.
+const REDIS_TIMEOUTS: Timeouts = Timeouts {
+    connect: Duration::from_secs(5),
+    response: Some(Duration::from_secs(10)),
+};
+
 impl Monitor {
-    pub async fn connect(database_url: &str, redis_url: &str, keys: Keys) -> anyhow::Result<Self> {
+    /// Watches the services of `keys` with `shards` shards on `redis` (one server or a cluster).
+    pub async fn connect(
+        database_url: &str,
+        redis: &RedisTarget,
+        keys: Keys,
+        shards: u32,
+    ) -> anyhow::Result<Self> {
         let pg = pipeline::schema::connect(database_url).await?;
-        let redis = redis::Client::open(redis_url)?
-            .get_multiplexed_async_connection()
+        let redis = redis
+            .connect(REDIS_TIMEOUTS)
             .await
             .context("Failed to connect to Redis")?;
-        Ok(Self { pg, redis, keys })
+        Ok(Self {
+            pg,
+            redis,
+            keys,
+            shards,
+        })
+    }
+
+    /// How many masters serve the queue (1 for a single server).
+    pub async fn masters(&mut self) -> anyhow::Result<usize> {
+        let answers = self
+            .redis
+            .on_every_master(redis::cmd("PING"))
+            .await
+            .context("cannot reach every master")?;
+        Ok(answers.len())
     }
 
     /// `CHECKPOINT`: writes out what earlier scenarios left dirty, so that their writes do not stall this one.
@@ -86,7 +115,7 @@ impl Monitor {
             .query_one("SELECT messages, dead_letters FROM pipeline_totals", &[])
             .await
             .context("cannot read pipeline_totals")?;
-        let depth = pipeline::depth::queue_depth(&mut self.redis, &self.keys, 1)
+        let depth = pipeline::depth::queue_depth(&mut self.redis, &self.keys, self.shards)
             .await
             .context("cannot read queue_depth")?;
         Ok(Snapshot {
@@ -198,28 +227,39 @@ impl Monitor {
         }
     }
 
-    /// Deletes every key under the run's prefix (a bounded SCAN).
-    pub async fn delete_keys(&mut self, pattern: &str) -> anyhow::Result<u64> {
-        let mut cursor: u64 = 0;
+    /// Deletes one key (the Redis ceiling's scratch list).
+    pub async fn delete_key(&mut self, key: &str) -> anyhow::Result<()> {
+        redis::cmd("DEL")
+            .arg(key)
+            .query_async::<u64>(&mut self.redis)
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes every key of the run: each shard's keys (under its hash tag, so on one node of a cluster), in a
+    /// bounded SCAN per shard.
+    pub async fn delete_keys(&mut self) -> anyhow::Result<u64> {
         let mut deleted = 0;
-        for _ in 0..10_000 {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut self.redis)
-                .await?;
-            if !keys.is_empty() {
-                deleted += redis::cmd("DEL")
-                    .arg(&keys)
-                    .query_async::<u64>(&mut self.redis)
+        let shards =
+            pipeline::depth::shards_in_use(&mut self.redis, &self.keys, self.shards).await?;
+        for shard in self.keys.shards(shards) {
+            let pattern = format!("{}:*", shard.tag());
+            let mut cursor: u64 = 0;
+            for _ in 0..10_000 {
+                let (next, keys) = self
+                    .redis
+                    .scan_step(&shard.pending(), cursor, &pattern, 1000)
                     .await?;
-            }
-            cursor = next;
-            if cursor == 0 {
-                break;
+                if !keys.is_empty() {
+                    deleted += redis::cmd("DEL")
+                        .arg(&keys)
+                        .query_async::<u64>(&mut self.redis)
+                        .await?;
+                }
+                cursor = next;
+                if cursor == 0 {
+                    break;
+                }
             }
         }
         Ok(deleted)

@@ -61,6 +61,15 @@ pub struct RunArgs {
     /// Redis (loopback). The run uses its own key prefix and deletes its keys at the end.
     #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
     pub redis_url: String,
+    /// Seed nodes (`host:port`, comma-separated, loopback) of a Redis Cluster: the single-message and bulk
+    /// scenarios then run a second time on it, with `--queue-shards` shards, after the single-Redis ones,
+    /// and each cluster figure is shown as a ratio to the same run's single-Redis figure. scripts/bench
+    /// passes the cluster of `scripts/cluster` unless given `--no-cluster`.
+    #[arg(long, env = "BENCH_CLUSTER_NODES", value_delimiter = ',')]
+    pub cluster_nodes: Vec<String>,
+    /// QUEUE_SHARDS of the services on the cluster.
+    #[arg(long, default_value_t = 6)]
+    pub queue_shards: u32,
     /// Any database on the PostgreSQL server (loopback); the run creates `bench_<random>` next to it and
     /// drops it at the end.
     #[arg(
@@ -162,6 +171,9 @@ pub struct Plan {
     pub redis_pipeline: u32,
     pub copy_rows: u64,
     pub drain_timeout: Duration,
+    /// The cluster's seeds (`host:port`); empty: no cluster rows.
+    pub cluster_nodes: Vec<String>,
+    pub queue_shards: u32,
 }
 
 /// The full-run value, or the smoke one.
@@ -228,6 +240,13 @@ impl Plan {
             redis_pipeline: pick(smoke, 16, 4),
             copy_rows: args.copy_rows.unwrap_or(pick(smoke, 1_000_000, 5_000)),
             drain_timeout: secs(args.drain_timeout, 180.0, 30.0, "drain-timeout")?,
+            cluster_nodes: args
+                .cluster_nodes
+                .iter()
+                .map(|node| node.trim().to_owned())
+                .filter(|node| !node.is_empty())
+                .collect(),
+            queue_shards: args.queue_shards,
         };
         plan.check()?;
         Ok(plan)
@@ -254,8 +273,47 @@ impl Plan {
         within(self.simulate_count, 1, 100_000_000, "simulate-count")?;
         within(self.redis_requests, 1, 1_000_000, "redis-requests")?;
         within(u64::from(self.redis_values), 1, 10_000, "redis-values")?;
+        within(
+            u64::from(self.queue_shards),
+            1,
+            u64::from(pipeline::config::MAX_QUEUE_SHARDS),
+            "queue-shards",
+        )?;
+        if let Some(node) = self
+            .cluster_nodes
+            .iter()
+            .find(|node| !is_loopback_node(node))
+        {
+            return Err(format!(
+                "--cluster-nodes: {node} is not a loopback host:port (the benchmark only loads this machine)"
+            ));
+        }
         within(self.copy_rows, 1, 100_000_000, "copy-rows")
     }
+
+    /// Whether the cluster part runs: seeds given and a scenario it repeats planned.
+    pub fn cluster_part(&self) -> bool {
+        !self.cluster_nodes.is_empty()
+            && self.scenarios.iter().any(|s| CLUSTER_SCENARIOS.contains(s))
+    }
+}
+
+/// The scenarios the cluster part runs again on the cluster.
+pub const CLUSTER_SCENARIOS: [Scenario; 2] = [Scenario::Single, Scenario::Bulk];
+
+/// `127.0.0.1:7100`, `localhost:7100`, `[::1]:7100`, or the same as a `redis://` URL.
+fn is_loopback_node(node: &str) -> bool {
+    let address = node.rsplit_once("://").map_or(node, |(_, rest)| rest);
+    let address = address.rsplit_once('@').map_or(address, |(_, rest)| rest);
+    let Some((host, port)) = address.rsplit_once(':') else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    loopback && port.parse::<u16>().is_ok()
 }
 
 #[cfg(test)]
@@ -298,6 +356,32 @@ mod tests {
     fn only_keeps_the_run_order() {
         let plan = Plan::resolve(&args(&["--only", "latency,single,latency"])).unwrap();
         assert_eq!(plan.scenarios, [Scenario::Single, Scenario::Latency]);
+    }
+
+    #[test]
+    fn the_cluster_part_needs_loopback_seeds_and_a_scenario_it_repeats() {
+        let plan = Plan::resolve(&args(&[])).unwrap();
+        assert!(plan.cluster_nodes.is_empty());
+        assert!(!plan.cluster_part());
+
+        let seeds = "127.0.0.1:7100, 127.0.0.1:7101,redis://localhost:7102";
+        let plan = Plan::resolve(&args(&["--cluster-nodes", seeds])).unwrap();
+        assert_eq!(
+            plan.cluster_nodes,
+            ["127.0.0.1:7100", "127.0.0.1:7101", "redis://localhost:7102"]
+        );
+        assert_eq!(plan.queue_shards, 6);
+        assert!(plan.cluster_part());
+
+        let only_latency = ["--cluster-nodes", seeds, "--only", "latency"];
+        assert!(!Plan::resolve(&args(&only_latency)).unwrap().cluster_part());
+
+        let error = Plan::resolve(&args(&["--cluster-nodes", "10.0.0.5:7100"])).unwrap_err();
+        assert!(error.contains("--cluster-nodes: 10.0.0.5:7100"), "{error}");
+        let error = Plan::resolve(&args(&["--cluster-nodes", "127.0.0.1"])).unwrap_err();
+        assert!(error.contains("--cluster-nodes"), "{error}");
+        let error = Plan::resolve(&args(&["--queue-shards", "0"])).unwrap_err();
+        assert!(error.contains("--queue-shards"), "{error}");
     }
 
     #[test]

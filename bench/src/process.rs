@@ -43,6 +43,9 @@ impl Process {
         let out = File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
         let child = Command::new(program)
             .args(args)
+            // The run says which Redis each service uses: one inherited from the shell would override
+            // `REDIS_URL` behind its back.
+            .env_remove("REDIS_CLUSTER_NODES")
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)

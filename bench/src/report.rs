@@ -109,6 +109,30 @@ pub fn ratio(value: f64, ceiling: Option<f64>, name: &str) -> Option<String> {
     Some(format!("{:.2}× {name}", value / ceiling))
 }
 
+/// A cluster row's figures against the same run's single-Redis ones: `accepted 0.91×, persisted 0.85× single
+/// Redis`, with a warning when the persisted one is below the goal of [`CLUSTER_GOAL`]×. The goal is judged on
+/// what was persisted: a closed loop beyond capacity is accepted faster than persisted (until backpressure),
+/// so its accepted rate is not a capacity.
+pub fn ratio_to_single(cluster: (f64, f64), single: (f64, f64)) -> String {
+    let part = |value: f64, reference: f64| {
+        if reference > 0.0 {
+            value / reference
+        } else {
+            f64::NAN
+        }
+    };
+    let (accepted, persisted) = (part(cluster.0, single.0), part(cluster.1, single.1));
+    let mut text = format!("accepted {accepted:.2}×, persisted {persisted:.2}× single Redis");
+    if persisted.is_nan() || persisted < CLUSTER_GOAL {
+        text.push_str(&format!(" (persisted below the {CLUSTER_GOAL}× goal)"));
+    }
+    text
+}
+
+/// What a cluster row should keep of the single-Redis figure (issue 10: the cluster cannot be faster on
+/// one small machine, but must not cost more than a fifth).
+pub const CLUSTER_GOAL: f64 = 0.8;
+
 /// A Markdown table; `|` inside cells is escaped and columns are padded so the text reads as a table too.
 pub fn table(columns: &[(&str, Align)], rows: &[Vec<String>]) -> String {
     let escape = |cell: &str| cell.replace('|', "\\|");
@@ -190,6 +214,26 @@ mod tests {
         );
         assert_eq!(ratio(1.0, None, "HTTP"), None);
         assert_eq!(ratio(1.0, Some(0.0), "HTTP"), None);
+    }
+
+    #[test]
+    fn cluster_ratios_compare_with_single_redis_and_flag_the_goal() {
+        assert_eq!(
+            ratio_to_single((45_500.0, 40_000.0), (50_000.0, 50_000.0)),
+            "accepted 0.91×, persisted 0.80× single Redis"
+        );
+        assert_eq!(
+            ratio_to_single((30_000.0, 50_000.0), (50_000.0, 50_000.0)),
+            "accepted 0.60×, persisted 1.00× single Redis"
+        );
+        assert_eq!(
+            ratio_to_single((40_000.0, 30_000.0), (50_000.0, 50_000.0)),
+            "accepted 0.80×, persisted 0.60× single Redis (persisted below the 0.8× goal)"
+        );
+        assert_eq!(
+            ratio_to_single((1.0, 1.0), (1.0, 0.0)),
+            "accepted 1.00×, persisted NaN× single Redis (persisted below the 0.8× goal)"
+        );
     }
 
     #[test]

@@ -5,11 +5,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
+use pipeline::connection::RedisTarget;
 use uuid::Uuid;
 
 use crate::db::{BenchDatabase, redis_host_port};
 use crate::monitor::Monitor;
-use crate::options::{Plan, RunArgs, Scenario};
+use crate::options::{CLUSTER_SCENARIOS, Plan, RunArgs, Scenario};
 use crate::report::{self, Align, Row};
 use crate::resources::Usage;
 use crate::services::{ServiceConfig, Services, check_binaries};
@@ -42,6 +43,19 @@ pub struct Bench {
     pub cpu_rows: Vec<Vec<String>>,
     /// Why the run failed (a scenario did not persist what it sent, or broke).
     pub failures: Vec<String>,
+    /// Where the services under test keep their queue now.
+    pub redis: RedisSide,
+    /// The single-Redis figures (accepted, persisted msg/s) by row key, for the cluster rows' ratios.
+    pub baseline: Vec<(&'static str, f64, f64)>,
+}
+
+/// The Redis the services under test use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedisSide {
+    /// One server (`--redis-url`), one shard.
+    Single,
+    /// The cluster of `--cluster-nodes`, with this many masters and `QUEUE_SHARDS`.
+    Cluster { masters: usize, shards: u32 },
 }
 
 /// Runs the benchmark; `Ok(false)` when it ran but some scenario failed.
@@ -69,6 +83,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<bool> {
         bin_dir: args.bin_dir.clone(),
         database_url: database.url.clone(),
         redis_url: args.redis_url.clone(),
+        cluster_nodes: Vec::new(),
+        queue_shards: 1,
         prefix: prefix.clone(),
         batch_size: plan.batch_size,
         batch_timeout: plan.batch_timeout,
@@ -76,11 +92,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<bool> {
         log_dir: log_dir.clone(),
         log_filter: args.service_log.clone(),
     };
+    let single_redis = RedisTarget::new(&args.redis_url, &[])?;
     let outcome = async {
-        say("starting ingestor, batcher, notifier");
+        say("starting ingestor, batcher, notifier (single Redis)");
         let services = Services::start(&config).await?;
         let monitor =
-            Monitor::connect(&database.url, &args.redis_url, config_keys(&prefix)).await?;
+            Monitor::connect(&database.url, &single_redis, config_keys(&prefix), 1).await?;
         let mut bench = Bench {
             plan,
             services,
@@ -95,18 +112,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<bool> {
             rows: Vec::new(),
             cpu_rows: Vec::new(),
             failures: Vec::new(),
+            redis: RedisSide::Single,
+            baseline: Vec::new(),
         };
-        tokio::select! {
-            () = bench.run_all() => {}
-            _ = tokio::signal::ctrl_c() => bench.failures.push("interrupted".into()),
-        }
-        say("stopping the services");
-        for problem in bench.services.stop().await {
-            bench.failures.push(problem);
-        }
-        match bench.monitor.delete_keys(&format!("{{{prefix}}}:*")).await {
-            Ok(_) => {}
-            Err(error) => eprintln!("warning: could not delete the run's Redis keys: {error:#}"),
+        let scenarios = bench.plan.scenarios.clone();
+        let interrupted = bench.run_interruptible(&scenarios).await;
+        bench.stop_services().await;
+        if !interrupted && bench.plan.cluster_part() {
+            bench.cluster_part(&config).await;
         }
         anyhow::Ok(bench)
     }
@@ -142,8 +155,84 @@ pub fn say(text: &str) {
 }
 
 impl Bench {
-    async fn run_all(&mut self) {
-        for scenario in self.plan.scenarios.clone() {
+    /// Runs `scenarios` unless interrupted (Ctrl-C); whether it was.
+    async fn run_interruptible(&mut self, scenarios: &[Scenario]) -> bool {
+        tokio::select! {
+            () = self.run_all(scenarios) => false,
+            _ = tokio::signal::ctrl_c() => {
+                self.failures.push("interrupted".into());
+                true
+            }
+        }
+    }
+
+    /// Stops the services and deletes the run's keys from the Redis they used.
+    async fn stop_services(&mut self) {
+        say("stopping the services");
+        for problem in self.services.stop().await {
+            self.failures.push(problem);
+        }
+        if let Err(error) = self.monitor.delete_keys().await {
+            eprintln!("warning: could not delete the run's Redis keys: {error:#}");
+        }
+    }
+
+    /// The single-message and bulk scenarios again, with the services on the Redis Cluster.
+    async fn cluster_part(&mut self, single: &ServiceConfig) {
+        let config = ServiceConfig {
+            cluster_nodes: self.plan.cluster_nodes.clone(),
+            queue_shards: self.plan.queue_shards,
+            log_dir: self.log_dir.join("cluster"),
+            ..single.clone()
+        };
+        let started = async {
+            std::fs::create_dir_all(&config.log_dir)
+                .with_context(|| format!("cannot create {}", config.log_dir.display()))?;
+            let target = RedisTarget::new("", &config.cluster_nodes)?;
+            let mut monitor = Monitor::connect(
+                &self.database_url,
+                &target,
+                config_keys(&self.prefix),
+                config.queue_shards,
+            )
+            .await?;
+            let masters = monitor.masters().await?;
+            say(&format!(
+                "starting ingestor, batcher, notifier on the Redis Cluster ({masters} masters, \
+                 QUEUE_SHARDS={})",
+                config.queue_shards
+            ));
+            let services = Services::start(&config).await?;
+            anyhow::Ok((services, monitor, masters))
+        }
+        .await;
+        let (services, monitor, masters) = match started {
+            Ok(started) => started,
+            Err(error) => {
+                eprintln!("FAILED: cluster: {error:#}");
+                self.failures.push(format!("cluster: {error:#}"));
+                return;
+            }
+        };
+        self.services = services;
+        self.monitor = monitor;
+        self.redis = RedisSide::Cluster {
+            masters,
+            shards: config.queue_shards,
+        };
+        let scenarios: Vec<Scenario> = self
+            .plan
+            .scenarios
+            .iter()
+            .copied()
+            .filter(|s| CLUSTER_SCENARIOS.contains(s))
+            .collect();
+        self.run_interruptible(&scenarios).await;
+        self.stop_services().await;
+    }
+
+    async fn run_all(&mut self, scenarios: &[Scenario]) {
+        for &scenario in scenarios {
             // Every scenario starts from the same state: what earlier ones left dirty (a COPY ceiling writes
             // hundreds of MB) is written out now, not by the checkpointer in the middle of the next load.
             if !self.plan.smoke && !self.monitor.checkpoint().await {
@@ -159,7 +248,7 @@ impl Bench {
                 Scenario::Latency => self.latency().await,
             };
             if let Err(error) = result {
-                let name = format!("{scenario:?}");
+                let name = format!("{scenario:?}{}", self.redis_label());
                 eprintln!("FAILED: {name}: {error:#}");
                 self.failures.push(format!("{name}: {error:#}"));
                 self.rows.push(Row {
@@ -212,6 +301,17 @@ impl Bench {
             plan.batch_timeout.as_secs_f64(),
             plan.max_queue_depth,
         ));
+        if plan.cluster_part() {
+            out.push_str(&format!(
+                "Rows marked \"cluster\" ran after the others, in the same run, with fresh services on the \
+                 Redis Cluster at {} (QUEUE_SHARDS={}; messages spread over 100 channels, so over every \
+                 shard); their ratio cell starts with each figure's ratio to the same scenario's \
+                 single-Redis row (the 0.8× goal is judged on the persisted figure). In the CPU table, \
+                 redis counts every redis-server of the machine: on the cluster, its masters and replicas.\n\n",
+                plan.cluster_nodes.join(","),
+                plan.queue_shards
+            ));
+        }
         let rows: Vec<Vec<String>> = self.rows.iter().map(Row::cells).collect();
         out.push_str(&report::table(report::MAIN_COLUMNS, &rows));
         out.push_str(

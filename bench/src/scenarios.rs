@@ -13,8 +13,8 @@ use crate::latency::{OPEN_LOOP_GRACE, SATURATED};
 use crate::load::{Body, Workload, closed_loop, open_loop, sequential};
 use crate::measure::{Measured, sustained};
 use crate::pacing::Schedule;
-use crate::report::{rate, ratio};
-use crate::run::{Bench, say};
+use crate::report::{Row, rate, ratio, ratio_to_single};
+use crate::run::{Bench, RedisSide, say};
 
 impl Bench {
     /// (1) `POST /messages`, one message per request, closed loop on keep-alive connections.
@@ -34,7 +34,10 @@ impl Bench {
             .await?;
         let verdict = sustained(&measured, duration, self.plan.batch_timeout);
         let mut row = self.row(
-            format!("(1) single POST /messages, {connections} conns"),
+            format!(
+                "(1) single POST /messages, {connections} conns{}",
+                self.redis_label()
+            ),
             &measured,
             vec![verdict],
         );
@@ -42,6 +45,7 @@ impl Bench {
             ratio(measured.outcome.accepted_rate(), self.ceilings.http, "HTTP"),
             ratio(measured.persisted_rate(), self.ceilings.copy, "COPY"),
         ]);
+        self.compare("single", &mut row);
         self.rows.push(row);
         Ok(())
     }
@@ -62,9 +66,13 @@ impl Bench {
             })
             .await?;
         let verdict = sustained(&measured, duration, self.plan.batch_timeout);
-        let name = format!("(2) bulk POST /messages/batch ×{size}, {connections} conns");
+        let name = format!(
+            "(2) bulk POST /messages/batch ×{size}, {connections} conns{}",
+            self.redis_label()
+        );
         let mut row = self.row(name, &measured, vec![verdict, "latency per request".into()]);
         row.ratio = self.bulk_ratios(&measured);
+        self.compare("bulk", &mut row);
         self.rows.push(row);
 
         // The goal is a share of the COPY ceiling *sustained*: offer exactly that, open loop.
@@ -94,13 +102,49 @@ impl Bench {
             ));
         }
         let name = format!(
-            "(2b) bulk ×{size} at {:.0}% of COPY, open loop",
-            100.0 * self.plan.bulk_sustain
+            "(2b) bulk ×{size} at {:.0}% of COPY, open loop{}",
+            100.0 * self.plan.bulk_sustain,
+            self.redis_label()
         );
         let mut row = self.row(name, &measured, notes);
         row.ratio = self.bulk_ratios(&measured);
+        self.compare("bulk-sustain", &mut row);
         self.rows.push(row);
         Ok(())
+    }
+
+    /// ` · cluster (3 masters, 6 shards)` on the cluster, nothing on the single server.
+    pub fn redis_label(&self) -> String {
+        match self.redis {
+            RedisSide::Single => String::new(),
+            RedisSide::Cluster { masters, shards } => {
+                format!(" · cluster ({masters} masters, {shards} shards)")
+            }
+        }
+    }
+
+    /// On the single server, keeps `row`'s figures under `key`; on the cluster, puts their ratios to the
+    /// single server's first in `row`'s ratio cell.
+    fn compare(&mut self, key: &'static str, row: &mut Row) {
+        let (Some(accepted), Some(persisted)) = (row.accepted, row.persisted) else {
+            return;
+        };
+        match self.redis {
+            RedisSide::Single => self.baseline.push((key, accepted, persisted)),
+            RedisSide::Cluster { .. } => {
+                let Some(&(_, single_accepted, single_persisted)) =
+                    self.baseline.iter().find(|(k, ..)| *k == key)
+                else {
+                    return;
+                };
+                let versus =
+                    ratio_to_single((accepted, persisted), (single_accepted, single_persisted));
+                row.ratio = ratios(&[
+                    Some(versus),
+                    Some(row.ratio.clone()).filter(|r| !r.is_empty()),
+                ]);
+            }
+        }
     }
 
     fn bulk_ratios(&self, measured: &Measured) -> String {

@@ -20,6 +20,10 @@ pub struct ServiceConfig {
     pub bin_dir: PathBuf,
     pub database_url: String,
     pub redis_url: String,
+    /// A Redis Cluster's seeds (`host:port`), used instead of `redis_url` when not empty.
+    pub cluster_nodes: Vec<String>,
+    /// QUEUE_SHARDS.
+    pub queue_shards: u32,
     pub prefix: String,
     pub batch_size: usize,
     pub batch_timeout: Duration,
@@ -56,8 +60,9 @@ impl Services {
         let ingestor_addr = free_addr()?;
         let batcher_addr = free_addr()?;
         let notifier_addr = free_addr()?;
-        let common = vec![
+        let mut common = vec![
             ("REDIS_URL", config.redis_url.clone()),
+            ("QUEUE_SHARDS", config.queue_shards.to_string()),
             ("DATABASE_URL", config.database_url.clone()),
             ("REDIS_KEY_PREFIX", config.prefix.clone()),
             ("BATCH_SIZE", config.batch_size.to_string()),
@@ -69,6 +74,9 @@ impl Services {
             ("RUST_LOG", config.log_filter.clone()),
             ("LOG_FORMAT", "text".to_owned()),
         ];
+        if !config.cluster_nodes.is_empty() {
+            common.push(("REDIS_CLUSTER_NODES", config.cluster_nodes.join(",")));
+        }
         let with = |extra: &[(&'static str, String)]| {
             let mut env = common.clone();
             env.extend_from_slice(extra);
