@@ -36,6 +36,11 @@ use crate::{
 
 /// Longest single wait for pending elements; the loop then goes round again (and notices a dead connection).
 pub const IDLE_BLOCK: Duration = Duration::from_secs(1);
+/// After a take that left room in the batch, how long to let more arrive before the next one (at most; a
+/// tenth of `BATCH_TIMEOUT` if that is shorter). Taking every few elements as they trickle in costs a Redis
+/// script per handful (replicated, on a cluster), and with many shards each one trickles: measured on the
+/// 3-master cluster with 6 shards, takes of ~7 elements made single POSTs half as fast as on one Redis.
+pub const GATHER: Duration = Duration::from_millis(5);
 
 /// What one shard's worker needs.
 #[derive(Debug, Clone)]
@@ -121,6 +126,10 @@ struct Worker {
     seq: u64,
     /// Reclaimed elements not yet flushed (see [`Settings::reclaimed`]).
     replaying: u64,
+    /// After a take that left room: no new take before this (see [`GATHER`]).
+    gather_until: Option<Instant>,
+    /// [`GATHER`], or a tenth of `BATCH_TIMEOUT` if shorter.
+    gather: Duration,
     stop: CancellationToken,
     give_up: CancellationToken,
     fenced_notice: Arc<Notify>,
@@ -154,6 +163,8 @@ impl Worker {
             in_flight: None,
             seq: 0,
             replaying: settings.reclaimed,
+            gather_until: None,
+            gather: GATHER.min(settings.policy.timeout / 10),
             stop,
             give_up,
             fenced_notice,
@@ -182,7 +193,10 @@ impl Worker {
                 self.dispatch(FlushReason::Recovery).await?;
                 continue;
             }
-            if self.wait.is_none() {
+            // While gathering, no take: the loop wakes at the end of the gathering (or the batch deadline).
+            let gathering = self.gather_until.filter(|until| *until > now);
+            if gathering.is_none() && self.wait.is_none() {
+                self.gather_until = None;
                 let block = self.batch.deadline().map_or(IDLE_BLOCK, |deadline| {
                     deadline.saturating_duration_since(now).min(IDLE_BLOCK)
                 });
@@ -196,7 +210,10 @@ impl Worker {
                     }
                 }
             }
-            let deadline = self.batch.deadline();
+            let deadline = match (self.batch.deadline(), gathering) {
+                (Some(deadline), Some(until)) => Some(deadline.min(until)),
+                (deadline, until) => deadline.or(until),
+            };
             let event = tokio::select! {
                 biased;
                 () = self.stop.cancelled() => Event::Stop,
@@ -231,7 +248,14 @@ impl Worker {
     async fn take(&mut self) {
         let room = self.batch.room();
         match self.queue.take(&mut self.fill, room).await {
-            Ok(Taken::Moved(items)) => self.batch.extend(items, Instant::now()),
+            Ok(Taken::Moved(items)) => {
+                let now = Instant::now();
+                let took = !items.is_empty();
+                self.batch.extend(items, now);
+                if took && self.batch.room() > 0 {
+                    self.gather_until = Some(now + self.gather);
+                }
+            }
             Ok(Taken::Fenced) => self.fence(),
             Err(error) => self.redis_failed(&error),
         }
