@@ -59,6 +59,9 @@ pub enum StoreError {
     Timeout(Duration),
     #[error("PostgreSQL refused the batch, but no single row: {0}")]
     Unattributable(tokio_postgres::Error),
+    /// The staged insert skipped a row it had numbered (see `sql::INSERT_MESSAGES`); a retry numbers again.
+    #[error("a row was skipped after it was given a channel offset; retrying the batch")]
+    OffsetGap,
 }
 
 #[cfg(test)]

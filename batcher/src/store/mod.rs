@@ -12,12 +12,20 @@
 //!    insert in savepoints, halving every refused chunk until each refused row stands alone; those go to
 //!    `dead_letters` with PostgreSQL's message and the good rows commit.
 //!
+//! Every path first locks the `channel_heads` rows of the batch's channels, in `channel_id` order, and
+//! numbers the rows it inserts after them (`messages.channel_offset`: 1, 2, 3, … per channel, in commit
+//! order). The direct path reserves its counts in that same statement and computes the offsets in Rust
+//! ([`offsets`]); the staged and isolating paths number in SQL, only the rows they actually insert. A row
+//! already there (replay, late commit of a fenced batcher) or refused never takes an offset, and a rolled
+//! back try (or savepoint) rolls its heads back with it, so no offset is used twice or skipped.
+//!
 //! The `batches` row, the `dead_letters` rows and the `pipeline_totals` update are in the same transaction:
 //! either all of a batch is durable, or none of it. Any other error is *transient*: the caller retries the
 //! whole batch on a new connection.
 
 mod copy;
 mod errors;
+mod offsets;
 mod sql;
 
 use std::time::Duration;
@@ -26,9 +34,9 @@ use tokio_postgres::{Client, NoTls};
 
 pub use self::errors::{ErrorKind, StoreError, classify_sqlstate};
 use self::{
-    copy::{copy_and_insert, copy_rows, isolate_rows},
+    copy::{copy_and_insert, copy_messages, isolate_rows},
     errors::{UNIQUE_VIOLATION, is_data_error},
-    sql::{MESSAGES_TYPES, Statements},
+    sql::Statements,
 };
 use crate::{policy::FlushReason, row::Row};
 
@@ -202,15 +210,41 @@ impl Store {
         attempts: &mut Attempts,
     ) -> Result<Committed, StoreError> {
         let mut tx = client.transaction().await?;
+        let (channels, counts) = offsets::channel_counts(batch.rows);
+        let heads_before: Vec<(i64, i64)> = if channels.is_empty() {
+            Vec::new()
+        } else {
+            // Only the direct path reserves offsets up front: it inserts every row or none.
+            let reserve = if path == Path::Direct {
+                counts.clone()
+            } else {
+                vec![0; counts.len()]
+            };
+            let heads = tx
+                .query(&statements.lock_heads, &[&channels, &reserve])
+                .await?;
+            let reserved: std::collections::HashMap<i64, i64> =
+                channels.iter().copied().zip(reserve).collect();
+            heads
+                .iter()
+                .map(|row| {
+                    let (channel_id, head): (i64, i64) = (row.get(0), row.get(1));
+                    (
+                        channel_id,
+                        head - reserved.get(&channel_id).copied().unwrap_or(0),
+                    )
+                })
+                .collect()
+        };
         let (inserted, refused) = match path {
             Path::Direct => {
+                let offsets = offsets::assign(batch.rows, &heads_before);
                 let copy = &statements.copy_messages;
-                let copied =
-                    copy_rows(&tx, copy, MESSAGES_TYPES, batch.rows, Some(batch_id)).await?;
+                let copied = copy_messages(&tx, copy, batch.rows, batch_id, &offsets).await?;
                 (copied, Vec::new())
             }
             Path::Staged => {
-                let inserted = copy_and_insert(&tx, statements, batch.rows, batch_id).await?;
+                let inserted = copy_and_insert(&tx, statements, batch.rows, 0, batch_id).await?;
                 (inserted, Vec::new())
             }
             Path::Isolating => isolate_rows(&mut tx, statements, batch.rows, batch_id).await?,

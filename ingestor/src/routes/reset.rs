@@ -50,7 +50,9 @@ pub async fn reset(
         // The lock TRUNCATE takes anyway, taken first so that no batch commits between the count and the
         // TRUNCATE: `deleted_messages` is exactly the rows that go.
         transaction
-            .batch_execute("LOCK TABLE messages, batches, dead_letters IN ACCESS EXCLUSIVE MODE")
+            .batch_execute(
+                "LOCK TABLE messages, batches, dead_letters, channel_heads IN ACCESS EXCLUSIVE MODE",
+            )
             .await?;
         let rows: i64 = transaction
             .query_one("SELECT count(*) FROM messages", &[])
@@ -58,7 +60,8 @@ pub async fn reset(
             .get(0);
         transaction
             .batch_execute(
-                "TRUNCATE messages, batches, dead_letters RESTART IDENTITY; \
+                // The heads go with the rows: offsets start again at 1.
+                "TRUNCATE messages, batches, dead_letters, channel_heads RESTART IDENTITY; \
                  UPDATE pipeline_totals SET messages = 0, batches = 0, dead_letters = 0",
             )
             .await?;
