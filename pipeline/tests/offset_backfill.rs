@@ -103,22 +103,31 @@ async fn existing_rows_get_offsets_in_id_order_per_channel() {
 
     // The history query is an ordered scan of the new index that stops after `limit` rows: O(limit).
     db.batch_execute("ANALYZE messages").await.unwrap();
-    let plan: Vec<String> = db
-        .query(
-            "EXPLAIN SELECT * FROM messages WHERE channel_id = 5 AND channel_offset > 100 \
-             ORDER BY channel_offset LIMIT 50",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
-    assert!(
-        plan.iter()
-            .any(|line| line.contains("Index Scan using messages_channel_offset_key")),
-        "{plan:#?}"
-    );
+    // Both directions of the ingestor's history query (routes/channel_messages.rs).
+    for (query, scan) in [
+        (
+            "channel_offset > 100 ORDER BY channel_offset",
+            "Index Scan using messages_channel_offset_key",
+        ),
+        (
+            "channel_offset < 500 ORDER BY channel_offset DESC",
+            "Index Scan Backward using messages_channel_offset_key",
+        ),
+    ] {
+        let plan: Vec<String> = db
+            .query(
+                &format!(
+                    "EXPLAIN SELECT * FROM messages WHERE channel_id = 5 AND {query} LIMIT 50"
+                ),
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        assert!(plan.iter().any(|line| line.contains(scan)), "{plan:#?}");
+    }
 }
 
 #[tokio::test]
