@@ -2,6 +2,8 @@
 //! never a second offset for a row, never a hole (replays, late commits, refused rows, dead letters), and
 //! concurrent batches sharing channels do not deadlock.
 
+mod common;
+
 use std::{borrow::Cow, collections::BTreeMap, time::Duration};
 
 use batcher::{
@@ -217,6 +219,50 @@ async fn concurrent_batches_sharing_channels_do_not_deadlock() {
     let by_channel = assert_contiguous(&env).await;
     assert_eq!(by_channel[&1].len(), 30);
     assert_eq!(by_channel[&105].len(), 8);
+}
+
+#[tokio::test]
+async fn a_running_batcher_numbers_each_channel_in_queue_order() {
+    let env = TestEnv::new().await;
+    let running = common::start(&env, common::config(&env, "b1", 37, 0.05)).await;
+    // 500 messages over 10 channels, pushed in 5 pieces while the batcher drains: batches of 37 and
+    // timeout flushes cut the channels at arbitrary points.
+    let all: Vec<_> = (0..500)
+        .map(|i| {
+            let mut message = common::message(i);
+            message.channel_id = (i as i64 * 3) % 10 + 1;
+            message
+        })
+        .collect();
+    for piece in all.chunks(100) {
+        common::push(&env, piece).await;
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    common::wait_rows(&env, 500).await;
+    running.stop().await;
+
+    // Per channel, offset order is push order (user_id is the push index + 1), and offsets are 1..=50.
+    let rows = env
+        .db()
+        .await
+        .query(
+            "SELECT channel_id, user_id FROM messages ORDER BY channel_id, channel_offset",
+            &[],
+        )
+        .await
+        .unwrap();
+    let mut by_channel: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+    for row in rows {
+        by_channel.entry(row.get(0)).or_default().push(row.get(1));
+    }
+    for (channel, user_ids) in &by_channel {
+        let expected: Vec<i64> = (0..500_i64)
+            .filter(|i| (i * 3) % 10 + 1 == *channel)
+            .map(|i| i + 1)
+            .collect();
+        assert_eq!(user_ids, &expected, "channel {channel}");
+    }
+    assert_eq!(assert_contiguous(&env).await.len(), 10);
 }
 
 /// The direct path's cost: 20 batches of 10,000 rows over 100 channels, through `Store::commit`.
