@@ -265,6 +265,29 @@ async fn a_running_batcher_numbers_each_channel_in_queue_order() {
     assert_eq!(assert_contiguous(&env).await.len(), 10);
 }
 
+#[tokio::test]
+async fn the_same_batch_committed_twice_at_once_is_numbered_once() {
+    // A fenced batcher committing late while the shard's new holder replays the same elements.
+    let env = TestEnv::new().await;
+    env.apply_schema().await;
+    let (mut a, mut b) = (Store::new(&env.database_url), Store::new(&env.database_url));
+    for round in 0..5 {
+        let batch = rows(200, 9, &format!("r{round}"));
+        let (ca, cb) = tokio::time::timeout(
+            Duration::from_secs(30),
+            futures_util::future::join(commit(&mut a, &batch, &[]), commit(&mut b, &batch, &[])),
+        )
+        .await
+        .expect("neither batch waits forever");
+        // One of them inserted every row, the other none (it waited on the heads, then met the rows).
+        let mut inserted = [ca.inserted, cb.inserted];
+        inserted.sort_unstable();
+        assert_eq!(inserted, [0, 200], "round {round}");
+    }
+    let by_channel = assert_contiguous(&env).await;
+    assert_eq!(by_channel.values().map(Vec::len).sum::<usize>(), 1000);
+}
+
 /// The direct path's cost: 20 batches of 10,000 rows over 100 channels, through `Store::commit`.
 /// `cargo test -p batcher --test offsets -- --ignored --nocapture copy_cost`
 #[tokio::test]
