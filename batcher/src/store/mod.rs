@@ -28,9 +28,9 @@ mod errors;
 mod offsets;
 mod sql;
 
-use std::time::Duration;
+use std::{collections::HashMap, time::Duration};
 
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::{Client, NoTls, Transaction};
 
 pub use self::errors::{ErrorKind, StoreError, classify_sqlstate};
 use self::{
@@ -210,32 +210,8 @@ impl Store {
         attempts: &mut Attempts,
     ) -> Result<Committed, StoreError> {
         let mut tx = client.transaction().await?;
-        let (channels, counts) = offsets::channel_counts(batch.rows);
-        let heads_before: Vec<(i64, i64)> = if channels.is_empty() {
-            Vec::new()
-        } else {
-            // Only the direct path reserves offsets up front: it inserts every row or none.
-            let reserve = if path == Path::Direct {
-                counts.clone()
-            } else {
-                vec![0; counts.len()]
-            };
-            let heads = tx
-                .query(&statements.lock_heads, &[&channels, &reserve])
-                .await?;
-            let reserved: std::collections::HashMap<i64, i64> =
-                channels.iter().copied().zip(reserve).collect();
-            heads
-                .iter()
-                .map(|row| {
-                    let (channel_id, head): (i64, i64) = (row.get(0), row.get(1));
-                    (
-                        channel_id,
-                        head - reserved.get(&channel_id).copied().unwrap_or(0),
-                    )
-                })
-                .collect()
-        };
+        // Only the direct path reserves offsets up front: it inserts every row or none.
+        let heads_before = lock_heads(&tx, statements, batch.rows, path == Path::Direct).await?;
         let (inserted, refused) = match path {
             Path::Direct => {
                 let offsets = offsets::assign(batch.rows, &heads_before);
@@ -305,4 +281,33 @@ impl Store {
             refused,
         })
     }
+}
+
+/// Locks the heads of the channels of `rows` (see `sql::LOCK_HEADS`), adding each channel's row count when
+/// `reserve`; returns each channel's head before this batch.
+async fn lock_heads(
+    tx: &Transaction<'_>,
+    statements: &Statements,
+    rows: &[Row<'_>],
+    reserve: bool,
+) -> Result<Vec<(i64, i64)>, tokio_postgres::Error> {
+    let (channels, mut counts) = offsets::channel_counts(rows);
+    if channels.is_empty() {
+        return Ok(Vec::new());
+    }
+    if !reserve {
+        counts.fill(0);
+    }
+    let heads = tx
+        .query(&statements.lock_heads, &[&channels, &counts])
+        .await?;
+    let added: HashMap<i64, i64> = channels.into_iter().zip(counts).collect();
+    Ok(heads
+        .iter()
+        .map(|row| {
+            let (channel_id, head): (i64, i64) = (row.get(0), row.get(1));
+            let added = added.get(&channel_id).copied().unwrap_or(0);
+            (channel_id, head - added)
+        })
+        .collect())
 }
