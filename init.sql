@@ -14,6 +14,19 @@ CREATE TABLE IF NOT EXISTS messages (
     batch_id    bigint
 );
 
+-- Channel offsets: each channel's rows are numbered 1, 2, 3, … in commit order, with no hole (the
+-- history endpoint and the channel feeds resume from an offset). Added nullable, so adding it to a large
+-- table is instant; rows from before it are numbered at start, in chunks (pipeline/src/offset_backfill.rs),
+-- which then creates the unique index `messages_channel_offset_key (channel_id, channel_offset)`.
+ALTER TABLE messages ADD COLUMN IF NOT EXISTS channel_offset bigint;
+
+-- Each channel's last offset. A batch locks the heads of its channels (in channel_id order) before writing
+-- rows, numbers its rows after them and moves them, in its own transaction (batcher/src/store/).
+CREATE TABLE IF NOT EXISTS channel_heads (
+    channel_id bigint PRIMARY KEY,
+    head       bigint NOT NULL CHECK (head >= 0)
+);
+
 -- One row per committed batch, written in the same transaction as its messages.
 CREATE TABLE IF NOT EXISTS batches (
     id           bigserial   PRIMARY KEY,

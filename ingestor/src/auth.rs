@@ -1,18 +1,20 @@
-//! Access control: `API_KEYS` guard the write endpoints, `ADMIN_API_KEY` guards `DELETE /reset`.
+//! Access control: `API_KEYS` guard the write endpoints and the reading of content (channel history),
+//! `ADMIN_API_KEY` guards `DELETE /reset`.
 //!
-//! Keys travel as `Authorization: Bearer <key>` and are compared in constant time, so response timing does
+//! Keys travel as `Authorization: Bearer <key>` (reads also take `?access_token=<key>`, for browsers'
+//! EventSource and WebSocket, which cannot set headers) and are compared in constant time, so response timing does
 //! not tell how much of a guess was right. They are held in [`Secret`]s, whose `Debug` prints no key: the
 //! configuration can be logged, and no log line can carry a key.
 //!
-//! Handlers ask for access with an extractor placed before the body ([`WriteAccess`], [`AdminAccess`]), so
-//! an unauthorised request is refused before its body is read.
+//! Handlers ask for access with an extractor placed before the body ([`WriteAccess`], [`ReadAccess`],
+//! [`AdminAccess`]), so an unauthorised request is refused before its body is read.
 
 use std::fmt;
 use std::sync::Arc;
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, Query};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, Uri, header};
 use subtle::ConstantTimeEq;
 
 use crate::error::ApiError;
@@ -133,6 +135,23 @@ impl Access {
         }
     }
 
+    /// Reading content (`GET /channels/{channel_id}/messages`) is open without `API_KEYS`; with them, the
+    /// request must carry one of them, as a bearer token or (for browsers' EventSource and WebSocket, which
+    /// cannot set headers) as the `access_token` query parameter.
+    pub fn check_read(&self, headers: &HeaderMap, uri: &Uri) -> Result<(), ApiError> {
+        if self.writers.is_empty() {
+            return Ok(());
+        }
+        let from_query = access_token(uri);
+        let token = bearer_token(headers).or(from_query.as_deref().map(str::as_bytes));
+        match token {
+            Some(token) if matches_any(token, &self.writers) => Ok(()),
+            _ => Err(ApiError::Unauthorized {
+                needs: "one of the ingestor's API_KEYS (bearer token or `access_token` query parameter)",
+            }),
+        }
+    }
+
     /// Reset is refused (403) without `ADMIN_API_KEY`; with it, the bearer token must be that key.
     pub fn check_admin(&self, headers: &HeaderMap) -> Result<(), ApiError> {
         let Some(admin) = &self.admin else {
@@ -165,6 +184,19 @@ fn bearer_token(headers: &HeaderMap) -> Option<&[u8]> {
     (!token.is_empty()).then_some(token)
 }
 
+/// The query parameter a key may travel in.
+#[derive(Debug, serde::Deserialize)]
+struct TokenQuery {
+    access_token: Option<String>,
+}
+
+/// The `access_token` query parameter, percent-decoded; `None` if absent or empty, and also if repeated or
+/// the query cannot be decoded (which value would count is ambiguous).
+fn access_token(uri: &Uri) -> Option<String> {
+    let Query(query) = Query::<TokenQuery>::try_from_uri(uri).ok()?;
+    query.access_token.filter(|token| !token.is_empty())
+}
+
 /// Whether `token` equals one of `keys`. Every key is compared, each in constant time, so the time taken
 /// depends neither on which key matched nor on how much of a wrong token was right. (The lengths of the
 /// keys may show; their contents do not.)
@@ -185,6 +217,21 @@ impl FromRequestParts<AppState> for WriteAccess {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         state.access.check_write(&parts.headers).map(|()| Self)
+    }
+}
+
+/// Extractor: the request may read messages' content (see [`Access::check_read`]).
+#[derive(Debug, Clone, Copy)]
+pub struct ReadAccess;
+
+impl FromRequestParts<AppState> for ReadAccess {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        state
+            .access
+            .check_read(&parts.headers, &parts.uri)
+            .map(|()| Self)
     }
 }
 
@@ -286,6 +333,47 @@ mod tests {
             );
         }
         assert_eq!(code(guarded.check_write(&HeaderMap::new())), "unauthorized");
+    }
+
+    #[test]
+    fn reads_take_a_listed_key_as_bearer_or_access_token() {
+        let uri = |s: &str| s.parse::<Uri>().unwrap();
+        let open = Access::new(&ApiKeys::default(), None).unwrap();
+        assert_eq!(code(open.check_read(&HeaderMap::new(), &uri("/x"))), "ok");
+
+        let guarded = Access::new(&keys("k1,k/2"), None).unwrap();
+        let none = HeaderMap::new();
+        assert_eq!(
+            code(guarded.check_read(&with_auth("Bearer k1"), &uri("/x"))),
+            "ok"
+        );
+        assert_eq!(
+            code(guarded.check_read(&none, &uri("/x?access_token=k1"))),
+            "ok"
+        );
+        assert_eq!(
+            code(guarded.check_read(&none, &uri("/x?after=3&access_token=k%2F2&limit=5"))),
+            "ok"
+        );
+        for bad in [
+            "/x",
+            "/x?",
+            "/x?access_token=",
+            "/x?access_token=k3",
+            "/x?access_token=k1&access_token=k1",
+            "/x?token=k1",
+        ] {
+            assert_eq!(
+                code(guarded.check_read(&none, &uri(bad))),
+                "unauthorized",
+                "{bad:?}"
+            );
+        }
+        // A wrong bearer token is not saved by a right query parameter: the header counts when present.
+        assert_eq!(
+            code(guarded.check_read(&with_auth("Bearer k3"), &uri("/x?access_token=k1"))),
+            "unauthorized"
+        );
     }
 
     #[test]

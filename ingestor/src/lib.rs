@@ -31,6 +31,7 @@ pub mod domain;
 pub mod enqueue;
 pub mod error;
 pub mod extract;
+pub mod history;
 pub mod idempotency;
 pub mod openapi;
 pub mod pusher;

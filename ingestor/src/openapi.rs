@@ -196,6 +196,7 @@ mod tests {
             [
                 "delete /reset",
                 "get /",
+                "get /channels/{channel_id}/messages",
                 "get /health",
                 "get /messages",
                 "get /metrics",
@@ -229,7 +230,8 @@ mod tests {
         assert!(endpoints.contains_key("DELETE /reset"));
         assert!(!endpoints.contains_key("GET /ws/stats"));
         assert!(endpoints.contains_key("GET /ready"));
-        assert_eq!(endpoints.len(), 12);
+        assert!(endpoints.contains_key("GET /channels/{channel_id}/messages"));
+        assert_eq!(endpoints.len(), 13);
     }
 
     #[test]

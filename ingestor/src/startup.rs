@@ -24,7 +24,8 @@ use crate::enqueue::WaitReplicas;
 use crate::openapi::{self, ApiDoc};
 use crate::pusher::Pusher;
 use crate::routes::{
-    batch, health, messages, metrics, queue_status, ready, reset, root, simulate, ws_stats,
+    batch, channel_messages, health, messages, metrics, queue_status, ready, reset, root, simulate,
+    ws_stats,
 };
 use crate::schema::SchemaStatus;
 use crate::{Config, error, telemetry};
@@ -156,6 +157,7 @@ impl AppState {
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(messages::create, messages::list))
+        .routes(routes!(channel_messages::history))
         .routes(routes!(batch::create_batch))
         .routes(routes!(simulate::simulate))
         .routes(routes!(queue_status::queue_status))

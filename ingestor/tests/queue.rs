@@ -236,8 +236,9 @@ async fn reset_empties_the_tables_the_totals_and_every_queue() {
         .unwrap();
     let db = env.db().await;
     db.batch_execute(
-        "INSERT INTO messages (tracking_id, user_id, channel_id, content, created_at) \
-             VALUES (gen_random_uuid(), 1, 1, 'x', now()); \
+        "INSERT INTO messages (tracking_id, user_id, channel_id, content, created_at, channel_offset) \
+             VALUES (gen_random_uuid(), 1, 1, 'x', now(), 1); \
+         INSERT INTO channel_heads (channel_id, head) VALUES (1, 1); \
          INSERT INTO batches (batcher_id, reason, size) VALUES ('b1', 'size', 1); \
          INSERT INTO dead_letters (raw, error, batcher_id) VALUES ('\\x00', 'bad', 'b1'); \
          UPDATE pipeline_totals SET messages = 1, batches = 1, dead_letters = 1",
@@ -265,7 +266,8 @@ async fn reset_empties_the_tables_the_totals_and_every_queue() {
         serde_json::json!({"status": "reset_complete", "deleted_messages": 1, "cleared_queue": 8})
     );
 
-    for table in ["messages", "batches", "dead_letters"] {
+    // The heads go too: the channels' offsets start again at 1.
+    for table in ["messages", "batches", "dead_letters", "channel_heads"] {
         assert_eq!(env.count(table).await, 0, "{table}");
     }
     let totals = db

@@ -12,6 +12,10 @@ pub const MAX_SIMULATE_COUNT: u64 = 1_000_000;
 pub const MAX_LIST_LIMIT: u64 = 1000;
 /// `limit` of `GET /messages` when none is given.
 pub const DEFAULT_LIST_LIMIT: u64 = 50;
+/// Largest `limit` of `GET /channels/{channel_id}/messages`.
+pub const MAX_HISTORY_LIMIT: u64 = 1000;
+/// `limit` of `GET /channels/{channel_id}/messages` when none is given.
+pub const DEFAULT_HISTORY_LIMIT: u64 = 100;
 
 /// `POST /messages` request body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,6 +105,22 @@ pub struct PersistedMessage {
     pub tracking_id: Uuid,
     pub user_id: i64,
     pub channel_id: i64,
+    pub content: String,
+    pub created_at: DateTime<Utc>,
+    pub inserted_at: DateTime<Utc>,
+}
+
+/// One persisted message of a channel, with its place in the channel: the message object of the channel
+/// history (`GET /channels/{channel_id}/messages`) and of the channel feeds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ChannelMessage {
+    pub channel_id: i64,
+    /// 1, 2, 3, … per channel, in commit order, with no hole.
+    pub offset: i64,
+    /// The `message_id` the ingestor answered (the row's `tracking_id`).
+    pub message_id: Uuid,
+    pub user_id: i64,
     pub content: String,
     pub created_at: DateTime<Utc>,
     pub inserted_at: DateTime<Utc>,

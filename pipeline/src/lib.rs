@@ -33,6 +33,8 @@ pub mod depth;
 #[cfg(feature = "server")]
 pub mod keys;
 #[cfg(feature = "server")]
+pub mod offset_backfill;
+#[cfg(feature = "server")]
 pub mod redact;
 #[cfg(feature = "server")]
 pub mod redis_policy;

@@ -29,7 +29,8 @@ pub async fn apply(client: &mut tokio_postgres::Client) -> anyhow::Result<()> {
         .await
         .context("Failed to apply init.sql")?;
     tx.commit().await.context("Failed to commit the schema")?;
-    Ok(())
+    // After the commit: the backfill runs chunk by chunk, each in its own transaction.
+    crate::offset_backfill::run(client, SCHEMA_LOCK).await
 }
 
 /// Connects one client (its connection runs on a spawned task) and applies the schema with it.

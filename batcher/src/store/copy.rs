@@ -2,59 +2,93 @@
 
 use std::{ops::Range, pin::pin};
 
-use tokio_postgres::{
-    Statement, Transaction,
-    binary_copy::BinaryCopyInWriter,
-    types::{ToSql, Type},
-};
+use tokio_postgres::{Statement, Transaction, binary_copy::BinaryCopyInWriter, types::ToSql};
 
 use super::{
     StoreError,
     errors::{is_data_error, refusal_text},
-    sql::{STAGING_TYPES, Statements},
+    sql::{MESSAGES_TYPES, STAGING_TYPES, Statements},
 };
 use crate::row::Row;
 
-/// Binary-COPYs `rows` with `copy` (the message columns, then `batch_id` if given); returns the rows copied.
-pub(super) async fn copy_rows(
+/// Binary-COPYs `rows` straight into `messages` with their `batch_id` and `offsets` (same index); returns
+/// the rows copied.
+pub(super) async fn copy_messages(
     tx: &Transaction<'_>,
     copy: &Statement,
-    types: &[Type],
     rows: &[Row<'_>],
-    batch_id: Option<i64>,
+    batch_id: i64,
+    offsets: &[i64],
 ) -> Result<u64, tokio_postgres::Error> {
     if rows.is_empty() {
         return Ok(0);
     }
     let sink = tx.copy_in(copy).await?;
-    let mut writer = pin!(BinaryCopyInWriter::new(sink, types));
-    for row in rows {
+    let mut writer = pin!(BinaryCopyInWriter::new(sink, MESSAGES_TYPES));
+    for (row, offset) in rows.iter().zip(offsets) {
         let content: &str = &row.content;
-        let values: [&(dyn ToSql + Sync); 6] = [
+        let values: [&(dyn ToSql + Sync); 7] = [
             &row.tracking_id,
             &row.user_id,
             &row.channel_id,
             &content,
             &row.created_at,
             &batch_id,
+            offset,
         ];
-        writer.as_mut().write(&values[..types.len()]).await?;
+        writer.as_mut().write(&values).await?;
     }
     writer.finish().await
 }
 
-/// COPYs `rows` into the staging table and moves them into `messages`; returns the rows added.
+/// Binary-COPYs `rows` into the staging table, numbering them from `first_seq` (their index in the batch).
+async fn copy_staging(
+    tx: &Transaction<'_>,
+    copy: &Statement,
+    rows: &[Row<'_>],
+    first_seq: usize,
+) -> Result<u64, tokio_postgres::Error> {
+    let sink = tx.copy_in(copy).await?;
+    let mut writer = pin!(BinaryCopyInWriter::new(sink, STAGING_TYPES));
+    for (index, row) in rows.iter().enumerate() {
+        let content: &str = &row.content;
+        // A batch is far below 2^31 rows (BATCH_SIZE is bounded), so the index fits.
+        let seq = (first_seq + index) as i32;
+        let values: [&(dyn ToSql + Sync); 6] = [
+            &row.tracking_id,
+            &row.user_id,
+            &row.channel_id,
+            &content,
+            &row.created_at,
+            &seq,
+        ];
+        writer.as_mut().write(&values).await?;
+    }
+    writer.finish().await
+}
+
+/// COPYs `rows` (the batch's rows from index `first_seq` on) into the staging table and moves the ones not
+/// yet there into `messages`, with their offsets; returns the rows added. The heads of their channels must
+/// be locked (`LOCK_HEADS`).
 pub(super) async fn copy_and_insert(
     tx: &Transaction<'_>,
     statements: &Statements,
     rows: &[Row<'_>],
+    first_seq: usize,
     batch_id: i64,
-) -> Result<u64, tokio_postgres::Error> {
+) -> Result<u64, StoreError> {
     if rows.is_empty() {
         return Ok(0);
     }
-    copy_rows(tx, &statements.copy, STAGING_TYPES, rows, None).await?;
-    tx.execute(&statements.insert_messages, &[&batch_id]).await
+    copy_staging(tx, &statements.copy, rows, first_seq).await?;
+    let row = tx
+        .query_one(&statements.insert_messages, &[&batch_id])
+        .await?;
+    let (inserted, contiguous): (i64, bool) = (row.get(0), row.get(1));
+    if !contiguous {
+        return Err(StoreError::OffsetGap);
+    }
+    Ok(inserted as u64)
 }
 
 /// Inserts `rows` in savepoint-guarded chunks, halving every chunk PostgreSQL refuses until the refused rows
@@ -76,14 +110,15 @@ pub(super) async fn isolate_rows(
             continue;
         }
         let savepoint = tx.savepoint("chunk").await?;
-        match copy_and_insert(&savepoint, statements, &rows[chunk.clone()], batch_id).await {
+        let chunk_rows = &rows[chunk.clone()];
+        match copy_and_insert(&savepoint, statements, chunk_rows, chunk.start, batch_id).await {
             Ok(added) => {
                 // The staging table is only emptied at COMMIT; the next chunk must not see these rows.
                 savepoint.execute(&statements.clear_staging, &[]).await?;
                 savepoint.commit().await?;
                 inserted += added;
             }
-            Err(error) if is_data_error(&error) => {
+            Err(StoreError::Postgres(error)) if is_data_error(&error) => {
                 savepoint.rollback().await?;
                 if chunk.len() == 1 {
                     refused.push((chunk.start, refusal_text(&error)));
@@ -94,7 +129,7 @@ pub(super) async fn isolate_rows(
                     chunks.push(chunk.start..middle);
                 }
             }
-            Err(error) => return Err(error.into()),
+            Err(error) => return Err(error),
         }
     }
     Ok((inserted, refused))

@@ -57,6 +57,7 @@ impl StoreError {
     pub fn size_may_be_the_cause(&self) -> bool {
         match self {
             Self::Timeout(_) => true,
+            Self::OffsetGap => false,
             Self::Postgres(error) | Self::Unattributable(error) => error
                 .code()
                 .is_some_and(|code| matches!(code.code(), "57014" | "53200")),
@@ -73,6 +74,9 @@ pub enum StoreError {
     Timeout(Duration),
     #[error("PostgreSQL refused the batch, but no single row: {0}")]
     Unattributable(tokio_postgres::Error),
+    /// The staged insert skipped a row it had numbered (see `sql::INSERT_MESSAGES`); a retry numbers again.
+    #[error("a row was skipped after it was given a channel offset; retrying the batch")]
+    OffsetGap,
 }
 
 #[cfg(test)]

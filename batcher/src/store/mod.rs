@@ -12,23 +12,31 @@
 //!    insert in savepoints, halving every refused chunk until each refused row stands alone; those go to
 //!    `dead_letters` with PostgreSQL's message and the good rows commit.
 //!
+//! Every path first locks the `channel_heads` rows of the batch's channels, in `channel_id` order, and
+//! numbers the rows it inserts after them (`messages.channel_offset`: 1, 2, 3, … per channel, in commit
+//! order). The direct path reserves its counts in that same statement and computes the offsets in Rust
+//! ([`offsets`]); the staged and isolating paths number in SQL, only the rows they actually insert. A row
+//! already there (replay, late commit of a fenced batcher) or refused never takes an offset, and a rolled
+//! back try (or savepoint) rolls its heads back with it, so no offset is used twice or skipped.
+//!
 //! The `batches` row, the `dead_letters` rows and the `pipeline_totals` update are in the same transaction:
 //! either all of a batch is durable, or none of it. Any other error is *transient*: the caller retries the
 //! whole batch on a new connection.
 
 mod copy;
 mod errors;
+mod offsets;
 mod sql;
 
-use std::time::Duration;
+use std::{collections::HashMap, time::Duration};
 
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::{Client, NoTls, Transaction};
 
 pub use self::errors::{ErrorKind, StoreError, classify_sqlstate};
 use self::{
-    copy::{copy_and_insert, copy_rows, isolate_rows},
+    copy::{copy_and_insert, copy_messages, isolate_rows},
     errors::{UNIQUE_VIOLATION, is_data_error},
-    sql::{MESSAGES_TYPES, Statements},
+    sql::Statements,
 };
 use crate::{policy::FlushReason, row::Row};
 
@@ -202,15 +210,17 @@ impl Store {
         attempts: &mut Attempts,
     ) -> Result<Committed, StoreError> {
         let mut tx = client.transaction().await?;
+        // Only the direct path reserves offsets up front: it inserts every row or none.
+        let heads_before = lock_heads(&tx, statements, batch.rows, path == Path::Direct).await?;
         let (inserted, refused) = match path {
             Path::Direct => {
+                let offsets = offsets::assign(batch.rows, &heads_before);
                 let copy = &statements.copy_messages;
-                let copied =
-                    copy_rows(&tx, copy, MESSAGES_TYPES, batch.rows, Some(batch_id)).await?;
+                let copied = copy_messages(&tx, copy, batch.rows, batch_id, &offsets).await?;
                 (copied, Vec::new())
             }
             Path::Staged => {
-                let inserted = copy_and_insert(&tx, statements, batch.rows, batch_id).await?;
+                let inserted = copy_and_insert(&tx, statements, batch.rows, 0, batch_id).await?;
                 (inserted, Vec::new())
             }
             Path::Isolating => isolate_rows(&mut tx, statements, batch.rows, batch_id).await?,
@@ -271,4 +281,33 @@ impl Store {
             refused,
         })
     }
+}
+
+/// Locks the heads of the channels of `rows` (see `sql::LOCK_HEADS`), adding each channel's row count when
+/// `reserve`; returns each channel's head before this batch.
+async fn lock_heads(
+    tx: &Transaction<'_>,
+    statements: &Statements,
+    rows: &[Row<'_>],
+    reserve: bool,
+) -> Result<Vec<(i64, i64)>, tokio_postgres::Error> {
+    let (channels, mut counts) = offsets::channel_counts(rows);
+    if channels.is_empty() {
+        return Ok(Vec::new());
+    }
+    if !reserve {
+        counts.fill(0);
+    }
+    let heads = tx
+        .query(&statements.lock_heads, &[&channels, &counts])
+        .await?;
+    let added: HashMap<i64, i64> = channels.into_iter().zip(counts).collect();
+    Ok(heads
+        .iter()
+        .map(|row| {
+            let (channel_id, head): (i64, i64) = (row.get(0), row.get(1));
+            let added = added.get(&channel_id).copied().unwrap_or(0);
+            (channel_id, head - added)
+        })
+        .collect())
 }

@@ -2,11 +2,13 @@
 
 use tokio_postgres::{Client, Statement, types::Type};
 
+// `seq` is the row's index in the batch: offsets follow it (a heap scan's order is not a promise).
+// The table lives as long as the connection, and is made anew with it, so its columns can change freely.
 const CREATE_STAGING: &str = "CREATE TEMP TABLE IF NOT EXISTS incoming (
     tracking_id uuid NOT NULL, user_id bigint NOT NULL, channel_id bigint NOT NULL,
-    content text NOT NULL, created_at timestamptz NOT NULL
+    content text NOT NULL, created_at timestamptz NOT NULL, seq integer NOT NULL
 ) ON COMMIT DELETE ROWS";
-const COPY_STAGING: &str = "COPY incoming (tracking_id, user_id, channel_id, content, created_at) \
+const COPY_STAGING: &str = "COPY incoming (tracking_id, user_id, channel_id, content, created_at, seq) \
     FROM STDIN (FORMAT binary)";
 pub(super) const STAGING_TYPES: &[Type] = &[
     Type::UUID,
@@ -14,8 +16,10 @@ pub(super) const STAGING_TYPES: &[Type] = &[
     Type::INT8,
     Type::TEXT,
     Type::TIMESTAMPTZ,
+    Type::INT4,
 ];
-const COPY_MESSAGES: &str = "COPY messages (tracking_id, user_id, channel_id, content, created_at, batch_id) \
+const COPY_MESSAGES: &str = "COPY messages \
+    (tracking_id, user_id, channel_id, content, created_at, batch_id, channel_offset) \
     FROM STDIN (FORMAT binary)";
 pub(super) const MESSAGES_TYPES: &[Type] = &[
     Type::UUID,
@@ -24,10 +28,47 @@ pub(super) const MESSAGES_TYPES: &[Type] = &[
     Type::TEXT,
     Type::TIMESTAMPTZ,
     Type::INT8,
+    Type::INT8,
 ];
-const INSERT_MESSAGES: &str = "INSERT INTO messages (tracking_id, user_id, channel_id, content, created_at, batch_id) \
-    SELECT tracking_id, user_id, channel_id, content, created_at, $1 FROM incoming \
-    ON CONFLICT (tracking_id) DO NOTHING";
+// Locks the heads of the batch's channels ($1, ascending: concurrent batches sharing channels lock them in
+// the same order, so they queue instead of deadlocking) and adds $2 to each, creating missing heads at 0.
+// Every path takes these locks first, and every insert into `messages` happens under them, so a row of a
+// locked channel cannot appear behind this transaction's back: that is what makes the offsets contiguous
+// even when a fenced batcher commits late, or a replay and its original run at once. The direct path
+// reserves its row counts here (its COPY inserts all or nothing); the others pass 0 and count in SQL.
+// Returns each channel's head after the addition.
+const LOCK_HEADS: &str = "INSERT INTO channel_heads (channel_id, head) \
+    SELECT channel_id, n FROM unnest($1::bigint[], $2::bigint[]) AS c(channel_id, n) ORDER BY channel_id \
+    ON CONFLICT (channel_id) DO UPDATE SET head = channel_heads.head + EXCLUDED.head \
+    RETURNING channel_id, head";
+// The staged insert: numbers only the rows not yet in `messages` (the first of any tracking_id repeated in
+// the batch), per channel in batch order after the (locked) head, inserts them, and moves each head to its
+// channel's last offset. Returns the rows added, and whether every channel's new offsets are contiguous
+// after its head: a row skipped by ON CONFLICT although NOT EXISTS let it through (its tracking_id was
+// committed meanwhile under another channel's lock, which only a forged element can do) would leave a hole;
+// the caller then rolls back and retries, and the retry no longer counts that row.
+const INSERT_MESSAGES: &str = "WITH fresh AS ( \
+        SELECT DISTINCT ON (i.tracking_id) i.* FROM incoming i \
+        WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.tracking_id = i.tracking_id) \
+        ORDER BY i.tracking_id, i.seq \
+    ), numbered AS ( \
+        SELECT f.*, h.head + row_number() OVER (PARTITION BY f.channel_id ORDER BY f.seq) AS channel_offset \
+        FROM fresh f JOIN channel_heads h ON h.channel_id = f.channel_id \
+    ), added AS ( \
+        INSERT INTO messages \
+            (tracking_id, user_id, channel_id, content, created_at, batch_id, channel_offset) \
+        SELECT tracking_id, user_id, channel_id, content, created_at, $1, channel_offset \
+        FROM numbered ORDER BY seq \
+        ON CONFLICT (tracking_id) DO NOTHING \
+        RETURNING channel_id, channel_offset \
+    ), tops AS ( \
+        SELECT a.channel_id, max(a.channel_offset) AS top, count(*) AS n, \
+            max(a.channel_offset) - min(h.head) = count(*) AS contiguous \
+        FROM added a JOIN channel_heads h ON h.channel_id = a.channel_id GROUP BY a.channel_id \
+    ), moved AS ( \
+        UPDATE channel_heads h SET head = tops.top FROM tops WHERE h.channel_id = tops.channel_id \
+    ) \
+    SELECT coalesce(sum(n), 0)::bigint, coalesce(bool_and(contiguous), true) FROM tops";
 const CLEAR_STAGING: &str = "DELETE FROM incoming";
 // The id is taken before the transaction's rows so `messages.batch_id` can carry it, and so a retry after a
 // lost COMMIT reply can tell whether that commit happened (see `find_batch`).
@@ -43,6 +84,7 @@ const FIND_BATCH: &str = "SELECT inserted FROM batches WHERE id = $1";
 /// Every statement of a flush, prepared on one connection.
 pub(super) struct Statements {
     pub(super) copy_messages: Statement,
+    pub(super) lock_heads: Statement,
     pub(super) copy: Statement,
     pub(super) insert_messages: Statement,
     pub(super) clear_staging: Statement,
@@ -64,14 +106,16 @@ impl Statements {
             client.prepare(CLEAR_STAGING),
             client.prepare(NEXT_BATCH_ID),
         )?;
-        let (insert_batch, insert_dead_letters, add_totals, find_batch) = futures_util::try_join!(
+        let (insert_batch, insert_dead_letters, add_totals, find_batch, lock_heads) = futures_util::try_join!(
             client.prepare(INSERT_BATCH),
             client.prepare(INSERT_DEAD_LETTERS),
             client.prepare(ADD_TOTALS),
             client.prepare(FIND_BATCH),
+            client.prepare(LOCK_HEADS),
         )?;
         Ok(Self {
             copy_messages,
+            lock_heads,
             copy,
             insert_messages,
             clear_staging,

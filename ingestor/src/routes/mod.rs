@@ -2,6 +2,7 @@
 //! PostgreSQL, and admission under `MAX_QUEUE_DEPTH`.
 
 pub mod batch;
+pub mod channel_messages;
 pub mod health;
 pub mod messages;
 pub mod metrics;

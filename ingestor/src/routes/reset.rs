@@ -51,7 +51,9 @@ pub async fn reset(
         // The lock TRUNCATE takes anyway, taken first so that no batch commits between the count and the
         // TRUNCATE: `deleted_messages` is exactly the rows that go.
         transaction
-            .batch_execute("LOCK TABLE messages, batches, dead_letters IN ACCESS EXCLUSIVE MODE")
+            .batch_execute(
+                "LOCK TABLE messages, batches, dead_letters, channel_heads IN ACCESS EXCLUSIVE MODE",
+            )
             .await?;
         let rows: i64 = transaction
             .query_one("SELECT count(*) FROM messages", &[])
@@ -63,7 +65,8 @@ pub async fn reset(
         // itself committed without a row.
         transaction
             .batch_execute(
-                "TRUNCATE messages, dead_letters RESTART IDENTITY; \
+                // The heads go with the rows: offsets start again at 1.
+                "TRUNCATE messages, dead_letters, channel_heads RESTART IDENTITY; \
                  TRUNCATE batches CONTINUE IDENTITY; \
                  UPDATE pipeline_totals SET messages = 0, batches = 0, dead_letters = 0",
             )

@@ -1,0 +1,312 @@
+//! Channel offsets, through `Store::commit` on a real PostgreSQL: 1, 2, 3, … per channel in commit order,
+//! never a second offset for a row, never a hole (replays, late commits, refused rows, dead letters), and
+//! concurrent batches sharing channels do not deadlock.
+
+mod common;
+
+use std::{borrow::Cow, collections::BTreeMap, time::Duration};
+
+use batcher::{
+    policy::FlushReason,
+    row::Row,
+    store::{Attempts, BatchToCommit, Committed, Store},
+};
+use chrono::{SubsecRound, Utc};
+use testkit::TestEnv;
+use uuid::Uuid;
+
+fn row(channel_id: i64, content: &str) -> Row<'static> {
+    Row {
+        tracking_id: Uuid::now_v7(),
+        user_id: 1,
+        channel_id,
+        content: Cow::Owned(content.to_owned()),
+        created_at: Utc::now().trunc_subsecs(6),
+    }
+}
+
+/// `n` rows cycling over channels `1..=channels` (in a stride that mixes them), contents `"<tag> <i>"`.
+fn rows(n: usize, channels: i64, tag: &str) -> Vec<Row<'static>> {
+    (0..n)
+        .map(|i| row((i as i64 * 7) % channels + 1, &format!("{tag} {i}")))
+        .collect()
+}
+
+async fn commit(store: &mut Store, rows: &[Row<'_>], rejected: &[(&[u8], String)]) -> Committed {
+    let raws: Vec<&[u8]> = rows.iter().map(|_| b"raw".as_slice()).collect();
+    let batch = BatchToCommit {
+        batcher_id: "test",
+        reason: FlushReason::Size,
+        size: rows.len() + rejected.len(),
+        rows,
+        row_raws: &raws,
+        rejected,
+    };
+    let mut attempts = Attempts::default();
+    tokio::time::timeout(Duration::from_secs(30), store.commit(&batch, &mut attempts))
+        .await
+        .expect("a commit takes under 30 s")
+        .expect("the batch commits")
+}
+
+/// Every channel's `(content, offset)` in `id` order.
+async fn offsets_by_channel(env: &TestEnv) -> BTreeMap<i64, Vec<(String, i64)>> {
+    let rows = env
+        .db()
+        .await
+        .query(
+            "SELECT channel_id, content, channel_offset FROM messages ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap();
+    let mut by_channel: BTreeMap<i64, Vec<(String, i64)>> = BTreeMap::new();
+    for row in rows {
+        by_channel
+            .entry(row.get(0))
+            .or_default()
+            .push((row.get(1), row.get(2)));
+    }
+    by_channel
+}
+
+/// Asserts each channel's offsets are exactly 1..=n in `id` (commit) order, and its head is n.
+async fn assert_contiguous(env: &TestEnv) -> BTreeMap<i64, Vec<(String, i64)>> {
+    let by_channel = offsets_by_channel(env).await;
+    let heads: BTreeMap<i64, i64> = env
+        .db()
+        .await
+        .query("SELECT channel_id, head FROM channel_heads", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    for (channel, rows) in &by_channel {
+        let offsets: Vec<i64> = rows.iter().map(|(_, offset)| *offset).collect();
+        let expected: Vec<i64> = (1..=rows.len() as i64).collect();
+        assert_eq!(offsets, expected, "channel {channel}");
+        assert_eq!(
+            heads.get(channel),
+            Some(&(rows.len() as i64)),
+            "head of {channel}"
+        );
+    }
+    by_channel
+}
+
+#[tokio::test]
+async fn offsets_are_contiguous_per_channel_across_batches() {
+    let env = TestEnv::new().await;
+    env.apply_schema().await;
+    let mut store = Store::new(&env.database_url);
+    let mut total = 0;
+    for batch in 0..6 {
+        let batch_rows = rows(100 + batch * 37, 13, &format!("b{batch}"));
+        total += batch_rows.len();
+        let committed = commit(&mut store, &batch_rows, &[]).await;
+        assert_eq!(committed.inserted, batch_rows.len() as u64);
+    }
+    let by_channel = assert_contiguous(&env).await;
+    assert_eq!(by_channel.len(), 13);
+    assert_eq!(by_channel.values().map(Vec::len).sum::<usize>(), total);
+    // Within a channel, batch order is offset order: the first batch's rows come first.
+    assert!(by_channel[&1][0].0.starts_with("b0 "));
+}
+
+#[tokio::test]
+async fn a_replayed_batch_numbers_only_its_new_rows() {
+    let env = TestEnv::new().await;
+    env.apply_schema().await;
+    let mut store = Store::new(&env.database_url);
+    let first = rows(60, 5, "first");
+    commit(&mut store, &first, &[]).await;
+    let before = offsets_by_channel(&env).await;
+
+    // The second half of the first batch again (a replay after a crash, or a fenced batcher's late commit),
+    // interleaved with new rows, and one new row twice.
+    let new = rows(40, 5, "new");
+    let mut replay: Vec<Row<'static>> = Vec::new();
+    for (old, new) in first[30..].iter().zip(&new) {
+        replay.push(old.clone());
+        replay.push(new.clone());
+    }
+    replay.extend(new[30..].iter().cloned());
+    replay.push(new[0].clone());
+    let committed = commit(&mut store, &replay, &[]).await;
+    assert_eq!(committed.inserted, 40);
+
+    let after = assert_contiguous(&env).await;
+    for (channel, rows) in &before {
+        assert_eq!(
+            &after[channel][..rows.len()],
+            &rows[..],
+            "channel {channel}"
+        );
+        assert!(
+            after[channel][rows.len()..]
+                .iter()
+                .all(|(c, _)| c.starts_with("new "))
+        );
+    }
+    assert_eq!(after.values().map(Vec::len).sum::<usize>(), 100);
+
+    // The whole of it again, on a second store (another batcher): nothing added, no offset used.
+    let mut other = Store::new(&env.database_url);
+    assert_eq!(commit(&mut other, &replay, &[]).await.inserted, 0);
+    assert_eq!(assert_contiguous(&env).await, after);
+}
+
+#[tokio::test]
+async fn dead_letters_and_refused_rows_take_no_offset() {
+    let env = TestEnv::new().await;
+    env.apply_schema().await;
+    env.db()
+        .await
+        .batch_execute(
+            "ALTER TABLE messages ADD CONSTRAINT no_forbidden CHECK (content <> 'forbidden')",
+        )
+        .await
+        .unwrap();
+    let mut store = Store::new(&env.database_url);
+    commit(&mut store, &rows(10, 2, "before"), &[]).await;
+    let mut batch = rows(20, 2, "ok");
+    batch.insert(3, row(1, "forbidden"));
+    batch.insert(11, row(2, "forbidden"));
+    batch.push(row(2, "forbidden"));
+    let rejected: Vec<(&[u8], String)> = vec![(b"not json".as_slice(), "not JSON".into())];
+    let committed = commit(&mut store, &batch, &rejected).await;
+    assert_eq!(committed.inserted, 20);
+    let refused: Vec<usize> = committed.refused.iter().map(|(i, _)| *i).collect();
+    assert_eq!(refused, [3, 11, 22]);
+    assert_eq!(env.count("dead_letters").await, 4);
+
+    let by_channel = assert_contiguous(&env).await;
+    assert_eq!(by_channel[&1].len(), 15);
+    assert_eq!(by_channel[&2].len(), 15);
+    // A later batch continues right after: the refused rows left no hole.
+    commit(&mut store, &rows(4, 2, "after"), &[]).await;
+    let by_channel = assert_contiguous(&env).await;
+    assert_eq!(by_channel[&1].last().unwrap(), &("after 2".to_owned(), 17));
+}
+
+#[tokio::test]
+async fn concurrent_batches_sharing_channels_do_not_deadlock() {
+    let env = TestEnv::new().await;
+    env.apply_schema().await;
+    let (mut a, mut b) = (Store::new(&env.database_url), Store::new(&env.database_url));
+    // Each round, two stores commit at once: A's rows visit channels 1..=20 upwards, B's downwards (their
+    // heads would be locked in opposite orders if they were locked in row order), and half of the rounds
+    // also commit a batch of channels only one of them has.
+    for round in 0..15 {
+        let up: Vec<_> = (1..=20).map(|c| row(c, &format!("a{round}"))).collect();
+        let mut down: Vec<_> = (1..=20)
+            .rev()
+            .map(|c| row(c, &format!("b{round}")))
+            .collect();
+        if round % 2 == 0 {
+            down.extend((100..110).map(|c| row(c, "b only")));
+        }
+        let (ca, cb) = tokio::time::timeout(
+            Duration::from_secs(30),
+            futures_util::future::join(commit(&mut a, &up, &[]), commit(&mut b, &down, &[])),
+        )
+        .await
+        // A deadlock PostgreSQL detected would be an error (40P01) of one commit, failing `commit`.
+        .expect("neither batch waits forever");
+        assert_eq!((ca.inserted, cb.inserted), (20, down.len() as u64));
+    }
+    let by_channel = assert_contiguous(&env).await;
+    assert_eq!(by_channel[&1].len(), 30);
+    assert_eq!(by_channel[&105].len(), 8);
+}
+
+#[tokio::test]
+async fn a_running_batcher_numbers_each_channel_in_queue_order() {
+    let env = TestEnv::new().await;
+    let running = common::start(&env, common::config(&env, "b1", 37, 0.05)).await;
+    // 500 messages over 10 channels, pushed in 5 pieces while the batcher drains: batches of 37 and
+    // timeout flushes cut the channels at arbitrary points.
+    let all: Vec<_> = (0..500)
+        .map(|i| {
+            let mut message = common::message(i);
+            message.channel_id = (i as i64 * 3) % 10 + 1;
+            message
+        })
+        .collect();
+    for piece in all.chunks(100) {
+        common::push(&env, piece).await;
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    common::wait_rows(&env, 500).await;
+    running.stop().await;
+
+    // Per channel, offset order is push order (user_id is the push index + 1), and offsets are 1..=50.
+    let rows = env
+        .db()
+        .await
+        .query(
+            "SELECT channel_id, user_id FROM messages ORDER BY channel_id, channel_offset",
+            &[],
+        )
+        .await
+        .unwrap();
+    let mut by_channel: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+    for row in rows {
+        by_channel.entry(row.get(0)).or_default().push(row.get(1));
+    }
+    for (channel, user_ids) in &by_channel {
+        let expected: Vec<i64> = (0..500_i64)
+            .filter(|i| (i * 3) % 10 + 1 == *channel)
+            .map(|i| i + 1)
+            .collect();
+        assert_eq!(user_ids, &expected, "channel {channel}");
+    }
+    assert_eq!(assert_contiguous(&env).await.len(), 10);
+}
+
+#[tokio::test]
+async fn the_same_batch_committed_twice_at_once_is_numbered_once() {
+    // A fenced batcher committing late while the shard's new holder replays the same elements.
+    let env = TestEnv::new().await;
+    env.apply_schema().await;
+    let (mut a, mut b) = (Store::new(&env.database_url), Store::new(&env.database_url));
+    for round in 0..5 {
+        let batch = rows(200, 9, &format!("r{round}"));
+        let (ca, cb) = tokio::time::timeout(
+            Duration::from_secs(30),
+            futures_util::future::join(commit(&mut a, &batch, &[]), commit(&mut b, &batch, &[])),
+        )
+        .await
+        .expect("neither batch waits forever");
+        // One of them inserted every row, the other none (it waited on the heads, then met the rows).
+        let mut inserted = [ca.inserted, cb.inserted];
+        inserted.sort_unstable();
+        assert_eq!(inserted, [0, 200], "round {round}");
+    }
+    let by_channel = assert_contiguous(&env).await;
+    assert_eq!(by_channel.values().map(Vec::len).sum::<usize>(), 1000);
+}
+
+/// The direct path's cost: 20 batches of 10,000 rows over 100 channels, through `Store::commit`.
+/// `cargo test -p batcher --test offsets -- --ignored --nocapture copy_cost`
+#[tokio::test]
+#[ignore = "a measurement, not a test"]
+async fn copy_cost() {
+    let env = TestEnv::new().await;
+    env.apply_schema().await;
+    let mut store = Store::new(&env.database_url);
+    commit(&mut store, &rows(1000, 100, "warm-up"), &[]).await;
+    let batches: Vec<Vec<Row<'static>>> = (0..20)
+        .map(|b| rows(10_000, 100, &format!("measured {b} with some content")))
+        .collect();
+    let started = std::time::Instant::now();
+    for batch in &batches {
+        assert_eq!(commit(&mut store, batch, &[]).await.inserted, 10_000);
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "copy_cost: 20 x 10,000 rows in {elapsed:?} ({:.1} µs/row)",
+        elapsed.as_secs_f64() * 1e6 / 200_000.0
+    );
+}

@@ -1,0 +1,106 @@
+//! `GET /channels/{channel_id}/messages`: a channel's persisted messages by offset, a page at a time.
+//!
+//! Each page is one ordered scan of the unique index `(channel_id, channel_offset)` that stops after `limit`
+//! rows, so its cost does not grow with the channel or the table.
+
+use axum::Json;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use pipeline::api::{ChannelMessage, ErrorBody};
+use serde::Deserialize;
+
+use crate::auth::ReadAccess;
+use crate::error::ApiError;
+use crate::history::{Cursor, HistoryPage};
+use crate::startup::AppState;
+
+/// The query, read as text so a bad value is our 422 naming the field, not axum's 400.
+#[derive(Debug, Deserialize)]
+pub struct HistoryQuery {
+    after: Option<String>,
+    before: Option<String>,
+    limit: Option<String>,
+}
+
+const AFTER: &str = "SELECT channel_id, channel_offset, tracking_id, user_id, content, created_at, inserted_at \
+    FROM messages WHERE channel_id = $1 AND channel_offset > $2 ORDER BY channel_offset LIMIT $3";
+const BEFORE: &str = "SELECT channel_id, channel_offset, tracking_id, user_id, content, created_at, inserted_at \
+    FROM messages WHERE channel_id = $1 AND channel_offset < $2 ORDER BY channel_offset DESC LIMIT $3";
+
+/// `GET /channels/{channel_id}/messages?after=N&limit=M` (oldest first) or `?before=N` (newest first).
+#[utoipa::path(
+    get,
+    path = "/channels/{channel_id}/messages",
+    tag = "messages",
+    summary = "A channel's messages by offset",
+    description = "Offsets are 1, 2, 3, … per channel, in commit order, with no hole. `after=N` gives the \
+                   messages after offset N, oldest first (`after=0`, the default, starts at the beginning); \
+                   `before=N` gives those before offset N, newest first, for scrolling back. With API_KEYS \
+                   set, a key is needed, as a bearer token or the `access_token` query parameter.",
+    security(("api_key" = [])),
+    params(
+        ("channel_id" = i64, Path, minimum = 1, description = "The channel."),
+        ("after" = Option<i64>, Query, minimum = 0,
+            description = "Messages after this offset, oldest first (default 0: from the start)."),
+        ("before" = Option<i64>, Query, minimum = 1,
+            description = "Messages before this offset, newest first. Not with `after`."),
+        ("limit" = Option<u64>, Query, minimum = 1, maximum = 1000,
+            description = "How many messages (default 100)."),
+        ("access_token" = Option<String>, Query,
+            description = "One of API_KEYS, for clients that cannot send an Authorization header."),
+    ),
+    responses(
+        (status = 200, description = "The page (possibly empty).", body = Vec<ChannelMessage>),
+        (status = 401, description = "API_KEYS is set and no listed key was sent.", body = ErrorBody,
+            headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 422, description = "`channel_id`, `after`, `before` or `limit` (named in `field`) is \
+                                      invalid, or `after` and `before` were both given.", body = ErrorBody),
+        (status = 500, description = "A bug; details are in the ingestor's log.", body = ErrorBody),
+        (status = 503, description = "PostgreSQL is unavailable; retry.", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait."))),
+    )
+)]
+pub async fn history(
+    _: ReadAccess,
+    State(state): State<AppState>,
+    channel_id: Result<Path<String>, PathRejection>,
+    query: Result<Query<HistoryQuery>, QueryRejection>,
+) -> Result<Json<Vec<ChannelMessage>>, ApiError> {
+    let Path(channel_id) = channel_id
+        .map_err(|rejection| ApiError::invalid_field("channel_id", rejection.body_text()))?;
+    // A query that does not decode (a repeated parameter, bad percent-encoding) is about the query as a
+    // whole; the message names the parameter.
+    let Query(query) =
+        query.map_err(|rejection| ApiError::invalid_field("query", rejection.body_text()))?;
+    let page = HistoryPage::parse(
+        &channel_id,
+        query.after.as_deref(),
+        query.before.as_deref(),
+        query.limit.as_deref(),
+    )?;
+    let (sql, offset) = match page.cursor {
+        Cursor::After(offset) => (AFTER, offset),
+        Cursor::Before(offset) => (BEFORE, offset),
+    };
+    let rows = super::db(async {
+        let client = super::db_client(&state).await?;
+        let statement = client.prepare_cached(sql).await?;
+        Ok(client
+            .query(&statement, &[&page.channel_id, &offset, &page.limit])
+            .await?)
+    })
+    .await?;
+    let messages = rows
+        .iter()
+        .map(|row| ChannelMessage {
+            channel_id: row.get("channel_id"),
+            offset: row.get("channel_offset"),
+            message_id: row.get("tracking_id"),
+            user_id: row.get("user_id"),
+            content: row.get("content"),
+            created_at: row.get("created_at"),
+            inserted_at: row.get("inserted_at"),
+        })
+        .collect();
+    Ok(Json(messages))
+}
