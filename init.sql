@@ -18,7 +18,19 @@ CREATE TABLE IF NOT EXISTS messages (
 -- history endpoint and the channel feeds resume from an offset). Added nullable, so adding it to a large
 -- table is instant; rows from before it are numbered at start, in chunks (pipeline/src/offset_backfill.rs),
 -- which then creates the unique index `messages_channel_offset_key (channel_id, channel_offset)`.
-ALTER TABLE messages ADD COLUMN IF NOT EXISTS channel_offset bigint;
+-- Only when missing: ALTER TABLE takes an ACCESS EXCLUSIVE lock even with IF NOT EXISTS, and every service
+-- applies this file at start, so a start would otherwise wait behind any batch transaction in flight (and
+-- forever behind a batcher paused mid-flush).
+DO $$
+BEGIN
+    IF NOT EXISTS (
+        SELECT 1 FROM information_schema.columns
+        WHERE table_schema = current_schema() AND table_name = 'messages' AND column_name = 'channel_offset'
+    ) THEN
+        ALTER TABLE messages ADD COLUMN channel_offset bigint;
+    END IF;
+END
+$$;
 
 -- Each channel's last offset. A batch locks the heads of its channels (in channel_id order) before writing
 -- rows, numbers its rows after them and moves them, in its own transaction (batcher/src/store/).

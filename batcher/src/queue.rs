@@ -48,11 +48,12 @@ return oldest_first
 ///
 /// Returns 1 when the k oldest elements are cleared (or were already, by an earlier try whose reply was lost),
 /// 0 when this worker no longer holds the shard's lease (fenced), -1 when the list's oldest end is not the
-/// batch (the worker lost track of its list). The rows are committed in every case, so the event is
-/// published in every case except the already-cleared retry, which published it the first time.
+/// batch (the worker lost track of its list). The rows are committed in every case. The event is published
+/// when cleared and on a mismatch, not when fenced: the batch's elements are in this worker's processing
+/// list, which whoever takes the shard next moves back to pending and commits (a replay) and announces, so
+/// publishing here too would announce every id of the batch twice.
 const CLEAR: &str = r"
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then
-  redis.call('PUBLISH', ARGV[7], ARGV[8])
   return 0
 end
 redis.call('PEXPIRE', KEYS[2], ARGV[2])

@@ -234,3 +234,99 @@ async fn json_logs_are_one_object_per_line_with_one_line_per_flush_and_none_per_
         assert!(!log.contains(&id), "a message id in the log: {id}");
     }
 }
+
+/// Sends `signal` (e.g. `STOP`, `CONT`) to `child`.
+async fn signal(child: &Child, signal: &str) {
+    let pid = child.id().expect("the child is running").to_string();
+    let sent = Command::new("kill")
+        .args([&format!("-{signal}"), &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(sent.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batcher_stopped_mid_flush_past_its_lease_then_resumed_duplicates_no_row_and_no_announcement()
+ {
+    use futures_util::StreamExt;
+    let env = TestEnv::new().await;
+    env.apply_schema().await;
+    let redis = redis::Client::open(env.redis_url.as_str()).unwrap();
+    let mut events = redis.get_async_pubsub().await.unwrap();
+    events.subscribe(env.keys().events()).await.unwrap();
+
+    let mut first = spawn(&env, "paused", 50, "0.05");
+    testkit::eventually(WAIT, "the first batcher holds the shard", || async {
+        registered(&env, "paused").await.then_some(())
+    })
+    .await;
+    // An uncommitted row with the tracking_id of the batch's 26th message holds the first batcher's COPY at
+    // that row (the unique index waits for this transaction): it is mid-flush.
+    let sent = messages(50);
+    let mut holder = env.db().await;
+    let blocker = holder.transaction().await.unwrap();
+    let m = &sent[25];
+    blocker
+        .execute(
+            "INSERT INTO messages (tracking_id, user_id, channel_id, content, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+            &[
+                &m.tracking_id,
+                &m.user_id,
+                &m.channel_id,
+                &m.content,
+                &m.created_at,
+            ],
+        )
+        .await
+        .unwrap();
+    push(&env, &sent).await;
+    let processing = env.keys().shard(0).processing("paused");
+    testkit::eventually(WAIT, "50 held by the first batcher", || async {
+        (llen(&env, &processing).await == 50).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Stopped past its lease (5 s): the second batcher takes the shard over and moves the 50 back.
+    signal(&first, "STOP").await;
+    let mut second = spawn(&env, "second", 50, "0.05");
+    testkit::eventually(Duration::from_secs(20), "the takeover", || async {
+        (llen(&env, &processing).await == 0).then_some(())
+    })
+    .await;
+    // The first batcher's COPY goes on (its rows, uncommitted, now hold the second's); then it resumes: one of
+    // the two commits the rows, the other finds them there; the first finds its lease gone.
+    blocker.rollback().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    signal(&first, "CONT").await;
+    testkit::eventually(Duration::from_secs(20), "50 rows", || async {
+        (env.count("messages").await == 50).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(row_counts(&env).await, (50, 50));
+    assert_eq!(persisted(&env).await, sent, "in order");
+
+    let mut announced = Vec::new();
+    let mut stream = events.on_message();
+    while let Ok(Some(message)) =
+        tokio::time::timeout(Duration::from_millis(500), stream.next()).await
+    {
+        let payload: String = message.get_payload().unwrap();
+        if let pipeline::events::ServerEvent::BatchPersisted(event) =
+            serde_json::from_str(&payload).unwrap()
+        {
+            announced.extend(event.ids);
+        }
+    }
+    let mut unique = announced.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 50, "every id announced");
+    assert_eq!(announced.len(), 50, "and each once");
+    drop(stream);
+    terminate(&mut second).await;
+    terminate(&mut first).await;
+}
