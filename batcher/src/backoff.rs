@@ -6,6 +6,8 @@
 
 use std::time::Duration;
 
+use tokio_util::sync::CancellationToken;
+
 /// First delay after a failure.
 pub const MIN_DELAY: Duration = Duration::from_millis(50);
 /// Largest delay between two attempts.
@@ -34,6 +36,14 @@ impl Backoff {
     /// Back to [`MIN_DELAY`] after a success.
     pub fn reset(&mut self) {
         self.next = MIN_DELAY;
+    }
+}
+
+/// Sleeps `delay`; `false` if `stop` was cancelled first (the retry loops' one way to wait).
+pub async fn pause(delay: Duration, stop: &CancellationToken) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(delay) => true,
+        () = stop.cancelled() => false,
     }
 }
 

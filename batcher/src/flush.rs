@@ -273,10 +273,7 @@ impl Flusher {
 
     /// Sleeps `delay`; `false` if the grace period ended meanwhile.
     async fn pause(&self, delay: Duration) -> bool {
-        tokio::select! {
-            () = tokio::time::sleep(delay) => true,
-            () = self.give_up.cancelled() => false,
-        }
+        crate::backoff::pause(delay, &self.give_up).await
     }
 }
 

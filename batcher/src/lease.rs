@@ -132,24 +132,15 @@ pub async fn acquire(
 ) -> Result<Option<u64>, QueueError> {
     static SCRIPT: std::sync::LazyLock<redis::Script> =
         std::sync::LazyLock::new(|| redis::Script::new(&acquire_source()));
-    let moved: i64 = link
-        .call(RENEW_TIMEOUT * 5, |mut conn| async move {
-            let mut invocation = SCRIPT.key(shard.lease());
-            invocation
-                .key(shard.batchers())
-                .key(shard.pending())
-                .arg(token)
-                .arg(ttl_ms())
-                .arg(id)
-                .arg(shard.processing(""))
-                .arg(LUA_CHUNK);
-            for other in found {
-                invocation.arg(other);
-            }
-            invocation.invoke_async(&mut conn).await
-        })
-        .await?;
-    Ok(u64::try_from(moved).ok())
+    let keys = [shard.lease(), shard.batchers(), shard.pending()];
+    let args = [
+        token.to_owned(),
+        ttl_ms().to_string(),
+        id.to_owned(),
+        shard.processing(""),
+        LUA_CHUNK.to_string(),
+    ];
+    reclaim(link, &SCRIPT, &keys, &args, found).await
 }
 
 /// While holding `shard` under `token`: reclaims the processing lists of `ids` (found by a scan, not ours).
@@ -162,18 +153,37 @@ pub async fn sweep(
 ) -> Result<Option<u64>, QueueError> {
     static SCRIPT: std::sync::LazyLock<redis::Script> =
         std::sync::LazyLock::new(|| redis::Script::new(&sweep_source()));
+    let keys = [
+        shard.lease(),
+        shard.batchers(),
+        shard.pending(),
+        format!("{}:sweeping", shard.tag()),
+    ];
+    let args = [
+        token.to_owned(),
+        shard.processing(""),
+        LUA_CHUNK.to_string(),
+    ];
+    reclaim(link, &SCRIPT, &keys, &args, ids).await
+}
+
+/// Runs a reclaiming script (`acquire` or `sweep`) with `keys`, then `args` followed by the processing-list
+/// ids `found` by a scan. `Some(elements reclaimed)`, or `None` when the script answers -1 (not the holder).
+async fn reclaim(
+    link: &mut RedisLink,
+    script: &redis::Script,
+    keys: &[String],
+    args: &[String],
+    found: &[String],
+) -> Result<Option<u64>, QueueError> {
     let moved: i64 = link
         .call(RENEW_TIMEOUT * 5, |mut conn| async move {
-            let mut invocation = SCRIPT.key(shard.lease());
-            invocation
-                .key(shard.batchers())
-                .key(shard.pending())
-                .key(format!("{}:sweeping", shard.tag()))
-                .arg(token)
-                .arg(shard.processing(""))
-                .arg(LUA_CHUNK);
-            for id in ids {
-                invocation.arg(id);
+            let mut invocation = script.prepare_invoke();
+            for key in keys {
+                invocation.key(key);
+            }
+            for arg in args.iter().chain(found) {
+                invocation.arg(arg);
             }
             invocation.invoke_async(&mut conn).await
         })

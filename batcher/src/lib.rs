@@ -40,7 +40,8 @@
 //! - [`store`]: PostgreSQL: binary COPY straight into `messages` (through a staging table with `ON CONFLICT` only
 //!   when a replay hits `tracking_id`), bad-row isolation, one transaction.
 //! - [`flush`]: one flush end to end: decode, commit with retries, clear, publish `batch_persisted`, metrics.
-//! - [`worker`]: one shard's fill/flush loop, recovery and final flush.
+//! - [`worker`]: one shard's fill/flush loop, recovery and final flush; `worker::step` decides its next step
+//!   (pure), `worker::flush_task` runs its flusher beside it.
 //! - [`ownership`]: which shards this batcher holds; lease renewal; one worker per shard.
 //! - [`gauge`]: the `pipeline_queue_depth` gauge.
 //! - [`http`]: `/health`, `/ready` and `/metrics`.

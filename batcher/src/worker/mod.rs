@@ -15,18 +15,21 @@
 //! flushes what it holds and releases the lease. It ends at once when its lease turns out lost (fenced): what
 //! it holds is in its processing list, which the lease's next holder moves back to pending.
 
+mod flush_task;
+pub mod step;
+
 use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
 use pipeline::connection::RedisTarget;
-use tokio::{
-    sync::Notify,
-    task::{JoinError, JoinHandle},
-    time::Instant,
-};
+use tokio::{sync::Notify, task::JoinError, time::Instant};
 use tokio_util::sync::CancellationToken;
 
+use self::{
+    flush_task::FlushTask,
+    step::{Course, Situation, Step},
+};
 use crate::{
-    backoff::Backoff,
+    backoff::{Backoff, pause},
     flush::{FlushJob, FlushOutcome, Flusher},
     link::{QueueError, RedisLink},
     policy::{Batch, FlushPolicy, FlushReason},
@@ -34,8 +37,6 @@ use crate::{
     store::Store,
 };
 
-/// Longest single wait for pending elements; the loop then goes round again (and notices a dead connection).
-pub const IDLE_BLOCK: Duration = Duration::from_secs(1);
 /// After a take that left room in the batch, how long to let more arrive before the next one (at most; a
 /// tenth of `BATCH_TIMEOUT` if that is shorter). Taking every few elements as they trickle in costs a Redis
 /// script per handful (replicated, on a cluster), and with many shards each one trickles: measured on the
@@ -43,7 +44,7 @@ pub const IDLE_BLOCK: Duration = Duration::from_secs(1);
 pub const GATHER: Duration = Duration::from_millis(5);
 
 /// What one shard's worker needs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Settings {
     pub policy: FlushPolicy,
     /// The shard's keys, this batcher's id and the lease token.
@@ -53,6 +54,22 @@ pub struct Settings {
     /// Elements the lease's takeover moved back to pending (they are taken first): flushed with reason
     /// `recovery`.
     pub reclaimed: u64,
+}
+
+/// Debug output ends up in logs: the database URL's password is left out.
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("policy", &self.policy)
+            .field("queue", &self.queue)
+            .field("redis", &self.redis)
+            .field(
+                "database_url",
+                &pipeline::redact::redact(&self.database_url),
+            )
+            .field("reclaimed", &self.reclaimed)
+            .finish()
+    }
 }
 
 /// How a worker ended.
@@ -72,6 +89,8 @@ pub enum Ended {
 pub enum WorkerError {
     #[error("a flush task failed: {0}")]
     FlushTask(#[from] JoinError),
+    #[error("the flush task ended while the worker still needed it")]
+    FlushTaskEnded,
 }
 
 /// Runs the worker until `stop` is cancelled (then flushes and releases), the lease is lost (`fenced` is
@@ -99,16 +118,16 @@ pub async fn run(
     Ok(ended)
 }
 
+/// What woke the worker while it was idle.
 enum Event {
     Stop,
     Fenced,
-    FlushDone(Box<Result<(Flusher, FlushOutcome), JoinError>>),
+    FlushDone(Result<FlushOutcome, WorkerError>),
     Deadline,
     Ready(Result<bool, QueueError>),
 }
 
 type Wait = Pin<Box<dyn Future<Output = Result<bool, QueueError>> + Send>>;
-type InFlight = JoinHandle<(Flusher, FlushOutcome)>;
 
 struct Worker {
     queue: Queue,
@@ -120,9 +139,8 @@ struct Worker {
     batch: Batch<Vec<u8>>,
     /// The outstanding wait for pending elements, kept across flushes (see `Queue::wait_for_pending`).
     wait: Option<Wait>,
-    /// The flusher when idle; `None` while it runs in `in_flight`.
-    flusher: Option<Flusher>,
-    in_flight: Option<InFlight>,
+    flusher: FlushTask,
+    /// Number of the last flush under this lease.
     seq: u64,
     /// Reclaimed elements not yet flushed (see [`Settings::reclaimed`]).
     replaying: u64,
@@ -130,13 +148,11 @@ struct Worker {
     gather_until: Option<Instant>,
     /// [`GATHER`], or a tenth of `BATCH_TIMEOUT` if shorter.
     gather: Duration,
+    course: Course,
     stop: CancellationToken,
+    /// Shutdown's grace ran out: stop retrying and leave the rest in Redis.
     give_up: CancellationToken,
     fenced_notice: Arc<Notify>,
-    needs_recovery: bool,
-    fenced: bool,
-    /// Shutdown's grace ran out: stop retrying and leave the rest in Redis.
-    gave_up: bool,
 }
 
 impl Worker {
@@ -159,89 +175,74 @@ impl Worker {
             policy: settings.policy,
             queue: settings.queue,
             wait: None,
-            flusher: Some(flusher),
-            in_flight: None,
+            flusher: FlushTask::spawn(flusher),
             seq: 0,
             replaying: settings.reclaimed,
             gather_until: None,
             gather: GATHER.min(settings.policy.timeout / 10),
+            // A list left by an earlier holder under this id was reclaimed with the lease, so the worker
+            // starts with an empty processing list.
+            course: Course::Steady,
             stop,
             give_up,
             fenced_notice,
-            // A list left by an earlier holder under this id was reclaimed with the lease, so the worker
-            // starts with an empty processing list.
-            needs_recovery: false,
-            fenced: false,
-            gave_up: false,
         }
     }
 
     /// The main loop, then the final flush.
     async fn work(&mut self) -> Result<Ended, WorkerError> {
-        while !self.stop.is_cancelled() && !self.gave_up && !self.fenced {
-            if self.needs_recovery {
-                self.recover().await?;
-                continue;
-            }
-            let now = Instant::now();
-            if let Some(reason) = self.batch.should_flush(now) {
-                self.dispatch(reason).await?;
-                continue;
-            }
-            if self.replaying > 0 && self.batch.len() as u64 >= self.replaying {
-                // Every reclaimed element is in hand: a replay does not wait for the time trigger.
-                self.dispatch(FlushReason::Recovery).await?;
-                continue;
-            }
-            // While gathering, no take: the loop wakes at the end of the gathering (or the batch deadline).
-            let gathering = self.gather_until.filter(|until| *until > now);
-            if gathering.is_none() && self.wait.is_none() {
-                self.gather_until = None;
-                let block = self.batch.deadline().map_or(IDLE_BLOCK, |deadline| {
-                    deadline.saturating_duration_since(now).min(IDLE_BLOCK)
-                });
-                match self.fill.conn().await {
-                    Ok(conn) => {
-                        self.wait = Some(Box::pin(self.queue.wait_for_pending(conn, block)))
-                    }
-                    Err(error) => {
-                        self.redis_failed(&error);
-                        continue;
-                    }
-                }
-            }
-            let deadline = match (self.batch.deadline(), gathering) {
-                (Some(deadline), Some(until)) => Some(deadline.min(until)),
-                (deadline, until) => deadline.or(until),
+        while !self.stop.is_cancelled() && self.course.goes_on() {
+            let situation = Situation {
+                now: Instant::now(),
+                course: self.course,
+                batch: &self.batch,
+                replaying: self.replaying,
+                gather_until: self.gather_until,
+                waiting: self.wait.is_some(),
             };
-            let event = tokio::select! {
-                biased;
-                () = self.stop.cancelled() => Event::Stop,
-                result = maybe(self.in_flight.as_mut()) => Event::FlushDone(Box::new(result)),
-                () = self.fenced_notice.notified() => Event::Fenced,
-                () = sleep_until(deadline) => Event::Deadline,
-                result = maybe(self.wait.as_mut()) => Event::Ready(result),
-            };
-            match event {
-                Event::Stop | Event::Deadline => {}
-                Event::Fenced => self.fence(),
-                Event::FlushDone(result) => {
-                    self.in_flight = None;
-                    let (flusher, outcome) = (*result)?;
-                    self.flusher = Some(flusher);
-                    self.on_outcome(outcome);
-                }
-                Event::Ready(result) => {
-                    self.wait = None;
-                    match result {
-                        Ok(true) => self.take().await,
-                        Ok(false) => {}
+            match step::next(&situation) {
+                Step::Recover => self.recover().await?,
+                Step::Flush(reason) => self.dispatch(reason).await?,
+                Step::Wait(block) => {
+                    self.gather_until = None;
+                    match self.fill.conn().await {
+                        Ok(conn) => {
+                            self.wait = Some(Box::pin(self.queue.wait_for_pending(conn, block)));
+                        }
                         Err(error) => self.redis_failed(&error),
                     }
+                }
+                Step::Idle(until) => {
+                    let event = tokio::select! {
+                        biased;
+                        () = self.stop.cancelled() => Event::Stop,
+                        result = self.flusher.finished() => Event::FlushDone(result),
+                        () = self.fenced_notice.notified() => Event::Fenced,
+                        () = sleep_until(until) => Event::Deadline,
+                        result = maybe(self.wait.as_mut()) => Event::Ready(result),
+                    };
+                    self.on_event(event).await?;
                 }
             }
         }
         self.finish().await
+    }
+
+    async fn on_event(&mut self, event: Event) -> Result<(), WorkerError> {
+        match event {
+            Event::Stop | Event::Deadline => {}
+            Event::Fenced => self.fence(),
+            Event::FlushDone(outcome) => self.on_outcome(outcome?),
+            Event::Ready(result) => {
+                self.wait = None;
+                match result {
+                    Ok(true) => self.take().await,
+                    Ok(false) => {}
+                    Err(error) => self.redis_failed(&error),
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Pending has elements: move as many as fit, in one round trip.
@@ -261,22 +262,18 @@ impl Worker {
         }
     }
 
-    /// Hands the batch to the flusher on a task, after the previous flush (if any) is done.
+    /// Hands the batch to the flusher's task, after the previous flush (if any) is done.
     async fn dispatch(&mut self, reason: FlushReason) -> Result<(), WorkerError> {
         self.settle().await?;
-        if self.needs_recovery || self.gave_up || self.fenced {
+        if self.course != Course::Steady {
             // The batch is re-read from the processing list by the recovery, or left to the next holder.
             return Ok(());
         }
-        let Some(mut flusher) = self.flusher.take() else {
-            unreachable!("settle() returns the flusher");
-        };
         let elements = self.batch.take();
         let job = self.job(elements, reason);
-        self.in_flight = Some(tokio::spawn(async move {
-            let outcome = flusher.flush(job).await;
-            (flusher, outcome)
-        }));
+        if let Some(outcome) = self.flusher.start(job).await? {
+            self.on_outcome(outcome);
+        }
         Ok(())
     }
 
@@ -298,9 +295,7 @@ impl Worker {
 
     /// Waits for the flush in flight, if any.
     async fn settle(&mut self) -> Result<(), WorkerError> {
-        if let Some(in_flight) = self.in_flight.take() {
-            let (flusher, outcome) = in_flight.await?;
-            self.flusher = Some(flusher);
+        if let Some(outcome) = self.flusher.settle().await? {
             self.on_outcome(outcome);
         }
         Ok(())
@@ -315,9 +310,9 @@ impl Worker {
                     shard = self.queue.shard.index(),
                     "the processing list's oldest end is not the committed batch; re-reading it"
                 );
-                self.needs_recovery = true;
+                self.course.escalate(Course::Recovering);
             }
-            FlushOutcome::GaveUp => self.gave_up = true,
+            FlushOutcome::GaveUp => self.course.escalate(Course::GaveUp),
         }
     }
 
@@ -327,11 +322,11 @@ impl Worker {
         metrics::counter!("batcher_retries_total").increment(1);
         self.wait = None;
         self.fill.reset();
-        self.needs_recovery = true;
+        self.course.escalate(Course::Recovering);
     }
 
     fn fence(&mut self) {
-        if !self.fenced {
+        if self.course != Course::Fenced {
             tracing::warn!(
                 batcher_id = %self.queue.id,
                 shard = self.queue.shard.index(),
@@ -339,7 +334,14 @@ impl Worker {
             );
             metrics::counter!("batcher_fenced_total").increment(1);
         }
-        self.fenced = true;
+        self.course.escalate(Course::Fenced);
+    }
+
+    /// Gives up if shutdown's grace ran out during `delay`.
+    async fn pause_or_give_up(&mut self, delay: Duration) {
+        if !pause(delay, &self.give_up).await {
+            self.course.escalate(Course::GaveUp);
+        }
     }
 
     /// Forgets the batch in memory and flushes the processing list from its oldest end.
@@ -348,15 +350,18 @@ impl Worker {
         self.fill.reset();
         self.settle().await?;
         self.batch.clear();
+        // Every flush of the drain re-checks the list, so a mismatch during it is settled by the drain itself.
         self.drain(FlushReason::Recovery).await?;
-        self.needs_recovery = self.gave_up;
+        if self.course == Course::Recovering {
+            self.course = Course::Steady;
+        }
         Ok(())
     }
 
     /// Flushes the processing list, oldest first, in chunks of `BATCH_SIZE`, until it is empty.
     async fn drain(&mut self, reason: FlushReason) -> Result<(), WorkerError> {
         let mut backoff = Backoff::default();
-        while !self.gave_up && !self.fenced {
+        while self.course.goes_on() {
             let items = match self
                 .queue
                 .read_oldest(&mut self.control, self.policy.max_size)
@@ -366,7 +371,7 @@ impl Worker {
                 Err(error) => {
                     tracing::warn!(%error, "cannot read the processing list; retrying");
                     metrics::counter!("batcher_retries_total").increment(1);
-                    self.gave_up = !pause(backoff.next_delay(), &self.give_up).await;
+                    self.pause_or_give_up(backoff.next_delay()).await;
                     continue;
                 }
             };
@@ -375,14 +380,11 @@ impl Worker {
                 break;
             }
             let job = self.job(items, reason);
-            let Some(flusher) = self.flusher.as_mut() else {
-                unreachable!("no flush is in flight during a drain");
-            };
-            let outcome = flusher.flush(job).await;
+            let outcome = self.flusher.run(job).await?;
             self.on_outcome(outcome);
             if outcome == FlushOutcome::Mismatch {
                 // Only a concurrent change of the list's oldest end causes this; let it settle.
-                self.gave_up = !pause(backoff.next_delay(), &self.give_up).await;
+                self.pause_or_give_up(backoff.next_delay()).await;
             }
         }
         Ok(())
@@ -394,22 +396,18 @@ impl Worker {
         self.wait = None;
         self.fill.reset();
         self.settle().await?;
-        if self.fenced {
-            self.batch.clear();
-            return Ok(Ended::Fenced);
-        }
-        while !self.gave_up && !self.fenced && !self.needs_recovery && !self.batch.is_empty() {
+        while self.course == Course::Steady && !self.batch.is_empty() {
             self.dispatch(FlushReason::Shutdown).await?;
             self.settle().await?;
         }
         self.batch.clear();
-        self.drain(FlushReason::Shutdown).await?;
-        Ok(if self.fenced {
-            Ended::Fenced
-        } else if self.gave_up {
-            Ended::GaveUp
-        } else {
-            Ended::Released
+        if self.course != Course::Fenced {
+            self.drain(FlushReason::Shutdown).await?;
+        }
+        Ok(match self.course {
+            Course::Fenced => Ended::Fenced,
+            Course::GaveUp => Ended::GaveUp,
+            Course::Steady | Course::Recovering => Ended::Released,
         })
     }
 }
@@ -427,13 +425,5 @@ async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
-    }
-}
-
-/// Sleeps `delay`; `false` if `stop` was cancelled first.
-pub async fn pause(delay: Duration, stop: &CancellationToken) -> bool {
-    tokio::select! {
-        () = tokio::time::sleep(delay) => true,
-        () = stop.cancelled() => false,
     }
 }
