@@ -1,7 +1,5 @@
 //! `/health` (the detailed view), `/ready` (the readiness probe) and `/metrics`.
 
-use std::time::Duration;
-
 use axum::{
     Json, Router,
     extract::State,
@@ -11,14 +9,12 @@ use axum::{
 };
 use serde::Serialize;
 
-/// How long each dependency check of `/health` may take.
-const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
-
 /// What the handlers need.
 #[derive(Debug, Clone)]
 pub struct HttpState {
     pub batcher_id: String,
-    pub redis: pipeline::connection::RedisTarget,
+    /// A shared connection (probes open none of their own).
+    pub redis: pipeline::connection::RedisConn,
     pub postgres: deadpool_postgres::Pool,
 }
 
@@ -43,9 +39,8 @@ pub fn app(state: HttpState) -> Router {
 }
 
 async fn health(State(state): State<HttpState>) -> impl IntoResponse {
-    let (redis, postgres) = tokio::join!(redis_ok(&state.redis), postgres_ok(&state.postgres));
-    // The same words as the ingestor's and the notifier's /health.
-    let word = |ok| if ok { "ok" } else { "unavailable" };
+    let (redis, postgres) = dependencies(&state, "health").await;
+    let word = pipeline::probe::word;
     let status = if redis && postgres {
         StatusCode::OK
     } else {
@@ -77,8 +72,8 @@ pub struct Ready {
 /// The batcher's main job, moving messages from Redis into PostgreSQL, needs both: 200 when both answer.
 /// (The same checks as `/health` today; kept apart so the probe's contract does not follow `/health`'s detail.)
 async fn ready(State(state): State<HttpState>) -> (StatusCode, Json<Ready>) {
-    let (redis, postgres) = tokio::join!(redis_ok(&state.redis), postgres_ok(&state.postgres));
-    let word = |ok| if ok { "ok" } else { "unavailable" };
+    let (redis, postgres) = dependencies(&state, "ready").await;
+    let word = pipeline::probe::word;
     let (status, word_status) = if redis && postgres {
         (StatusCode::OK, "ready")
     } else {
@@ -92,41 +87,12 @@ async fn ready(State(state): State<HttpState>) -> (StatusCode, Json<Ready>) {
     (status, Json(body))
 }
 
-async fn redis_ok(target: &pipeline::connection::RedisTarget) -> bool {
-    let ping = async {
-        let timeouts = pipeline::connection::Timeouts {
-            connect: CHECK_TIMEOUT,
-            response: Some(CHECK_TIMEOUT),
-        };
-        let mut conn = target.connect(timeouts).await?;
-        redis::cmd("PING").query_async::<String>(&mut conn).await
-    };
-    match tokio::time::timeout(CHECK_TIMEOUT, ping).await {
-        Ok(Ok(_)) => true,
-        Ok(Err(error)) => {
-            tracing::warn!(%error, "health: Redis unreachable");
-            false
-        }
-        Err(_) => false,
-    }
-}
-
-async fn postgres_ok(pool: &deadpool_postgres::Pool) -> bool {
-    let check = async {
-        let client = pool.get().await.map_err(|error| error.to_string())?;
-        client
-            .simple_query("SELECT 1")
-            .await
-            .map_err(|error| error.to_string())
-    };
-    match tokio::time::timeout(CHECK_TIMEOUT, check).await {
-        Ok(Ok(_)) => true,
-        Ok(Err(error)) => {
-            tracing::warn!(%error, "health: PostgreSQL unreachable");
-            false
-        }
-        Err(_) => false,
-    }
+/// Whether Redis and PostgreSQL answer.
+async fn dependencies(state: &HttpState, probe: &'static str) -> (bool, bool) {
+    tokio::join!(
+        pipeline::probe::redis_answers(probe, &state.redis),
+        pipeline::probe::postgres_answers(probe, &state.postgres)
+    )
 }
 
 async fn metrics() -> impl IntoResponse {

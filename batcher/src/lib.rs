@@ -130,7 +130,10 @@ pub async fn run(
 
     let state = http::HttpState {
         batcher_id: config.batcher_id.clone(),
-        redis: redis.clone(),
+        redis: redis.lazy(pipeline::connection::Timeouts {
+            connect: pipeline::probe::PROBE_TIMEOUT,
+            response: Some(pipeline::probe::PROBE_TIMEOUT),
+        })?,
         postgres: pipeline::schema::pool(database_url, 2)?,
     };
     // The HTTP server outlives the signal until the worker has flushed, so /health answers meanwhile.

@@ -12,7 +12,7 @@ use futures_util::future::join_all;
 use pipeline::{connection::RedisConn, keys::Keys};
 use redis::ToRedisArgs;
 
-use crate::reconnect::retry_once;
+use pipeline::connection::retry_once;
 
 /// `REDIS_WAIT_REPLICAS`: how many replicas must hold a pushed element before it is acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -19,7 +19,6 @@
 //! - [`error`]: [`error::ApiError`], the one place each error status is produced.
 //! - [`enqueue`]: pushing elements onto their shards' pending lists, and `REDIS_WAIT_REPLICAS`.
 //! - [`pusher`]: the group commit: concurrent requests share one multi-value `LPUSH` per shard.
-//! - [`reconnect`]: one retry of a Redis command whose connection had broken (Redis restarted).
 //! - [`idempotency`]: `Idempotency-Key`, remembered and pushed in one Lua script.
 //! - [`telemetry`]: request metrics (duration by route and status, rejections by reason).
 //! - [`write_timeout`]: `HTTP_WRITE_TIMEOUT`, which drops a client that stops reading its answer.
@@ -35,7 +34,6 @@ pub mod history;
 pub mod idempotency;
 pub mod openapi;
 pub mod pusher;
-pub mod reconnect;
 pub mod routes;
 pub mod schema;
 pub mod startup;

@@ -35,6 +35,8 @@ pub mod keys;
 #[cfg(feature = "server")]
 pub mod offset_backfill;
 #[cfg(feature = "server")]
+pub mod probe;
+#[cfg(feature = "server")]
 pub mod redact;
 #[cfg(feature = "server")]
 pub mod redis_policy;

@@ -1,10 +1,8 @@
-//! `GET /health`: 200 when Redis and PostgreSQL both answer quickly, 503 naming the one that did not.
+//! `GET /health`: 200 when Redis and PostgreSQL both answer within `pipeline::probe::PROBE_TIMEOUT`, 503 naming the one that did not.
 //!
 //! Our `status` and `redis` words (`ok`/`degraded`, `ok`/`unavailable`) stay, as probes and the dashboard
 //! read them; the original's own words there (`healthy`, `connected`) would clash with them. Its other
 //! fields (`queue_length`, `batch_threshold`, `batch_progress`, `batches_pending`) are added beside ours.
-
-use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
@@ -12,9 +10,6 @@ use axum::http::StatusCode;
 use serde::Serialize;
 
 use crate::startup::AppState;
-
-/// A dependency that takes longer than this to answer counts as down: health checks must be quick.
-const CHECK_TIMEOUT: Duration = Duration::from_millis(1000);
 
 /// `{"status": "ok" | "degraded", "redis": "ok" | "unavailable", "postgres": "ok" | "unavailable"}`, plus
 /// the original's queue figures while Redis answers.
@@ -48,9 +43,12 @@ pub struct Health {
     )
 )]
 pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
-    let (queue_length, postgres_ok) = tokio::join!(queue_length(&state), postgres_answers(&state));
+    let (queue_length, postgres_ok) = tokio::join!(
+        queue_length(&state),
+        pipeline::probe::postgres_answers("health", &state.db)
+    );
     let redis_ok = queue_length.is_some();
-    let word = |ok: bool| if ok { "ok" } else { "unavailable" };
+    let word = pipeline::probe::word;
     let batch_threshold = state.batch_size.max(1);
     let healthy = redis_ok && postgres_ok;
     let status = if healthy {
@@ -70,63 +68,16 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>)
     (status, Json(body))
 }
 
-/// Whether Redis answers PING within [`CHECK_TIMEOUT`] (`/ready`'s check).
+/// Whether Redis answers PING (`/ready`'s check).
 pub(crate) async fn redis_answers(state: &AppState) -> bool {
-    let command = redis::cmd("PING");
-    let ping = crate::reconnect::retry_once(|| {
-        let mut conn = state.redis.clone();
-        let command = &command;
-        async move { command.query_async::<String>(&mut conn).await }
-    });
-    match tokio::time::timeout(CHECK_TIMEOUT, ping).await {
-        Ok(Ok(_)) => true,
-        Ok(Err(error)) => {
-            tracing::warn!(%error, "ready: Redis failed");
-            false
-        }
-        Err(_) => {
-            tracing::warn!("ready: Redis did not answer in time");
-            false
-        }
-    }
+    pipeline::probe::redis_answers("ready", &state.redis).await
 }
 
 /// `queue_depth`, or `None` when Redis does not answer in time: reading it is `/health`'s Redis check.
 async fn queue_length(state: &AppState) -> Option<u64> {
-    let read = crate::reconnect::retry_once(|| {
+    pipeline::probe::redis("health", || {
         let mut conn = state.redis.clone();
         async move { pipeline::depth::queue_depth(&mut conn, &state.keys, state.queue_shards).await }
-    });
-    match tokio::time::timeout(CHECK_TIMEOUT, read).await {
-        Ok(Ok(length)) => Some(length),
-        Ok(Err(error)) => {
-            tracing::warn!(%error, "health: Redis failed");
-            None
-        }
-        Err(_) => {
-            tracing::warn!("health: Redis did not answer in time");
-            None
-        }
-    }
-}
-
-async fn postgres_answers(state: &AppState) -> bool {
-    let check = async {
-        let client = state.db.get().await.map_err(|e| e.to_string())?;
-        client
-            .simple_query("SELECT 1")
-            .await
-            .map_err(|e| e.to_string())
-    };
-    match tokio::time::timeout(CHECK_TIMEOUT, check).await {
-        Ok(Ok(_)) => true,
-        Ok(Err(error)) => {
-            tracing::warn!(%error, "health: PostgreSQL failed");
-            false
-        }
-        Err(_) => {
-            tracing::warn!("health: PostgreSQL did not answer in time");
-            false
-        }
-    }
+    })
+    .await
 }

@@ -35,7 +35,7 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = redis::RedisResult<T>>,
 {
-    match tokio::time::timeout(REDIS_TIMEOUT, crate::reconnect::retry_once(op)).await {
+    match tokio::time::timeout(REDIS_TIMEOUT, pipeline::connection::retry_once(op)).await {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(error)) => Err(ApiError::RedisUnavailable(error.to_string())),
         Err(_) => Err(ApiError::RedisUnavailable(format!(
