@@ -1,13 +1,12 @@
 //! Decoding one Redis element into a row, or the reason it must go to `dead_letters`.
 //!
 //! Anything can be pushed onto a Redis list, so every element is untrusted bytes: it must be the JSON of a
-//! `pipeline::queued::QueuedMessage` and pass the same rules the ingestor applies. Decoding borrows the
+//! `pipeline::queued::QueuedMessage` and pass `pipeline::rules`, the rules the ingestor applies. Decoding borrows the
 //! content from the element when it has no JSON escapes, so a batch costs no allocation per row for it.
 
 use std::borrow::Cow;
 
 use chrono::{DateTime, Datelike, Utc};
-use pipeline::api::MAX_CONTENT_CHARS;
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -56,32 +55,12 @@ pub fn decode(raw: &[u8]) -> Result<Row<'_>, Rejected> {
 
 fn validate(row: &Row<'_>) -> Result<(), Rejected> {
     let invalid = |field, problem: String| Err(Rejected::Invalid { field, problem });
-    if row.user_id <= 0 {
-        return invalid("user_id", format!("must be positive, got {}", row.user_id));
-    }
-    if row.channel_id <= 0 {
-        return invalid(
-            "channel_id",
-            format!("must be positive, got {}", row.channel_id),
-        );
-    }
-    let content = row.content.as_ref();
-    if content.contains('\0') {
-        return invalid("content", "contains a NUL character".into());
-    }
-    if content.trim().is_empty() {
-        return invalid("content", "is empty or blank".into());
-    }
-    // Counting characters only when the byte length could exceed the limit keeps the common case O(1).
-    if content.len() > MAX_CONTENT_CHARS {
-        let chars = content.chars().count();
-        if chars > MAX_CONTENT_CHARS {
-            return invalid(
-                "content",
-                format!("has {chars} characters, more than {MAX_CONTENT_CHARS}"),
-            );
+    pipeline::rules::check(row.user_id, row.channel_id, &row.content).map_err(|violation| {
+        Rejected::Invalid {
+            field: violation.field,
+            problem: violation.rule.to_string(),
         }
-    }
+    })?;
     let year = row.created_at.year();
     if !(MIN_YEAR..=MAX_YEAR).contains(&year) {
         return invalid(
@@ -101,6 +80,7 @@ pub fn error_text(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pipeline::api::MAX_CONTENT_CHARS;
     use pipeline::queued::QueuedMessage;
 
     fn message(content: &str) -> QueuedMessage {
@@ -176,7 +156,7 @@ mod tests {
             let error = rejected(&serde_json::to_vec(&value_json).unwrap());
             assert_eq!(
                 error,
-                format!("invalid {field}: must be positive, got {value}")
+                format!("invalid {field}: must be a positive integer")
             );
         }
     }
@@ -184,13 +164,16 @@ mod tests {
     #[test]
     fn content_with_nul_blank_or_too_long_is_rejected() {
         let nul = serde_json::to_vec(&message("a\0b")).unwrap();
-        assert_eq!(rejected(&nul), "invalid content: contains a NUL character");
+        assert_eq!(
+            rejected(&nul),
+            "invalid content: must not contain NUL characters"
+        );
         let blank = serde_json::to_vec(&message(" \n\t")).unwrap();
-        assert_eq!(rejected(&blank), "invalid content: is empty or blank");
+        assert_eq!(rejected(&blank), "invalid content: must not be blank");
         let long = serde_json::to_vec(&message(&"é".repeat(MAX_CONTENT_CHARS + 1))).unwrap();
         assert_eq!(
             rejected(&long),
-            "invalid content: has 2001 characters, more than 2000"
+            "invalid content: must be at most 2000 characters"
         );
         // The limit counts characters, not bytes: 2000 two-byte characters are fine.
         let at_limit = serde_json::to_vec(&message(&"é".repeat(MAX_CONTENT_CHARS))).unwrap();

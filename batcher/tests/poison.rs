@@ -84,7 +84,10 @@ async fn poison_elements_are_dead_lettered_verbatim_and_the_good_ones_commit() {
         dead[&not_json]
     );
     assert!(dead[&mistyped].contains("user_id") || dead[&mistyped].contains("invalid type"));
-    assert_eq!(dead[&with_nul], "invalid content: contains a NUL character");
+    assert_eq!(
+        dead[&with_nul],
+        "invalid content: must not contain NUL characters"
+    );
     assert_eq!(totals(&env).await, (5, 1, 3));
     let batches = batches(&env).await;
     assert_eq!(

@@ -2,14 +2,14 @@
 //! `POST /simulate` makes up.
 
 use chrono::{DateTime, Utc};
-use pipeline::api::{MAX_CONTENT_CHARS, MAX_SIMULATE_COUNT, NewMessage};
+use pipeline::api::{MAX_SIMULATE_COUNT, NewMessage};
 use pipeline::queued::QueuedMessage;
 use uuid::Uuid;
 
 /// Most messages one `POST /messages/batch` may carry.
 pub const MAX_BATCH_MESSAGES: usize = 10_000;
 
-/// A message that passed every rule: ids positive, content 1..=2000 characters, not blank, no NUL.
+/// A message that passed every rule of `pipeline::rules`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValidMessage {
     user_id: i64,
@@ -41,13 +41,8 @@ impl ValidMessage {
             channel_id,
             content,
         } = message;
-        if user_id <= 0 {
-            return Err(FieldError::new("user_id", "must be a positive integer"));
-        }
-        if channel_id <= 0 {
-            return Err(FieldError::new("channel_id", "must be a positive integer"));
-        }
-        check_content(&content)?;
+        pipeline::rules::check(user_id, channel_id, &content)
+            .map_err(|violation| FieldError::new(violation.field, violation.rule.to_string()))?;
         Ok(Self {
             user_id,
             channel_id,
@@ -70,32 +65,6 @@ impl ValidMessage {
             created_at,
         }
     }
-}
-
-fn check_content(content: &str) -> Result<(), FieldError> {
-    // Characters (Unicode scalar values) rather than bytes: "é" counts once. Counting stops one past the
-    // limit so a long string is not walked to its end.
-    let chars = content.chars().take(MAX_CONTENT_CHARS + 1).count();
-    if chars == 0 {
-        return Err(FieldError::new("content", "must not be empty"));
-    }
-    if chars > MAX_CONTENT_CHARS {
-        return Err(FieldError::new(
-            "content",
-            format!("must be at most {MAX_CONTENT_CHARS} characters"),
-        ));
-    }
-    if content.trim().is_empty() {
-        return Err(FieldError::new("content", "must not be blank"));
-    }
-    // PostgreSQL text cannot hold NUL; refusing it here keeps it from becoming a dead letter later.
-    if content.contains('\0') {
-        return Err(FieldError::new(
-            "content",
-            "must not contain NUL characters",
-        ));
-    }
-    Ok(())
 }
 
 /// `POST /simulate`'s `count`: 1..=[`MAX_SIMULATE_COUNT`].
@@ -148,6 +117,7 @@ fn splitmix64(x: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pipeline::api::MAX_CONTENT_CHARS;
 
     fn message(user_id: i64, channel_id: i64, content: &str) -> NewMessage {
         NewMessage {

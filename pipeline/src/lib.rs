@@ -22,6 +22,7 @@
 pub mod api;
 pub mod events;
 pub mod queued;
+pub mod rules;
 pub mod timestamp;
 
 #[cfg(feature = "server")]
