@@ -110,8 +110,9 @@ impl<T> Batch<T> {
         }
     }
 
-    /// Takes at most `max_size` of the oldest elements. Elements left over (only possible after a resync added
-    /// more than fit) keep the timer running, since they have waited at least that long.
+    /// Takes at most `max_size` of the oldest elements. The worker never adds more than [`Batch::room`], so
+    /// this is the whole batch; should a caller add more, the elements left over keep the timer running,
+    /// since they have waited at least that long.
     pub fn take(&mut self) -> Vec<T> {
         if self.items.len() <= self.policy.max_size {
             self.started = None;
