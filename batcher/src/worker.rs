@@ -359,7 +359,7 @@ impl Worker {
         while !self.gave_up && !self.fenced {
             let items = match self
                 .queue
-                .read_oldest(&mut self.control, self.policy.max_size)
+                .read_oldest(&mut self.control, self.policy.threshold)
                 .await
             {
                 Ok(items) => items,
