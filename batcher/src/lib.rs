@@ -152,7 +152,7 @@ pub async fn run(
     ));
     let settings = ownership::Settings {
         policy: policy::FlushPolicy {
-            max_size: config.batch.batch_size,
+            threshold: config.batch.batch_size,
             timeout: config.batch.batch_timeout,
         },
         keys,

@@ -45,8 +45,8 @@ impl fmt::Display for FlushReason {
 /// `BATCH_SIZE` and `BATCH_TIMEOUT`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FlushPolicy {
-    /// Volume trigger (at least 1).
-    pub max_size: usize,
+    /// The flush threshold (`BATCH_SIZE`, at least 1): the volume trigger, and the most a batch holds.
+    pub threshold: usize,
     /// Time trigger, counted from the first element of the batch.
     pub timeout: Duration,
 }
@@ -65,7 +65,7 @@ impl<T> Batch<T> {
     pub fn new(policy: FlushPolicy) -> Self {
         Self {
             policy,
-            items: Vec::with_capacity(policy.max_size),
+            items: Vec::with_capacity(policy.threshold),
             started: None,
         }
     }
@@ -91,7 +91,7 @@ impl<T> Batch<T> {
 
     /// How many more elements fit before the volume trigger fires.
     pub fn room(&self) -> usize {
-        self.policy.max_size.saturating_sub(self.items.len())
+        self.policy.threshold.saturating_sub(self.items.len())
     }
 
     /// When the time trigger fires; `None` while the batch is empty (an empty batch has no timer).
@@ -101,7 +101,7 @@ impl<T> Batch<T> {
 
     /// Whether the batch must be flushed at `now`, and why. The volume trigger wins when both hold.
     pub fn should_flush(&self, now: Instant) -> Option<FlushReason> {
-        if self.items.len() >= self.policy.max_size {
+        if self.items.len() >= self.policy.threshold {
             Some(FlushReason::Size)
         } else if self.deadline().is_some_and(|deadline| now >= deadline) {
             Some(FlushReason::Timeout)
@@ -110,14 +110,15 @@ impl<T> Batch<T> {
         }
     }
 
-    /// Takes at most `max_size` of the oldest elements. Elements left over (only possible after a resync added
-    /// more than fit) keep the timer running, since they have waited at least that long.
+    /// Takes at most `threshold` of the oldest elements. The worker never adds more than [`Batch::room`], so
+    /// this is the whole batch; should a caller add more, the elements left over keep the timer running,
+    /// since they have waited at least that long.
     pub fn take(&mut self) -> Vec<T> {
-        if self.items.len() <= self.policy.max_size {
+        if self.items.len() <= self.policy.threshold {
             self.started = None;
-            return std::mem::replace(&mut self.items, Vec::with_capacity(self.policy.max_size));
+            return std::mem::replace(&mut self.items, Vec::with_capacity(self.policy.threshold));
         }
-        let rest = self.items.split_off(self.policy.max_size);
+        let rest = self.items.split_off(self.policy.threshold);
         std::mem::replace(&mut self.items, rest)
     }
 
@@ -132,9 +133,9 @@ impl<T> Batch<T> {
 mod tests {
     use super::*;
 
-    fn policy(max_size: usize, timeout_ms: u64) -> FlushPolicy {
+    fn policy(threshold: usize, timeout_ms: u64) -> FlushPolicy {
         FlushPolicy {
-            max_size,
+            threshold,
             timeout: Duration::from_millis(timeout_ms),
         }
     }
@@ -148,7 +149,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn the_volume_trigger_fires_at_exactly_max_size() {
+    async fn the_volume_trigger_fires_at_exactly_the_threshold() {
         let mut batch = Batch::new(policy(3, 100));
         batch.extend([1, 2], Instant::now());
         assert_eq!(batch.should_flush(Instant::now()), None);
@@ -206,7 +207,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn an_oversized_batch_is_taken_in_max_size_pieces_keeping_its_timer() {
+    async fn an_oversized_batch_is_taken_in_pieces_of_the_threshold_keeping_its_timer() {
         let mut batch = Batch::new(policy(2, 100));
         let start = Instant::now();
         batch.extend([1, 2, 3, 4, 5], start);

@@ -5,9 +5,15 @@ use pipeline::telemetry::Metric;
 /// Every `reason` a flush can have (see [`crate::policy::FlushReason`]).
 const FLUSH_REASONS: &[&str] = &["size", "timeout", "shutdown", "recovery"];
 
-/// Declares every metric the batcher records.
+/// Declares every metric the batcher records, so that each is on `/metrics` from the first scrape.
 pub fn declare_metrics() {
-    pipeline::telemetry::declare(&[
+    pipeline::telemetry::declare(metrics());
+}
+
+/// Every metric the batcher records: the one home of its name, type, help and labels (declared at start by
+/// [`declare_metrics`], listed in docs/metrics.md by `scripts/gen-docs`).
+pub fn metrics() -> &'static [Metric] {
+    const METRICS: &[Metric] = &[
         Metric::Counter {
             name: "batcher_messages_persisted_total",
             help: "Rows committed to `messages` (replays of already committed rows are not counted).",
@@ -58,15 +64,19 @@ pub fn declare_metrics() {
         Metric::Histogram {
             name: "batcher_batch_size",
             help: "Elements per committed batch.",
+            labels: &[],
         },
         Metric::Histogram {
             name: "batcher_flush_duration_seconds",
             help: "Time of a flush: decode, commit (retries included), clear and publish.",
+            labels: &[],
         },
         Metric::Histogram {
             name: "pipeline_end_to_end_latency_seconds",
             help: "Message creation (at the ingestor) to its commit in PostgreSQL.",
+            labels: &[],
         },
         pipeline::telemetry::QUEUE_DEPTH,
-    ]);
+    ];
+    METRICS
 }

@@ -93,8 +93,8 @@ pub struct Config {
     pub cors_origins: Vec<String>,
 
     /// Keys that may call the write endpoints (POST /messages, /messages/batch, /simulate),
-    /// comma-separated, each sent as `Authorization: Bearer <key>` (else 401). Unset or empty: the write
-    /// endpoints are open, for development only.
+    /// comma-separated, each sent as `Authorization: Bearer <key>` (else 401); each 1 to 256 visible ASCII
+    /// characters. Unset or empty: the write endpoints are open, for development only.
     #[arg(
         long,
         env = "API_KEYS",
@@ -123,11 +123,12 @@ pub struct Config {
 
     /// Replicas that must hold a message before its 201 (or 202): after each group of pushes the ingestor
     /// sends one `WAIT n`, and answers 503 if fewer than n replicas (on a cluster, of every master)
-    /// acknowledged within 1 s. 0 acknowledges as soon as the master has it.
+    /// acknowledged within 1 s. 0 acknowledges as soon as the master has it. 0 to 16.
     #[arg(long, env = "REDIS_WAIT_REPLICAS", default_value = "0", value_parser = clap::value_parser!(u32).range(0..=16))]
     pub redis_wait_replicas: u32,
 
-    /// Base URL of the notifier (`http://host:port`): `GET /ws/stats` here is relayed to its `/ws/stats`,
+    /// Base URL of the notifier (`http://host:port`, plain `http://` only): `GET /ws/stats` here is relayed
+    /// to its `/ws/stats`,
     /// so the original's dashboard, which connects to the API's address, gets live stats.
     #[arg(
         long,

@@ -18,6 +18,7 @@ use axum::extract::{MatchedPath, Request};
 use axum::http::Method;
 use axum::response::Response;
 use metrics::{Counter, Histogram};
+use pipeline::telemetry::Metric;
 use tower::{Layer, Service};
 
 use crate::error::ErrorCode;
@@ -39,8 +40,13 @@ const REJECTION_REASONS: &[&str] = &[
 
 /// Declares the ingestor's metrics, so that each is on `/metrics` from the first scrape.
 pub fn declare_metrics() {
-    use pipeline::telemetry::Metric;
-    pipeline::telemetry::declare(&[
+    pipeline::telemetry::declare(metrics());
+}
+
+/// Every metric the ingestor records: the one home of its name, type, help and labels (declared at start by
+/// [`declare_metrics`], listed in docs/metrics.md by `scripts/gen-docs`).
+pub fn metrics() -> &'static [Metric] {
+    const METRICS: &[Metric] = &[
         Metric::Counter {
             name: "ingestor_messages_accepted_total",
             help: "Messages queued in Redis (each item of a batch or a simulation counts).",
@@ -54,12 +60,14 @@ pub fn declare_metrics() {
         Metric::Histogram {
             name: "ingestor_request_duration_seconds",
             help: "HTTP request duration by method, matched route and status.",
+            labels: &["method", "path", "status"],
         },
         Metric::Gauge {
             name: "ingestor_queue_depth",
             help: "Messages pending in Redis plus those held by batchers, as last read for MAX_QUEUE_DEPTH.",
         },
-    ]);
+    ];
+    METRICS
 }
 
 /// Messages accepted (each one in a batch or a simulation counts).

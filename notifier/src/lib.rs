@@ -24,7 +24,7 @@ mod origin;
 mod rate;
 mod relay;
 mod stats;
-mod telemetry;
+pub mod telemetry;
 mod ws;
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
@@ -86,7 +86,7 @@ pub struct Config {
     #[arg(long, env = "INGESTOR_URL", default_value = "http://127.0.0.1:8000", value_parser = parse_base_url)]
     pub ingestor_url: String,
 
-    /// Most WebSocket clients served at once; more get 503.
+    /// Most WebSocket clients served at once (1 to 1000000); more get 503.
     #[arg(long, env = "MAX_WS_CLIENTS", default_value = "1024", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_ws_clients: u32,
 

@@ -2,9 +2,15 @@
 
 use pipeline::telemetry::Metric;
 
-/// Declares every metric the notifier records.
+/// Declares every metric the notifier records, so that each is on `/metrics` from the first scrape.
 pub fn declare_metrics() {
-    pipeline::telemetry::declare(&[
+    pipeline::telemetry::declare(metrics());
+}
+
+/// Every metric the notifier records: the one home of its name, type, help and labels (declared at start by
+/// [`declare_metrics`], listed in docs/metrics.md by `scripts/gen-docs`).
+pub fn metrics() -> &'static [Metric] {
+    const METRICS: &[Metric] = &[
         Metric::Gauge {
             name: "notifier_ws_clients",
             help: "WebSocket clients connected to /ws/stats.",
@@ -40,5 +46,6 @@ pub fn declare_metrics() {
             label: Some(("source", &["redis", "postgres"])),
         },
         pipeline::telemetry::QUEUE_DEPTH,
-    ]);
+    ];
+    METRICS
 }

@@ -19,7 +19,8 @@ pub struct RedisConfig {
     pub redis_url: String,
 
     /// Redis Cluster seed nodes, comma-separated `host:port` or `redis://host:port`. When set, every
-    /// connection is cluster-aware (MOVED/ASK, resharding and failover are followed) and REDIS_URL is unused.
+    /// connection is cluster-aware (redis-rs's cluster client: MOVED/ASK, resharding and master failover are
+    /// followed) and REDIS_URL is unused.
     #[arg(
         long,
         env = "REDIS_CLUSTER_NODES",
@@ -28,13 +29,14 @@ pub struct RedisConfig {
     )]
     pub redis_cluster_nodes: Vec<String>,
 
-    /// Prefix of every Redis key and channel (a hash tag: `{ingest}:pending`). Letters, digits, `_`, `-`, `.`.
+    /// Prefix of every Redis key and channel (a hash tag: `{ingest}:pending`): 1 to 64 of letters, digits,
+    /// `_`, `-`, `.`. Every service must be given the same value.
     #[arg(long, env = "REDIS_KEY_PREFIX", default_value = "ingest", value_parser = parse_key_part)]
     pub redis_key_prefix: String,
 
     /// Shards of the queue, each under its own hash tag (`{ingest}`, `{ingest:1}`, …) so a Redis Cluster
     /// spreads them over its nodes. A message's shard is a stable hash of its channel_id; each shard is
-    /// drained by one batcher at a time. Every service must be given the same value.
+    /// drained by one batcher at a time. 1 to 1024. Every service must be given the same value.
     #[arg(long, env = "QUEUE_SHARDS", default_value = "1", value_parser = parse_queue_shards)]
     pub queue_shards: u32,
 }
@@ -84,8 +86,10 @@ pub fn parse_cluster_node(value: &str) -> Result<String, String> {
 #[derive(Clone, clap::Args)]
 pub struct DatabaseConfig {
     /// PostgreSQL connection string: a URL (`postgres://user:password@host/db`) or libpq's key-value form
-    /// (`host=… user=… password=…`). The schema (init.sql) is applied at start. Its password is never
-    /// printed (not in errors, logs, `Debug` or this help).
+    /// (`host=… user=… password=…`); a URL may carry the password as `?password=`. The schema (init.sql) is
+    /// applied at start (by the ingestor in the background while PostgreSQL is unreachable). Its password is
+    /// never printed, in any form (not in errors, logs, `Debug` or this help). Every service must be given the
+    /// same database.
     #[arg(
         long,
         env = "DATABASE_URL",
@@ -125,11 +129,13 @@ impl std::fmt::Debug for DatabaseConfig {
 /// When a batch is flushed.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BatchConfig {
-    /// Volume trigger: flush when a batch holds this many messages.
+    /// Volume trigger: flush when a batch holds this many messages (1 to 100000). The ingestor and the
+    /// notifier report it as `batch_threshold`. Every service must be given the same value.
     #[arg(long, env = "BATCH_SIZE", default_value = "50", value_parser = parse_batch_size)]
     pub batch_size: usize,
 
-    /// Time trigger, in seconds (fractions allowed, e.g. 0.05), counted from the first message of the batch.
+    /// Time trigger, in seconds (fractions allowed, e.g. 0.05; more than 0, at most 86400), counted from the
+    /// first message of the batch. The notifier hands it to the dashboard.
     #[arg(long, env = "BATCH_TIMEOUT", default_value = "30", value_parser = parse_seconds)]
     pub batch_timeout: Duration,
 }

@@ -106,7 +106,10 @@ impl ShardKeys {
         format!("{}:lease", self.tag)
     }
 
-    /// The answer remembered for an `Idempotency-Key` of a request whose messages went to this shard.
+    /// The record of an `Idempotency-Key` in this shard (the answer it got), under `…:idempotency:<key>`;
+    /// the ingestor passes `batch <key>` for `POST /messages/batch`, so the two endpoints' keys never meet.
+    /// A request's record lives in the shard of its first message; a batch whose messages span shards has
+    /// one in every shard it pushed to, each holding the whole answer (see the ingestor's `idempotency`).
     pub fn idempotency(&self, key: &str) -> String {
         format!("{}:idempotency:{key}", self.tag)
     }

@@ -81,10 +81,22 @@ pub enum Metric {
         help: &'static str,
     },
     /// A histogram in seconds (names ending in `_seconds`) or of sizes; it has samples only once recorded.
+    /// `labels` names the labels its samples carry (their values are known only when recorded).
     Histogram {
         name: &'static str,
         help: &'static str,
+        labels: &'static [&'static str],
     },
+}
+
+impl Metric {
+    pub fn name(&self) -> &'static str {
+        match *self {
+            Metric::Counter { name, .. }
+            | Metric::Gauge { name, .. }
+            | Metric::Histogram { name, .. } => name,
+        }
+    }
 }
 
 /// `pipeline_queue_depth`, set by both the batcher and the notifier from [`crate::depth::queue_depth`].
@@ -113,7 +125,7 @@ pub fn declare(metrics: &[Metric]) {
                 metrics::describe_gauge!(name, help);
                 metrics::gauge!(name).increment(0.0);
             }
-            Metric::Histogram { name, help } => {
+            Metric::Histogram { name, help, .. } => {
                 let unit = if name.ends_with("_seconds") {
                     metrics::Unit::Seconds
                 } else {

@@ -364,7 +364,7 @@ impl Worker {
         while self.course.goes_on() {
             let items = match self
                 .queue
-                .read_oldest(&mut self.control, self.policy.max_size)
+                .read_oldest(&mut self.control, self.policy.threshold)
                 .await
             {
                 Ok(items) => items,

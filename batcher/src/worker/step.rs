@@ -106,7 +106,7 @@ mod tests {
     use crate::policy::FlushPolicy;
 
     const POLICY: FlushPolicy = FlushPolicy {
-        max_size: 3,
+        threshold: 3,
         timeout: Duration::from_millis(100),
     };
 

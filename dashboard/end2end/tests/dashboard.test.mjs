@@ -163,7 +163,7 @@ test("a burst of 120 through the UI shows queued cards that all flip to persiste
   const ys = [...line.matchAll(/[ML][\d.]+,([\d.]+)/g)].map((m) => Number(m[1]));
   assert.ok(Math.min(...ys) < 160, `the persisted line stays flat: ${line}`);
 
-  // The recent batches list names both triggers, and the latency figures are filled in.
+  // The recent batches list names both flush reasons, and the latency figures are filled in.
   const batches = page.getByTestId("recent-batches");
   await batches.locator(".reason-size").first().waitFor();
   await batches.locator(".reason-timeout").first().waitFor();

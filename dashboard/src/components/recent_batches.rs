@@ -1,4 +1,4 @@
-//! The last committed batches: id, size, trigger (`size`/`timeout`/…), batcher and commit time.
+//! The last committed batches: id, size, flush reason (`size`/`timeout`/…), batcher and commit time.
 
 use leptos::prelude::*;
 
@@ -28,7 +28,7 @@ pub fn RecentBatches() -> impl IntoView {
                         <tr>
                             <th class="num">"Batch"</th>
                             <th class="num">"Size"</th>
-                            <th>"Trigger"</th>
+                            <th>"Reason"</th>
                             <th class="batcher">"Batcher"</th>
                             <th class="num">"Committed"</th>
                         </tr>

@@ -43,11 +43,11 @@ pub struct Health {
     )
 )]
 pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
-    let (queue_length, postgres_ok) = tokio::join!(
-        queue_length(&state),
+    let (depth, postgres_ok) = tokio::join!(
+        queue_depth(&state),
         pipeline::probe::postgres_answers("health", &state.db)
     );
-    let redis_ok = queue_length.is_some();
+    let redis_ok = depth.is_some();
     let word = pipeline::probe::word;
     let batch_threshold = state.batch_size.max(1);
     let healthy = redis_ok && postgres_ok;
@@ -60,10 +60,10 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>)
         status: if healthy { "ok" } else { "degraded" },
         redis: word(redis_ok),
         postgres: word(postgres_ok),
-        queue_length,
+        queue_length: depth,
         batch_threshold,
-        batch_progress: queue_length.map(|length| length % batch_threshold),
-        batches_pending: queue_length.map(|length| length / batch_threshold),
+        batch_progress: depth.map(|depth| depth % batch_threshold),
+        batches_pending: depth.map(|depth| depth / batch_threshold),
     };
     (status, Json(body))
 }
@@ -74,7 +74,7 @@ pub(crate) async fn redis_answers(state: &AppState) -> bool {
 }
 
 /// `queue_depth`, or `None` when Redis does not answer in time: reading it is `/health`'s Redis check.
-async fn queue_length(state: &AppState) -> Option<u64> {
+async fn queue_depth(state: &AppState) -> Option<u64> {
     pipeline::probe::redis("health", || {
         let mut conn = state.redis.clone();
         async move { pipeline::depth::queue_depth(&mut conn, &state.keys, state.queue_shards).await }

@@ -23,13 +23,13 @@ use crate::startup::AppState;
 )]
 pub async fn queue_status(State(state): State<AppState>) -> Result<Json<QueueStatus>, ApiError> {
     let (queue, last_batch) = tokio::try_join!(queue(&state), last_batch(&state))?;
-    let (queue_length, oldest) = queue;
+    let (depth, oldest) = queue;
     let batch_threshold = state.batch_size;
     Ok(Json(QueueStatus {
-        queue_length,
+        queue_length: depth,
         batch_threshold,
-        batch_progress: queue_length % batch_threshold,
-        batches_ready: queue_length / batch_threshold,
+        batch_progress: depth % batch_threshold,
+        batches_ready: depth / batch_threshold,
         queued_message_ids: oldest,
         last_batch,
     }))
