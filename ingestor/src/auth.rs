@@ -18,7 +18,7 @@ use axum::http::{HeaderMap, Uri, header};
 use subtle::ConstantTimeEq;
 
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Longest key accepted, in bytes.
 pub const MAX_KEY_LEN: usize = 256;

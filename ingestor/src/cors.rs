@@ -1,4 +1,5 @@
-//! CORS for the dashboard and other browser clients, at no cost to every other client.
+//! CORS for the dashboard and other browser clients, at no cost to every other client: `CORS_ORIGINS`'s
+//! values, the layer made from them, and the layer's shortcut.
 //!
 //! tower-http's `Cors` answers browsers. But axum clones the service stack for every request, cloning `Cors`
 //! copies its whole configuration (lists of header values), and it builds a header map for every answer:
@@ -17,11 +18,11 @@ use std::task::{Context, Poll, ready};
 
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{HeaderMap, Method, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 use axum::response::Response;
 use futures_util::FutureExt;
 use tower::{Layer, Service, ServiceExt};
-use tower_http::cors::{self, Cors, CorsLayer};
+use tower_http::cors::{self, AllowOrigin, Cors, CorsLayer};
 
 /// [`CorsLayer`], skipped for requests that are not CORS requests (see the module docs).
 #[derive(Debug, Clone)]
@@ -147,9 +148,69 @@ where
     }
 }
 
+/// The CORS layer for `CORS_ORIGINS`, applied to CORS requests only (see [`BrowserCorsLayer`]).
+pub fn layer(origins: &[String]) -> BrowserCorsLayer {
+    let allow_origin = if origins.iter().any(|origin| origin == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(
+            origins
+                .iter()
+                .filter_map(|origin| HeaderValue::from_str(origin).ok()),
+        )
+    };
+    let cors = CorsLayer::new()
+        .allow_origin(allow_origin)
+        .allow_methods([Method::GET, Method::POST, Method::DELETE])
+        .allow_headers([
+            header::CONTENT_TYPE,
+            header::AUTHORIZATION,
+            HeaderName::from_static("idempotency-key"),
+        ])
+        .expose_headers([header::RETRY_AFTER]);
+    BrowserCorsLayer::new(cors)
+}
+
+/// A CORS origin: `*`, or `http(s)://host[:port]` without path or trailing slash.
+pub fn parse_origin(value: &str) -> Result<String, String> {
+    let value = value.trim();
+    if value == "*" {
+        return Ok(value.to_owned());
+    }
+    let host = value
+        .strip_prefix("http://")
+        .or_else(|| value.strip_prefix("https://"));
+    match host {
+        Some(host)
+            if !host.is_empty()
+                && host.chars().all(|c| {
+                    c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']')
+                }) =>
+        {
+            Ok(value.to_owned())
+        }
+        _ => Err("must be `*` or an origin such as http://127.0.0.1:8001 (no path)".into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn origins_are_checked() {
+        for good in [
+            "*",
+            "http://127.0.0.1:8001",
+            "https://dash.example.com",
+            "http://[::1]:8001",
+        ] {
+            assert_eq!(parse_origin(good).as_deref(), Ok(good));
+        }
+        for bad in ["", "127.0.0.1:8001", "http://", "http://a/b", "ftp://x"] {
+            assert!(parse_origin(bad).is_err(), "{bad:?}");
+        }
+    }
     use axum::http::HeaderValue;
 
     fn layer() -> CorsLayer {

@@ -243,3 +243,19 @@ pub async fn not_found() -> ApiError {
 pub async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
 }
+impl From<deadpool_postgres::PoolError> for ApiError {
+    fn from(error: deadpool_postgres::PoolError) -> Self {
+        Self::DatabaseUnavailable(error.to_string())
+    }
+}
+
+impl From<tokio_postgres::Error> for ApiError {
+    /// An error PostgreSQL itself reported (bad SQL, missing table) is ours: 500. Anything else (connection
+    /// refused, closed, I/O) means the database is unavailable: 503.
+    fn from(error: tokio_postgres::Error) -> Self {
+        match error.as_db_error() {
+            Some(db_error) => Self::Internal(format!("PostgreSQL error: {db_error}")),
+            None => Self::DatabaseUnavailable(error.to_string()),
+        }
+    }
+}

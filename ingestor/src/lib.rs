@@ -4,25 +4,28 @@
 //! # Layout
 //!
 //! - [`Config`] and [`run`] (this file): configuration from the environment, and serving until shutdown.
-//! - [`startup`]: the shared [`startup::AppState`], the routes ([`startup::routes`]) and the router
-//!   ([`startup::app`]).
+//! - [`state`]: [`state::AppState`], what every handler shares.
+//! - [`app`]: the one list of routes ([`app::routes`]), from which the router ([`app::app`]) and the OpenAPI
+//!   document are both made.
 //! - [`routes`]: one module per endpoint (`messages`, `batch`, `simulate`, `queue_status`, `reset`,
 //!   `health`, `ready`, `metrics`, `root` (`GET /`), `ws_stats` (the `/ws/stats` relay to the notifier)),
-//!   plus the Redis/PostgreSQL timeouts and the admission check they share.
+//!   plus the Redis/PostgreSQL timeouts, the queue depth read and the admission check they share.
 //! - [`schema`]: `init.sql`, applied in the background with retries, so writes never wait for PostgreSQL.
 //! - [`openapi`]: `GET /openapi.json`, generated from the handlers' annotations.
 //! - [`auth`]: `API_KEYS` for the write endpoints, `ADMIN_API_KEY` for `DELETE /reset`.
-//! - [`cors`]: CORS for browsers, skipped for requests that are not CORS requests.
+//! - [`cors`]: `CORS_ORIGINS` and CORS for browsers, skipped for requests that are not CORS requests.
 //! - [`backpressure`]: `MAX_QUEUE_DEPTH`, checked against a queue depth cached in memory.
 //! - [`domain`]: the validation rules, pure and unit-tested.
 //! - [`extract`]: the JSON body extractor (content type, body limits, the failing field's path).
-//! - [`error`]: [`error::ApiError`], the one place each error status is produced.
+//! - [`error`]: [`error::ApiError`], the one place each error status is produced (and how Redis and
+//!   PostgreSQL errors map onto it).
 //! - [`enqueue`]: pushing elements onto their shards' pending lists, and `REDIS_WAIT_REPLICAS`.
 //! - [`pusher`]: the group commit: concurrent requests share one multi-value `LPUSH` per shard.
 //! - [`idempotency`]: `Idempotency-Key`, remembered and pushed in one Lua script.
 //! - [`telemetry`]: request metrics (duration by route and status, rejections by reason).
 //! - [`write_timeout`]: `HTTP_WRITE_TIMEOUT`, which drops a client that stops reading its answer.
 
+pub mod app;
 pub mod auth;
 pub mod backpressure;
 pub mod cors;
@@ -36,7 +39,7 @@ pub mod openapi;
 pub mod pusher;
 pub mod routes;
 pub mod schema;
-pub mod startup;
+pub mod state;
 pub mod telemetry;
 pub mod write_timeout;
 
@@ -88,7 +91,7 @@ pub struct Config {
         env = "CORS_ORIGINS",
         default_value = "http://127.0.0.1:8001,http://localhost:8001",
         value_delimiter = ',',
-        value_parser = parse_origin
+        value_parser = cors::parse_origin
     )]
     pub cors_origins: Vec<String>,
 
@@ -172,28 +175,6 @@ pub fn parse_notifier_url(value: &str) -> Result<String, String> {
     }
 }
 
-/// A CORS origin: `*`, or `http(s)://host[:port]` without path or trailing slash.
-pub fn parse_origin(value: &str) -> Result<String, String> {
-    let value = value.trim();
-    if value == "*" {
-        return Ok(value.to_owned());
-    }
-    let host = value
-        .strip_prefix("http://")
-        .or_else(|| value.strip_prefix("https://"));
-    match host {
-        Some(host)
-            if !host.is_empty()
-                && host.chars().all(|c| {
-                    c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']')
-                }) =>
-        {
-            Ok(value.to_owned())
-        }
-        _ => Err("must be `*` or an origin such as http://127.0.0.1:8001 (no path)".into()),
-    }
-}
-
 /// Serves the API on `listener` until `shutdown` is cancelled (the schema is applied at start, or in the
 /// background while PostgreSQL is unreachable: see [`schema`]); in-flight requests
 /// finish and the pusher hands its last group to Redis before this returns.
@@ -216,7 +197,7 @@ pub async fn run(
         max_queue_depth = config.max_queue_depth,
         "access control and backpressure"
     );
-    let (state, tasks) = startup::AppState::new(&config, access, &shutdown)?;
+    let (state, tasks) = state::AppState::new(&config, access, &shutdown)?;
     // PostgreSQL serves reads only: writes never wait for it (see `schema`).
     let schema_task = schema::apply(
         config.database.database_url.clone(),
@@ -224,7 +205,7 @@ pub async fn run(
         shutdown.clone(),
     )
     .await;
-    let app = startup::app(state);
+    let app = app::app(state);
     tracing::info!(addr = %listener.local_addr()?, "ingestor listening");
     let listener = write_timeout::WriteTimeoutListener::new(listener, config.http_write_timeout);
     axum::serve(listener, app)
@@ -261,21 +242,6 @@ pub async fn run(
 mod tests {
     use super::*;
     use clap::Parser;
-
-    #[test]
-    fn origins_are_checked() {
-        for good in [
-            "*",
-            "http://127.0.0.1:8001",
-            "https://dash.example.com",
-            "http://[::1]:8001",
-        ] {
-            assert_eq!(parse_origin(good).as_deref(), Ok(good));
-        }
-        for bad in ["", "127.0.0.1:8001", "http://", "http://a/b", "ftp://x"] {
-            assert!(parse_origin(bad).is_err(), "{bad:?}");
-        }
-    }
 
     #[test]
     fn defaults_parse_and_origins_split_on_commas() {

@@ -1,7 +1,7 @@
 //! `GET /openapi.json`: the OpenAPI document of the API, generated from the code.
 //!
 //! Each handler carries its own `#[utoipa::path]` (parameters, bodies, every status with its headers), and
-//! [`crate::startup::routes`] registers the handlers through utoipa-axum, so the router and the document are
+//! [`crate::app::routes`] registers the handlers through utoipa-axum, so the router and the document are
 //! built from the same list and cannot drift apart. This module adds what belongs to no handler: the
 //! title, the tags and the two security schemes.
 
@@ -79,9 +79,9 @@ pub struct IdempotencyKey {
     pub idempotency_key: Option<String>,
 }
 
-/// The whole document: [`ApiDoc`] plus every route of [`crate::startup::routes`].
+/// The whole document: [`ApiDoc`] plus every route of [`crate::app::routes`].
 pub fn document() -> utoipa::openapi::OpenApi {
-    crate::startup::routes().into_openapi()
+    crate::app::routes().into_openapi()
 }
 
 /// Every operation of the document as `"<METHOD> <path>"` → its summary, for `GET /`; the WebSocket

@@ -24,7 +24,7 @@ use crate::error::{ApiError, BatchErrorBody};
 use crate::extract::{BATCH_BODY_LIMIT, JsonBytes, parse};
 use crate::idempotency::{self, IdempotencyHeader, Kind, PushOnce, Remembered};
 use crate::routes::Admitted;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::telemetry;
 
 /// `POST /messages/batch` → 201: every message is in Redis.

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use crate::auth::ReadAccess;
 use crate::error::ApiError;
 use crate::history::{Cursor, HistoryPage};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// The query, read as text so a bad value is our 422 naming the field, not axum's 400.
 #[derive(Debug, Deserialize)]

@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Serialize;
 
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// `{"status": "ok" | "degraded", "redis": "ok" | "unavailable", "postgres": "ok" | "unavailable"}`, plus
 /// the original's queue figures while Redis answers.

@@ -18,7 +18,7 @@ use crate::error::ApiError;
 use crate::extract::JsonBody;
 use crate::idempotency::{self, IdempotencyHeader, Kind, PushOnce, Remembered};
 use crate::routes::Admitted;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::telemetry;
 
 /// `POST /messages` → 201 once Redis holds the message.

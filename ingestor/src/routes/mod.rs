@@ -21,7 +21,7 @@ use pipeline::connection::RedisConn;
 use crate::backpressure::{Admission, Refusal};
 use crate::error::ApiError;
 use crate::idempotency::{self, Kind, Remembered};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Longest wait for one Redis command of a handler (the group commit has its own, `pusher::PUSH_TIMEOUT`).
 pub const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
@@ -75,6 +75,15 @@ pub async fn replicated(state: &AppState) -> Result<(), ApiError> {
         .map_err(|error| ApiError::RedisUnavailable(error.to_string()))
 }
 
+/// `pipeline::depth::queue_depth`: pending plus every batcher's processing list, of every shard.
+pub async fn queue_depth(state: &AppState) -> Result<u64, ApiError> {
+    redis(|| {
+        let mut conn = state.redis.clone();
+        async move { pipeline::depth::queue_depth(&mut conn, &state.keys, state.queue_shards).await }
+    })
+    .await
+}
+
 /// A pooled PostgreSQL connection for a read; 503 (`database_unavailable`) while the schema is not yet
 /// applied (PostgreSQL has been unreachable since start, see [`crate::schema`]) or PostgreSQL is down.
 pub async fn db_client(state: &AppState) -> Result<deadpool_postgres::Object, ApiError> {
@@ -95,23 +104,6 @@ pub async fn db<T>(op: impl Future<Output = Result<T, ApiError>>) -> Result<T, A
                 "no answer within {DB_TIMEOUT:?}"
             )))
         })
-}
-
-impl From<deadpool_postgres::PoolError> for ApiError {
-    fn from(error: deadpool_postgres::PoolError) -> Self {
-        Self::DatabaseUnavailable(error.to_string())
-    }
-}
-
-impl From<tokio_postgres::Error> for ApiError {
-    /// An error PostgreSQL itself reported (bad SQL, missing table) is ours: 500. Anything else (connection
-    /// refused, closed, I/O) means the database is unavailable: 503.
-    fn from(error: tokio_postgres::Error) -> Self {
-        match error.as_db_error() {
-            Some(db_error) => Self::Internal(format!("PostgreSQL error: {db_error}")),
-            None => Self::DatabaseUnavailable(error.to_string()),
-        }
-    }
 }
 
 /// Admits `incoming` messages under `MAX_QUEUE_DEPTH` (see [`crate::backpressure`]): 429 while the queue is

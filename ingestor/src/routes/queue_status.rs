@@ -6,8 +6,9 @@ use pipeline::api::{BatchSummary, ErrorBody, QUEUED_IDS_SHOWN, QueueStatus};
 use serde::Deserialize;
 use uuid::Uuid;
 
+use super::queue_depth;
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[utoipa::path(
     get,
@@ -65,15 +66,6 @@ async fn shards_in_use(state: &AppState) -> Result<u32, ApiError> {
     super::redis(|| {
         let mut conn = state.redis.clone();
         async move { pipeline::depth::shards_in_use(&mut conn, &state.keys, state.queue_shards).await }
-    })
-    .await
-}
-
-/// `pipeline::depth::queue_depth`: pending plus every batcher's processing list.
-pub async fn queue_depth(state: &AppState) -> Result<u64, ApiError> {
-    super::redis(|| {
-        let mut conn = state.redis.clone();
-        async move { pipeline::depth::queue_depth(&mut conn, &state.keys, state.queue_shards).await }
     })
     .await
 }

@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Serialize;
 
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// `{"status": "ready" | "not_ready", "redis": "ok" | "unavailable"}`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]

@@ -15,7 +15,7 @@ use pipeline::keys::ShardKeys;
 
 use crate::auth::AdminAccess;
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Keys deleted per `DEL`, and asked for per `SCAN` step.
 const KEYS_PER_COMMAND: usize = 1000;

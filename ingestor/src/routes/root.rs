@@ -8,7 +8,7 @@ use axum::Json;
 use axum::extract::State;
 use serde::Serialize;
 
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// The original's service name, kept so that clients which show or check it see what they expect.
 pub const SERVICE: &str = "High-Speed Message Ingestor";

@@ -13,8 +13,8 @@ use crate::domain::{check_simulate_count, simulated_message};
 use crate::enqueue;
 use crate::error::ApiError;
 use crate::extract::JsonBody;
-use crate::routes::queue_status::queue_depth;
-use crate::startup::AppState;
+use crate::routes::queue_depth;
+use crate::state::AppState;
 use crate::telemetry;
 
 /// Elements per `LPUSH` (about 1.5 MB): a million messages go as 100 commands, never one giant one.

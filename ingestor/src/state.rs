@@ -1,34 +1,23 @@
-//! Builds the application: the shared state (Redis, PostgreSQL pool, group-commit pusher, access keys,
-//! backpressure) and the router, whose routes also make the OpenAPI document.
+//! What every handler shares: Redis, the PostgreSQL pool, the group-commit pusher, access keys and
+//! backpressure, built once at start.
 
 use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
-use axum::http::{HeaderName, HeaderValue, Method, header};
 use pipeline::connection::{RedisConn, Timeouts};
 use pipeline::keys::Keys;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tower_http::cors::{AllowOrigin, CorsLayer};
-use utoipa::OpenApi;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
+use crate::Config;
 use crate::auth::Access;
 use crate::backpressure::Backpressure;
-use crate::cors::BrowserCorsLayer;
 use crate::enqueue::WaitReplicas;
-use crate::openapi::{self, ApiDoc};
 use crate::pusher::Pusher;
-use crate::routes::{
-    batch, channel_messages, health, messages, metrics, queue_status, ready, reset, root, simulate,
-    ws_stats,
-};
+use crate::routes::ws_stats;
 use crate::schema::SchemaStatus;
-use crate::{Config, error, telemetry};
 
 /// Connections in the PostgreSQL pool (reads, `/reset` and `/health`; writes are the batcher's).
 const DB_POOL_SIZE: usize = 8;
@@ -151,54 +140,4 @@ impl AppState {
         };
         Ok((state, tasks))
     }
-}
-
-/// Every route, each with its OpenAPI description: the one list both the router and the document come from.
-pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .routes(routes!(messages::create, messages::list))
-        .routes(routes!(channel_messages::history))
-        .routes(routes!(batch::create_batch))
-        .routes(routes!(simulate::simulate))
-        .routes(routes!(queue_status::queue_status))
-        .routes(routes!(reset::reset))
-        .routes(routes!(health::health))
-        .routes(routes!(ready::ready))
-        .routes(routes!(metrics::metrics))
-        .routes(routes!(openapi::openapi_json))
-        .routes(routes!(root::describe))
-        .routes(routes!(ws_stats::ws_stats))
-}
-
-/// The router with every route, the JSON fallbacks, request metrics and CORS.
-pub fn app(state: AppState) -> Router {
-    let cors = cors(&state.cors_origins);
-    let (router, _document) = routes().split_for_parts();
-    router
-        .fallback(error::not_found)
-        .method_not_allowed_fallback(error::method_not_allowed)
-        .layer(telemetry::TrackRequestsLayer)
-        .layer(BrowserCorsLayer::new(cors))
-        .with_state(state)
-}
-
-fn cors(origins: &[String]) -> CorsLayer {
-    let allow_origin = if origins.iter().any(|origin| origin == "*") {
-        AllowOrigin::any()
-    } else {
-        AllowOrigin::list(
-            origins
-                .iter()
-                .filter_map(|origin| HeaderValue::from_str(origin).ok()),
-        )
-    };
-    CorsLayer::new()
-        .allow_origin(allow_origin)
-        .allow_methods([Method::GET, Method::POST, Method::DELETE])
-        .allow_headers([
-            header::CONTENT_TYPE,
-            header::AUTHORIZATION,
-            HeaderName::from_static("idempotency-key"),
-        ])
-        .expose_headers([header::RETRY_AFTER])
 }
