@@ -12,7 +12,7 @@ use pipeline::keys::shard_of;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::auth::WriteAccess;
+use crate::auth::{ReadAccess, WriteAccess};
 use crate::domain::{ValidMessage, parse_limit};
 use crate::error::ApiError;
 use crate::extract::JsonBody;
@@ -132,12 +132,19 @@ pub struct ListQuery {
     path = "/messages",
     tag = "messages",
     summary = "The newest persisted messages",
+    description = "With API_KEYS set, a key is needed (the rows hold content), as a bearer token or the \
+                   `access_token` query parameter.",
+    security(("api_key" = [])),
     params(
         ("limit" = Option<u64>, Query, minimum = 1, maximum = 1000,
             description = "How many rows (default 50)."),
+        ("access_token" = Option<String>, Query,
+            description = "One of API_KEYS, for clients that cannot send an Authorization header."),
     ),
     responses(
         (status = 200, description = "Persisted rows, newest first.", body = Vec<PersistedMessage>),
+        (status = 401, description = "API_KEYS is set and no listed key was sent.", body = ErrorBody,
+            headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
         (status = 422, description = "`limit` is not an integer from 1 to 1000.", body = ErrorBody),
         (status = 500, description = "A bug; details are in the ingestor's log.", body = ErrorBody),
         (status = 503, description = "PostgreSQL is unavailable; retry.", body = ErrorBody,
@@ -145,6 +152,7 @@ pub struct ListQuery {
     )
 )]
 pub async fn list(
+    _: ReadAccess,
     State(state): State<AppState>,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<Vec<PersistedMessage>>, ApiError> {
