@@ -11,6 +11,7 @@ pub mod ready;
 pub mod reset;
 pub mod root;
 pub mod simulate;
+pub mod simulate_answer;
 pub mod ws_stats;
 
 use std::future::Future;

@@ -1,8 +1,8 @@
-//! `POST /simulate {"count": n}`: queues n made-up messages (1..=1,000,000) and reports the queue after.
+//! `POST /simulate {"count": n}`: queues n made-up messages (1..=1,000,000) and reports the queue after. What
+//! it holds is bounded by the ids (16 bytes each) plus one chunk of [`CHUNK`] messages; the answer is
+//! streamed ([`SimulateAnswer`]).
 
-use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
 use chrono::Utc;
 use pipeline::api::{ErrorBody, SimulateAccepted, SimulateRequest};
 use pipeline::keys::shard_of;
@@ -14,6 +14,7 @@ use crate::enqueue;
 use crate::error::ApiError;
 use crate::extract::JsonBody;
 use crate::routes::queue_status::queue_depth;
+use crate::routes::simulate_answer::SimulateAnswer;
 use crate::startup::AppState;
 use crate::telemetry;
 
@@ -51,7 +52,7 @@ pub async fn simulate(
     _: WriteAccess,
     State(state): State<AppState>,
     JsonBody(request): JsonBody<SimulateRequest>,
-) -> Result<(StatusCode, Json<SimulateAccepted>), ApiError> {
+) -> Result<SimulateAnswer, ApiError> {
     let count = check_simulate_count(request.count)?;
     // Held until every chunk is pushed, so the queue depth estimate accounts for them.
     let _admission = super::admit(&state, count, Some("count"))?;
@@ -89,6 +90,9 @@ pub async fn simulate(
             state.backpressure.depth()
         }
     };
-    let body = SimulateAccepted::new(tracking_ids, current_queue, state.batch_size);
-    Ok((StatusCode::ACCEPTED, Json(body)))
+    Ok(SimulateAnswer::new(
+        tracking_ids,
+        current_queue,
+        state.batch_size,
+    ))
 }
