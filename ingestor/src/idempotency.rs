@@ -20,7 +20,7 @@ use std::sync::LazyLock;
 use axum::extract::FromRequestParts;
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use pipeline::keys::ShardKeys;
 use uuid::Uuid;
 
@@ -123,36 +123,65 @@ pub struct Remembered {
     pub queued_at: DateTime<Utc>,
 }
 
+/// How a batch's record starts: `batch2 <queued_at> ` (RFC 3339 with nanoseconds, UTC, so always 30
+/// characters), then each id as its 16 bytes. So a record is [`BATCH_RECORD_HEADER_LEN`] + 16 bytes per
+/// message: 160,038 bytes for 10,000 messages (the text form before it, still read, took 37 per message).
+const BATCH_RECORD: &[u8] = b"batch2 ";
+/// The length of a batch record before its ids.
+pub const BATCH_RECORD_HEADER_LEN: usize = BATCH_RECORD.len() + 30 + 1;
+
 impl Remembered {
     /// `<id> <queued_at>` for a message (the format keys stored before batches had keys use), and
-    /// `batch <queued_at> <id>…` for a batch.
-    fn encode(&self) -> String {
-        let at = self.queued_at.to_rfc3339();
+    /// [`BATCH_RECORD`]'s binary form for a batch.
+    fn encode(&self) -> Vec<u8> {
         match self.kind {
-            Kind::Message => format!("{} {at}", self.message_ids[0]),
+            Kind::Message => {
+                format!("{} {}", self.message_ids[0], self.queued_at.to_rfc3339()).into_bytes()
+            }
             Kind::Batch => {
-                let mut out = String::with_capacity(32 + 37 * self.message_ids.len());
-                out.push_str("batch ");
-                out.push_str(&at);
+                let at = self.queued_at.to_rfc3339_opts(SecondsFormat::Nanos, true);
+                let mut out =
+                    Vec::with_capacity(BATCH_RECORD_HEADER_LEN + 16 * self.message_ids.len());
+                out.extend_from_slice(BATCH_RECORD);
+                out.extend_from_slice(at.as_bytes());
+                out.push(b' ');
                 for id in &self.message_ids {
-                    out.push(' ');
-                    out.push_str(&id.to_string());
+                    out.extend_from_slice(id.as_bytes());
                 }
                 out
             }
         }
     }
 
-    fn decode(raw: &str) -> Option<Self> {
-        let at = |text: &str| {
+    fn decode(raw: &[u8]) -> Option<Self> {
+        let at = |text: &[u8]| {
+            let text = std::str::from_utf8(text).ok()?;
             DateTime::parse_from_rfc3339(text)
                 .ok()
                 .map(|at| at.with_timezone(&Utc))
         };
+        if let Some(rest) = raw.strip_prefix(BATCH_RECORD) {
+            let space = rest.iter().position(|&byte| byte == b' ')?;
+            let (queued_at, ids) = (at(&rest[..space])?, &rest[space + 1..]);
+            if ids.is_empty() || ids.len() % 16 != 0 {
+                return None;
+            }
+            let message_ids = ids
+                .chunks_exact(16)
+                .map(|id| Uuid::from_slice(id).ok())
+                .collect::<Option<Vec<Uuid>>>()?;
+            return Some(Self {
+                kind: Kind::Batch,
+                message_ids,
+                queued_at,
+            });
+        }
+        // The text forms: a message's, and a batch's as stored by earlier versions (`batch <queued_at> <id>…`).
+        let raw = std::str::from_utf8(raw).ok()?;
         let mut words = raw.split(' ');
         let first = words.next()?;
         if first == "batch" {
-            let queued_at = at(words.next()?)?;
+            let queued_at = at(words.next()?.as_bytes())?;
             let message_ids = words
                 .map(|id| id.parse().ok())
                 .collect::<Option<Vec<Uuid>>>()?;
@@ -162,7 +191,7 @@ impl Remembered {
                 queued_at,
             });
         }
-        let (id, queued_at) = (first.parse().ok()?, at(words.next()?)?);
+        let (id, queued_at) = (first.parse().ok()?, at(words.next()?.as_bytes())?);
         words.next().is_none().then_some(Self {
             kind: Kind::Message,
             message_ids: vec![id],
@@ -222,7 +251,7 @@ pub async fn push_once<C: redis::aio::ConnectionLike>(
     for element in elements {
         invocation.arg(element.as_slice());
     }
-    let earlier: Option<String> = invocation.invoke_async(conn).await?;
+    let earlier: Option<Vec<u8>> = invocation.invoke_async(conn).await?;
     earlier.map_or(Ok(PushOnce::Pushed), |raw| {
         decode(&raw).map(PushOnce::Earlier)
     })
@@ -236,19 +265,19 @@ pub async fn earlier<C: redis::aio::ConnectionLike>(
     kind: Kind,
     key: &str,
 ) -> redis::RedisResult<Option<Remembered>> {
-    let raw: Option<String> = redis::cmd("GET")
+    let raw: Option<Vec<u8>> = redis::cmd("GET")
         .arg(record_key(keys, kind, key))
         .query_async(conn)
         .await?;
     raw.map(|raw| decode(&raw)).transpose()
 }
 
-fn decode(raw: &str) -> redis::RedisResult<Remembered> {
+fn decode(raw: &[u8]) -> redis::RedisResult<Remembered> {
     Remembered::decode(raw).ok_or_else(|| {
         redis::RedisError::from((
             redis::ErrorKind::Parse,
             "unreadable idempotency record",
-            raw.chars().take(100).collect::<String>(),
+            String::from_utf8_lossy(&raw[..raw.len().min(100)]).into_owned(),
         ))
     })
 }
@@ -324,8 +353,31 @@ mod tests {
             message_ids: (0..3).map(|_| Uuid::now_v7()).collect(),
             ..one
         };
-        assert_eq!(Remembered::decode(&many.encode()), Some(many));
-        for garbage in ["garbage", "batch", "batch 2024-01-01T00:00:00Z", "x y z"] {
+        let encoded = many.encode();
+        assert_eq!(encoded.len(), BATCH_RECORD_HEADER_LEN + 3 * 16);
+        assert_eq!(Remembered::decode(&encoded), Some(many.clone()));
+        // A whole second still takes 30 characters.
+        let on_the_second = Remembered {
+            queued_at: "2024-01-01T00:00:00Z".parse().unwrap(),
+            ..many.clone()
+        };
+        assert_eq!(on_the_second.encode().len(), encoded.len());
+        assert_eq!(
+            Remembered::decode(&on_the_second.encode()),
+            Some(on_the_second)
+        );
+        // A record stored by an earlier version, in text.
+        let ids: Vec<String> = many.message_ids.iter().map(Uuid::to_string).collect();
+        let text = format!("batch {} {}", many.queued_at.to_rfc3339(), ids.join(" "));
+        assert_eq!(Remembered::decode(text.as_bytes()), Some(many));
+        for garbage in [
+            &b"garbage"[..],
+            b"batch",
+            b"batch 2024-01-01T00:00:00Z",
+            b"x y z",
+            b"batch2 2024-01-01T00:00:00.000000000Z ",
+            b"batch2 2024-01-01T00:00:00.000000000Z 0123456789abcde",
+        ] {
             assert_eq!(Remembered::decode(garbage), None, "{garbage:?}");
         }
     }
