@@ -4,7 +4,9 @@
 //! answer) or neither did (the retry pushes as if it were the first request).
 //!
 //! One Lua script remembers the key's answer (`SET EX`, only when the key is new) and pushes the elements
-//! atomically, so two concurrent requests with the same key cannot both push. Such requests bypass the
+//! atomically, so two concurrent requests with the same key cannot both push. Before pushing, it checks the
+//! shard's depth against its room as the plain push does (see `enqueue`): a full queue pushes and remembers
+//! nothing. Such requests bypass the
 //! group commit. Keys are scoped by endpoint: the same key on `POST /messages` and on
 //! `POST /messages/batch` names two different requests.
 //!
@@ -21,6 +23,7 @@ use axum::extract::FromRequestParts;
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use chrono::{DateTime, SecondsFormat, Utc};
+use pipeline::depth::SHARD_DEPTH_LUA;
 use pipeline::keys::ShardKeys;
 use uuid::Uuid;
 
@@ -47,23 +50,32 @@ pub fn parse_ttl(value: &str) -> Result<std::time::Duration, String> {
         )),
     }
 }
-/// KEYS[1] = idempotency key, KEYS[2] = pending list; ARGV[1] = answer to remember, ARGV[2] = TTL in
-/// seconds, ARGV[3..] = elements, oldest first. Returns the remembered answer of an earlier request, or
-/// false after pushing. Pushes 1000 elements per `LPUSH`, as Redis's Lua cannot `unpack` more than about
-/// 8000 values at once; chunk after chunk still leaves the oldest element rightmost. The key is remembered
-/// after the pushes: a script is not rolled back when a command in it fails, so a push that fails (a key of
-/// the wrong type, say) must not leave the key remembered with nothing queued.
-const PUSH_ONCE: &str = r"
-local earlier = redis.call('GET', KEYS[1])
+/// KEYS[1] = pending list, KEYS[2] = set of batcher ids, KEYS[3] = idempotency key; ARGV[1] = processing-list
+/// key prefix, ARGV[2] = room (see `enqueue`), ARGV[3] = answer to remember, ARGV[4] = TTL in seconds,
+/// ARGV[5..] = elements, oldest first. Returns the remembered answer of an earlier request; or, pushing nothing,
+/// the shard's depth when the elements would take it past the room; or false after pushing. Pushes 1000
+/// elements per `LPUSH`, as Redis's Lua cannot `unpack` more than about 8000 values at once; chunk after chunk
+/// still leaves the oldest element rightmost. The key is remembered after the pushes: a script is not rolled
+/// back when a command in it fails, so a push that fails (a key of the wrong type, say) must not leave the key
+/// remembered with nothing queued.
+static PUSH_ONCE: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(&format!(
+        "local earlier = redis.call('GET', KEYS[3])
 if earlier then
   return earlier
 end
-for first = 3, #ARGV, 1000 do
-  redis.call('LPUSH', KEYS[2], unpack(ARGV, first, math.min(first + 999, #ARGV)))
+{SHARD_DEPTH_LUA}
+if depth + #ARGV - 4 > tonumber(ARGV[2]) then
+  return depth
 end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+for first = 5, #ARGV, 1000 do
+  redis.call('LPUSH', KEYS[1], unpack(ARGV, first, math.min(first + 999, #ARGV)))
+end
+redis.call('SET', KEYS[3], ARGV[3], 'EX', ARGV[4])
 return false
-";
+"
+    ))
+});
 
 /// The `Idempotency-Key` of a request, if any: 1..=128 visible ASCII characters.
 pub fn key_of(headers: &HeaderMap) -> Result<Option<&str>, FieldError> {
@@ -230,10 +242,13 @@ pub enum PushOnce {
     Pushed,
     /// An earlier request with this key was accepted with this answer; nothing was pushed.
     Earlier(Remembered),
+    /// The shard holds `depth` messages and these would take the queue past `MAX_QUEUE_DEPTH`: nothing was
+    /// pushed, nothing remembered.
+    Full { depth: u64 },
 }
 
 /// Pushes `elements` (oldest first; the messages of `answer` that belong to `keys`' shard) onto that shard's
-/// pending list, unless `key` was seen there within the TTL.
+/// pending list, unless `key` was seen there within the TTL, or the shard would then hold more than `room`.
 pub async fn push_once<C: redis::aio::ConnectionLike>(
     conn: &mut C,
     keys: &ShardKeys,
@@ -241,20 +256,31 @@ pub async fn push_once<C: redis::aio::ConnectionLike>(
     answer: &Remembered,
     elements: &[Vec<u8>],
     ttl: std::time::Duration,
+    room: u64,
 ) -> redis::RedisResult<PushOnce> {
-    static SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(PUSH_ONCE));
-    let mut invocation = SCRIPT.key(record_key(keys, answer.kind, key));
+    let mut invocation = PUSH_ONCE.key(keys.pending());
     invocation
-        .key(keys.pending())
+        .key(keys.batchers())
+        .key(record_key(keys, answer.kind, key))
+        .arg(keys.processing(""))
+        .arg(room)
         .arg(answer.encode())
         .arg(ttl.as_secs().max(1));
     for element in elements {
         invocation.arg(element.as_slice());
     }
-    let earlier: Option<Vec<u8>> = invocation.invoke_async(conn).await?;
-    earlier.map_or(Ok(PushOnce::Pushed), |raw| {
-        decode(&raw).map(PushOnce::Earlier)
-    })
+    match invocation.invoke_async(conn).await? {
+        redis::Value::Nil => Ok(PushOnce::Pushed),
+        redis::Value::Int(depth) => Ok(PushOnce::Full {
+            depth: depth.max(0) as u64,
+        }),
+        redis::Value::BulkString(raw) => decode(&raw).map(PushOnce::Earlier),
+        other => Err(redis::RedisError::from((
+            redis::ErrorKind::Parse,
+            "unexpected reply of the push-once script",
+            format!("{other:?}"),
+        ))),
+    }
 }
 
 /// The answer remembered for `key` on the endpoint of `kind`, if any: a repeat is answered with it even

@@ -22,7 +22,7 @@ use uuid::Uuid;
 
 use crate::auth::WriteAccess;
 use crate::domain::{MAX_BATCH_MESSAGES, ValidMessage};
-use crate::enqueue::{self, Part};
+use crate::enqueue::{self, EnqueueError, Part};
 use crate::error::{ApiError, BatchErrorBody};
 use crate::extract::{BATCH_BODY_LIMIT, JsonBytes, parse};
 use crate::idempotency::{self, IdempotencyHeader, Kind, PushOnce, Remembered};
@@ -132,7 +132,11 @@ async fn push_all(
     telemetry::accepted(queued as u64);
     match outcomes.into_iter().find_map(Result::err) {
         None => Ok(answer),
-        Some(error) if queued == 0 => Err(ApiError::RedisUnavailable(error.to_string())),
+        Some(error) if queued == 0 => Err(super::not_queued(
+            state,
+            &error,
+            answer.message_ids.len() as u64,
+        )),
         Some(error) => Err(ApiError::PartlyQueued {
             queued,
             total: answer.message_ids.len(),
@@ -158,14 +162,30 @@ async fn push_all_once(
             .map(|(index, message)| encode(message.clone(), &answer, *index))
             .collect::<Result<Vec<_>, _>>()?;
         let keys = state.keys.shard(part.shard);
+        let room = state.backpressure.room(part.shard);
         let pushed = super::redis(|| {
             let mut conn = state.redis.clone();
             let (keys, answer, elements, ttl) = (&keys, &answer, &elements, state.idempotency_ttl);
-            async move { idempotency::push_once(&mut conn, keys, key, answer, elements, ttl).await }
+            async move {
+                idempotency::push_once(&mut conn, keys, key, answer, elements, ttl, room).await
+            }
         })
         .await?;
         match pushed {
             PushOnce::Pushed => queued += elements.len(),
+            PushOnce::Full { depth } => {
+                let full = EnqueueError::Full { depth };
+                let total = answer.message_ids.len();
+                if queued > 0 {
+                    telemetry::accepted(queued as u64);
+                    return Err(ApiError::PartlyQueued {
+                        queued,
+                        total,
+                        detail: full.to_string(),
+                    });
+                }
+                return Err(super::not_queued(state, &full, total as u64));
+            }
             PushOnce::Earlier(earlier) if position == 0 => {
                 let same_request = earlier.kind == Kind::Batch
                     && earlier.message_ids.len() == answer.message_ids.len();

@@ -14,9 +14,11 @@ use uuid::Uuid;
 
 use crate::auth::{ReadAccess, WriteAccess};
 use crate::domain::{ValidMessage, parse_limit};
+use crate::enqueue::EnqueueError;
 use crate::error::ApiError;
 use crate::extract::JsonBody;
 use crate::idempotency::{self, IdempotencyHeader, Kind, PushOnce, Remembered};
+use crate::pusher::PushError;
 use crate::routes::Admitted;
 use crate::startup::AppState;
 use crate::telemetry;
@@ -77,23 +79,26 @@ pub async fn create(
                 .pusher
                 .push(shard, element)
                 .await
-                .map_err(|error| ApiError::RedisUnavailable(error.to_string()))?;
+                .map_err(|error| match error {
+                    PushError::Enqueue(error) => super::not_queued(&state, &error, 1),
+                    other => ApiError::RedisUnavailable(other.to_string()),
+                })?;
             telemetry::accepted(1);
             answer
         }
         Some(key) => {
             let elements = [element.into_bytes()];
             let keys = state.keys.shard(shard);
-            let pushed =
-                super::redis(|| {
-                    let mut conn = state.redis.clone();
-                    let (keys, answer, elements, ttl) =
-                        (&keys, &answer, &elements, state.idempotency_ttl);
-                    async move {
-                        idempotency::push_once(&mut conn, keys, key, answer, elements, ttl).await
-                    }
-                })
-                .await?;
+            let pushed = super::redis(|| {
+                let mut conn = state.redis.clone();
+                let (keys, answer, elements, ttl) =
+                    (&keys, &answer, &elements, state.idempotency_ttl);
+                let room = state.backpressure.room(shard);
+                async move {
+                    idempotency::push_once(&mut conn, keys, key, answer, elements, ttl, room).await
+                }
+            })
+            .await?;
             if pushed == PushOnce::Pushed {
                 super::replicated(&state).await?;
             }
@@ -103,6 +108,9 @@ pub async fn create(
                     answer
                 }
                 PushOnce::Earlier(earlier) => earlier,
+                PushOnce::Full { depth } => {
+                    return Err(super::not_queued(&state, &EnqueueError::Full { depth }, 1));
+                }
             }
         }
     };
