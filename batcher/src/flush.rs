@@ -116,6 +116,12 @@ impl Flusher {
         let Some(committed) = self.commit(&batch).await else {
             return FlushOutcome::GaveUp;
         };
+        // Test builds only: `FAILPOINTS=batcher::after_commit=return` kills the process right here, committed and
+        // not cleared, the window a replay must cover (`batcher/tests/crash_after_commit.rs`).
+        #[cfg(feature = "failpoints")]
+        fail::fail_point!("batcher::after_commit", |_| -> FlushOutcome {
+            std::process::abort()
+        });
         let committed_at = Utc::now();
 
         let ids = persisted_ids(&rows, &committed.refused, committed_at);

@@ -5,6 +5,9 @@ use clap::Parser;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // Test builds only (feature `failpoints`): the fault points named in FAILPOINTS, for the whole run.
+    #[cfg(feature = "failpoints")]
+    let _failpoints = fail::FailScenario::setup();
     let config = batcher::Config::parse();
     pipeline::telemetry::init_tracing(&config.log);
     let listener = tokio::net::TcpListener::bind(config.batcher_addr)

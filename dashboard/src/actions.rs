@@ -154,7 +154,14 @@ pub async fn reconcile(store: Store) {
         .is_some()
     {
         let url = ingestor(store, &format!("/messages?limit={RECONCILE_ROWS}"));
-        if let Ok(reply) = http::send(Call::get(&url)).await
+        // The rows hold content: with API_KEYS set, the ingestor wants the typed key for them.
+        let key = store.api_key.get_untracked();
+        let key = key.trim();
+        let call = Call {
+            bearer: (!key.is_empty()).then_some(key),
+            ..Call::get(&url)
+        };
+        if let Ok(reply) = http::send(call).await
             && let Ok(rows) = serde_json::from_str::<Vec<PersistedMessage>>(&reply.body)
         {
             let persisted: HashMap<_, _> = rows

@@ -1,5 +1,5 @@
-//! Access control: `API_KEYS` guard the write endpoints and the reading of content (channel history),
-//! `ADMIN_API_KEY` guards `DELETE /reset`.
+//! Access control: `API_KEYS` guard the write endpoints and the reading of content (`GET /messages`, channel
+//! history), `ADMIN_API_KEY` guards `DELETE /reset`.
 //!
 //! Keys travel as `Authorization: Bearer <key>` (reads also take `?access_token=<key>`, for browsers'
 //! EventSource and WebSocket, which cannot set headers) and are compared in constant time, so response timing does
@@ -135,7 +135,7 @@ impl Access {
         }
     }
 
-    /// Reading content (`GET /channels/{channel_id}/messages`) is open without `API_KEYS`; with them, the
+    /// Reading content (`GET /messages`, `GET /channels/{channel_id}/messages`) is open without `API_KEYS`; with them, the
     /// request must carry one of them, as a bearer token or (for browsers' EventSource and WebSocket, which
     /// cannot set headers) as the `access_token` query parameter.
     pub fn check_read(&self, headers: &HeaderMap, uri: &Uri) -> Result<(), ApiError> {

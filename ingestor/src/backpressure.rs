@@ -8,9 +8,19 @@
 //! when it was taken (they may or may not be in it). The estimate can only be too high, until the next
 //! reading, never too low: one ingestor never admits past the limit (except for pushes that land after
 //! their client went away). Several ingestors each see the others' messages once they are in Redis.
+//!
+//! Across ingestors the estimate alone would not hold (each admits against its own, so N ingestors could queue
+//! N × `MAX_QUEUE_DEPTH` between two readings), so the push itself checks too: each shard's push is one
+//! script that reads the shard's exact depth and refuses (429) when the part would take it past its
+//! [`room`](Backpressure::room), `MAX_QUEUE_DEPTH` minus the other shards' depth as last read (see `enqueue`).
+//! With one shard (`QUEUE_SHARDS=1`, the default) that is exact: the pipeline never holds more than
+//! `MAX_QUEUE_DEPTH`, whatever the number of ingestors. With several shards a push sees its own shard exactly
+//! and the others as read at most [`REFRESH_INTERVAL`] ago, so the bound is exceeded by at most what the other
+//! shards gained since that reading. The cost is one script per shard push instead of an `LPUSH`: the group
+//! commit pushes many messages per call.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pipeline::connection::RedisConn;
@@ -52,6 +62,8 @@ struct Counters {
     /// Messages whose push has finished (landed or failed).
     completed: AtomicU64,
     offset: AtomicI64,
+    /// The last reading of each shard's depth, shard 0 first.
+    shards: Mutex<Vec<u64>>,
 }
 
 /// The queue depth estimate and the limit. Cheap to clone (the counters are shared).
@@ -91,6 +103,23 @@ impl Backpressure {
         self.limit
     }
 
+    /// How many messages `shard` may hold after a push: the limit minus the other shards' depth as last read.
+    /// The push script compares it with the shard's exact depth (see the module docs).
+    pub fn room(&self, shard: u32) -> u64 {
+        let shards = self
+            .counters
+            .shards
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let others: u64 = shards
+            .iter()
+            .enumerate()
+            .filter(|(index, _)| *index != shard as usize)
+            .map(|(_, depth)| depth)
+            .sum();
+        self.limit.saturating_sub(others)
+    }
+
     /// The estimated queue depth (see the module docs).
     pub fn depth(&self) -> u64 {
         let admitted = self.counters.admitted.load(Ordering::SeqCst);
@@ -121,6 +150,29 @@ impl Backpressure {
     }
 
     /// Reads the queue depth with `read` and makes it the base of the estimate.
+    /// [`refresh`](Self::refresh) from a reading of each shard's depth, kept for [`room`](Self::room).
+    pub async fn refresh_shards<E>(
+        &self,
+        read: impl Future<Output = Result<Vec<u64>, E>>,
+    ) -> Result<u64, E> {
+        let depths = std::sync::Mutex::new(Vec::new());
+        let total = self
+            .refresh(async {
+                let read = read.await?;
+                let total = read.iter().sum();
+                *depths.lock().unwrap_or_else(|e| e.into_inner()) = read;
+                Ok(total)
+            })
+            .await?;
+        *self
+            .counters
+            .shards
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) =
+            depths.into_inner().unwrap_or_else(|e| e.into_inner());
+        Ok(total)
+    }
+
     pub async fn refresh<E>(&self, read: impl Future<Output = Result<u64, E>>) -> Result<u64, E> {
         // Taken before the read: whatever completes later may or may not be in the reading, so it stays
         // counted until the next one.
@@ -163,13 +215,13 @@ impl Backpressure {
                     );
                 }
                 let read = async {
-                    let read = pipeline::depth::queue_depth(&mut conn, &keys, queue_shards);
+                    let read = pipeline::depth::shard_depths(&mut conn, &keys, queue_shards);
                     match tokio::time::timeout(REFRESH_TIMEOUT, read).await {
                         Ok(outcome) => outcome.map_err(|error| error.to_string()),
                         Err(_) => Err(format!("no answer within {REFRESH_TIMEOUT:?}")),
                     }
                 };
-                match this.refresh(read).await {
+                match this.refresh_shards(read).await {
                     Ok(depth) if std::mem::take(&mut failing) => {
                         tracing::info!(depth, "queue depth readable again");
                     }
@@ -214,6 +266,29 @@ mod tests {
 
     async fn reading(depth: u64) -> Result<u64, ()> {
         Ok(depth)
+    }
+
+    #[tokio::test]
+    async fn a_shards_room_is_the_limit_less_the_other_shards_last_read() {
+        let gate = Backpressure::new(100);
+        assert_eq!(gate.room(0), 100, "nothing read yet");
+        let total = gate
+            .refresh_shards(async { Ok::<_, ()>(vec![5, 7, 0]) })
+            .await
+            .unwrap();
+        assert_eq!(total, 12);
+        assert_eq!(gate.depth(), 12);
+        assert_eq!((gate.room(0), gate.room(1), gate.room(2)), (93, 95, 88));
+        assert_eq!(gate.room(7), 88, "a shard not read yet");
+        gate.refresh_shards(async { Ok::<_, ()>(vec![60, 70]) })
+            .await
+            .unwrap();
+        assert_eq!((gate.room(0), gate.room(1)), (30, 40));
+        let full = Backpressure::new(10);
+        full.refresh_shards(async { Ok::<_, ()>(vec![4, 11]) })
+            .await
+            .unwrap();
+        assert_eq!(full.room(0), 0);
     }
 
     #[tokio::test]

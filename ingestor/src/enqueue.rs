@@ -5,10 +5,17 @@
 //! Within a shard the elements keep their order: `LPUSH key e1 e2 …` leaves e1 nearest the right (oldest)
 //! end. One shard's push is atomic (all or none); a group spread over several shards is not, and each part
 //! reports its own outcome.
+//!
+//! Each shard's push is one script that first reads the shard's depth (its pending list and every processing
+//! list) and refuses, pushing nothing, when the part would take it past its room: `MAX_QUEUE_DEPTH` minus the
+//! other shards' depth as last read (see `backpressure`). So admission holds across ingestors: with one shard
+//! exactly, whatever the number of ingestors.
 
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 
 use futures_util::future::join_all;
+use pipeline::depth::SHARD_DEPTH_LUA;
 use pipeline::{connection::RedisConn, keys::Keys};
 use redis::ToRedisArgs;
 
@@ -30,9 +37,30 @@ impl WaitReplicas {
     };
 }
 
+/// KEYS[1] = pending list, KEYS[2] = set of batcher ids; ARGV[1] = processing-list key prefix, ARGV[2] = room,
+/// ARGV[3..] = elements, oldest first. Returns -1 after pushing, or the shard's depth when the elements would
+/// take it past the room (nothing pushed). Pushes 1000 elements per `LPUSH`, as Redis's Lua cannot `unpack`
+/// more than about 8000 values at once; chunk after chunk still leaves the oldest element rightmost.
+static PUSH_ADMITTED: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(&format!(
+        "{SHARD_DEPTH_LUA}
+if depth + #ARGV - 2 > tonumber(ARGV[2]) then
+  return depth
+end
+for first = 3, #ARGV, 1000 do
+  redis.call('LPUSH', KEYS[1], unpack(ARGV, first, math.min(first + 999, #ARGV)))
+end
+return -1
+"
+    ))
+});
+
 /// Why a part was not acknowledged.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum EnqueueError {
+    /// The queue is full: nothing of the part was pushed.
+    #[error("the shard holds {depth} messages and these would take the queue past MAX_QUEUE_DEPTH")]
+    Full { depth: u64 },
     #[error("Redis refused the push: {0}")]
     Redis(String),
     #[error(
@@ -87,27 +115,36 @@ pub fn by_shard<T>(
         .collect()
 }
 
-/// Pushes every part onto its shard's pending list; one outcome per part, in order.
+/// Pushes every part onto its shard's pending list unless it would take the shard past `room(shard)`; one
+/// outcome per part, in order.
 pub async fn push<E: ToRedisArgs + Sync>(
     conn: &RedisConn,
     keys: &Keys,
     parts: &[Part<E>],
     wait: WaitReplicas,
+    room: impl Fn(u32) -> u64,
 ) -> Vec<Result<(), EnqueueError>> {
     let pushes = parts.iter().map(|part| {
-        let mut command = redis::cmd("LPUSH");
-        command.arg(keys.shard(part.shard).pending());
+        let shard = keys.shard(part.shard);
+        let mut invocation = PUSH_ADMITTED.key(shard.pending());
+        invocation
+            .key(shard.batchers())
+            .arg(shard.processing(""))
+            .arg(room(part.shard));
         for element in &part.elements {
-            command.arg(element);
+            invocation.arg(element);
         }
         async move {
-            retry_once(|| {
-                let (mut conn, command) = (conn.clone(), &command);
-                async move { command.query_async::<i64>(&mut conn).await }
+            let refused_at = retry_once(|| {
+                let (mut conn, invocation) = (conn.clone(), &invocation);
+                async move { invocation.invoke_async::<i64>(&mut conn).await }
             })
             .await
-            .map(drop)
-            .map_err(|error| EnqueueError::Redis(error.to_string()))
+            .map_err(|error| EnqueueError::Redis(error.to_string()))?;
+            match u64::try_from(refused_at) {
+                Ok(depth) => Err(EnqueueError::Full { depth }),
+                Err(_) => Ok(()),
+            }
         }
     });
     let mut outcomes = join_all(pushes).await;

@@ -9,10 +9,13 @@
 //!
 //! Unknown fields are ignored, as the seed's clients may send more than we read.
 
+use axum::body::Body;
 use axum::extract::{FromRequest, Request};
 use axum::http::header;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use http_body_util::{BodyExt, Limited};
 use serde::de::DeserializeOwned;
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::error::ApiError;
 
@@ -22,9 +25,23 @@ pub const SMALL_BODY_LIMIT: usize = 64 * 1024;
 /// Body limit of `POST /messages/batch`: 32 MiB (10,000 messages of ~3 KiB).
 pub const BATCH_BODY_LIMIT: usize = 32 * 1024 * 1024;
 
-/// The body, checked to be JSON by content type and at most `LIMIT` bytes, not yet parsed.
+/// Bytes of request bodies over [`SMALL_BODY_LIMIT`] (batches) held in memory at once, by all requests
+/// together: 32 MiB, one body of the limit. A body reserves its `Content-Length` (the whole
+/// [`BATCH_BODY_LIMIT`] when it sends none) before it is read, and waits for room while the budget is spent, so
+/// however many large bodies arrive together, the ingestor holds at most this much of them (a typical batch,
+/// 10,000 short messages, is about 1 MiB: ~32 at once; a body of the limit is read and parsed in tens of
+/// milliseconds). The allocator keeps freed memory for a while (mimalloc frees a block freed by another thread
+/// lazily), so the resident size can exceed the budget: 8 bodies of 32 MiB at once peak well under 256 MiB
+/// (`ingestor/tests/memory.rs`).
+pub const LARGE_BODIES_BUDGET: usize = 32 * 1024 * 1024;
+
+/// The budget in KiB (a semaphore counts in `u32`).
+static LARGE_BODIES: Semaphore = Semaphore::const_new(LARGE_BODIES_BUDGET / 1024);
+
+/// The body, checked to be JSON by content type and at most `LIMIT` bytes, not yet parsed; and, for a large
+/// body, its share of [`LARGE_BODIES_BUDGET`], to be held until what was parsed from it is dropped.
 #[derive(Debug)]
-pub struct JsonBytes<const LIMIT: usize>(pub Bytes);
+pub struct JsonBytes<const LIMIT: usize>(pub Bytes, pub Option<SemaphorePermit<'static>>);
 
 /// The body parsed as `T`.
 #[derive(Debug)]
@@ -49,21 +66,38 @@ impl<S: Send + Sync, const LIMIT: usize> FromRequest<S> for JsonBytes<LIMIT> {
         if declared.is_some_and(|length| length > LIMIT as u64) {
             return Err(ApiError::PayloadTooLarge { limit: LIMIT });
         }
-        match axum::body::to_bytes(request.into_body(), LIMIT).await {
-            Ok(bytes) => Ok(Self(bytes)),
-            Err(error) => {
-                let error = error.into_inner();
-                if error.is::<http_body_util::LengthLimitError>() {
-                    Err(ApiError::PayloadTooLarge { limit: LIMIT })
-                } else {
-                    // The client went away or sent a broken chunked body.
-                    Err(ApiError::MalformedJson(format!(
-                        "could not read the request body: {error}"
-                    )))
-                }
+        let expected = declared.map_or(LIMIT, |length| length as usize);
+        let permit = if LIMIT > SMALL_BODY_LIMIT {
+            let kib = expected.div_ceil(1024).max(1) as u32;
+            // Never closed, so `acquire_many` cannot fail.
+            LARGE_BODIES.acquire_many(kib).await.ok()
+        } else {
+            None
+        };
+        let bytes = read_body(request.into_body(), LIMIT, expected).await?;
+        Ok(Self(bytes, permit))
+    }
+}
+
+/// Reads `body` into one buffer of `expected` bytes (its `Content-Length`), so a body costs its size once;
+/// collecting frames and joining them would hold it twice. Refuses it once over `limit`.
+async fn read_body(body: Body, limit: usize, expected: usize) -> Result<Bytes, ApiError> {
+    let mut body = Limited::new(body, limit);
+    let mut buffer = BytesMut::with_capacity(expected.min(limit));
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|error| {
+            if error.is::<http_body_util::LengthLimitError>() {
+                ApiError::PayloadTooLarge { limit }
+            } else {
+                // The client went away or sent a broken chunked body.
+                ApiError::MalformedJson(format!("could not read the request body: {error}"))
             }
+        })?;
+        if let Ok(data) = frame.into_data() {
+            buffer.extend_from_slice(&data);
         }
     }
+    Ok(buffer.freeze())
 }
 
 impl<T: DeserializeOwned, S: Send + Sync, const LIMIT: usize> FromRequest<S>
@@ -72,7 +106,7 @@ impl<T: DeserializeOwned, S: Send + Sync, const LIMIT: usize> FromRequest<S>
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let JsonBytes(bytes) = JsonBytes::<LIMIT>::from_request(request, state).await?;
+        let JsonBytes(bytes, _permit) = JsonBytes::<LIMIT>::from_request(request, state).await?;
         parse(&bytes, "").map(Self)
     }
 }

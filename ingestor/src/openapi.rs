@@ -290,14 +290,17 @@ mod tests {
             assert_eq!(schemes[name]["type"], "http");
             assert_eq!(schemes[name]["scheme"], "bearer");
         }
-        // Read-only endpoints need no key.
-        for path in [
-            "/messages",
-            "/queue/status",
-            "/health",
-            "/ready",
-            "/metrics",
-        ] {
+        // Reading content needs a key; the other read-only endpoints need none.
+        for path in ["/messages", "/channels/{channel_id}/messages"] {
+            let operation = &doc["paths"][path]["get"];
+            assert_eq!(
+                operation["security"],
+                serde_json::json!([{ WRITE_SCHEME: [] }]),
+                "{path}"
+            );
+            assert!(operation["responses"]["401"].is_object(), "{path}");
+        }
+        for path in ["/queue/status", "/health", "/ready", "/metrics"] {
             assert!(doc["paths"][path]["get"]["security"].is_null(), "{path}");
         }
     }

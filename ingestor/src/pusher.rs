@@ -14,6 +14,7 @@ use std::time::Duration;
 use pipeline::{connection::RedisConn, keys::Keys};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::backpressure::Backpressure;
 use crate::enqueue::{self, EnqueueError, Part, WaitReplicas};
 
 /// Most elements in one `LPUSH` (about 0.5–1 MB of typical messages).
@@ -54,13 +55,15 @@ pub struct Pusher {
 
 impl Pusher {
     /// Starts the pushing task on `conn`, pushing onto the pending lists of `keys`' shards.
+    /// Each shard's push is refused when it would take the shard past `backpressure`'s room for it.
     pub fn spawn(
         conn: RedisConn,
         keys: Keys,
         wait: WaitReplicas,
+        backpressure: Backpressure,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (sender, receiver) = mpsc::channel(CHANNEL_CAPACITY);
-        let task = tokio::spawn(push_groups(receiver, conn, keys, wait));
+        let task = tokio::spawn(push_groups(receiver, conn, keys, wait, backpressure));
         (Self { sender }, task)
     }
 
@@ -89,6 +92,7 @@ async fn push_groups(
     conn: RedisConn,
     keys: Keys,
     wait: WaitReplicas,
+    backpressure: Backpressure,
 ) {
     let mut group = Vec::with_capacity(MAX_GROUP);
     // `recv_many` returns 0 only once every sender is gone and the channel is empty.
@@ -117,7 +121,9 @@ async fn push_groups(
                 )
             })
             .unzip();
-        let push = enqueue::push(&conn, &keys, &elements, wait);
+        let push = enqueue::push(&conn, &keys, &elements, wait, |shard| {
+            backpressure.room(shard)
+        });
         let outcomes = match tokio::time::timeout(PUSH_TIMEOUT, push).await {
             Ok(outcomes) => outcomes
                 .into_iter()

@@ -105,8 +105,13 @@ impl AppState {
             replicas: config.redis_wait_replicas,
             timeout_ms: WAIT_TIMEOUT.as_millis() as u64,
         };
-        let (pusher, pusher_task) = Pusher::spawn(target.lazy(REDIS_TIMEOUTS)?, keys.clone(), wait);
         let backpressure = Backpressure::new(config.max_queue_depth);
+        let (pusher, pusher_task) = Pusher::spawn(
+            target.lazy(REDIS_TIMEOUTS)?,
+            keys.clone(),
+            wait,
+            backpressure.clone(),
+        );
         let depth_refresher = backpressure.spawn_refresher(
             redis.clone(),
             keys.clone(),

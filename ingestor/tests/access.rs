@@ -1,6 +1,6 @@
 //! Access control: `API_KEYS` guard the write endpoints (401), `ADMIN_API_KEY` guards `DELETE /reset` (403
-//! while unset, 401 for any other key), read-only endpoints stay open, and no key reaches `--help` or the
-//! logs.
+//! while unset, 401 for any other key), read-only endpoints other than `GET /messages` stay open, and no key
+//! reaches `--help` or the logs.
 
 mod common;
 
@@ -92,14 +92,11 @@ async fn with_api_keys_set_writes_need_a_listed_bearer_key_and_refusals_queue_no
     }
     assert_eq!(pending_len(&env).await, queued);
 
-    // Read-only endpoints stay open.
-    for path in [
-        "/messages",
-        "/queue/status",
-        "/health",
-        "/metrics",
-        "/openapi.json",
-    ] {
+    // Reading content needs a key too (ingestor/tests/history.rs tests it fully); the other read-only
+    // endpoints stay open.
+    let rows = app.client.get(app.url("/messages")).send().await.unwrap();
+    assert_unauthorized(rows, "GET /messages").await;
+    for path in ["/queue/status", "/health", "/metrics", "/openapi.json"] {
         let response = app.client.get(app.url(path)).send().await.unwrap();
         assert_eq!(response.status(), 200, "{path}");
     }

@@ -188,3 +188,56 @@ async fn assert_queue_full_any(response: reqwest::Response) {
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"], "queue_full");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_ingestors_taking_concurrent_posts_queue_at_most_max_queue_depth_and_refuse_the_rest()
+{
+    const LIMIT: u64 = 1000;
+    let env = TestEnv::new().await;
+    // No batcher runs: whatever is admitted stays queued.
+    let mut apps = Vec::new();
+    for _ in 0..3 {
+        apps.push(spawn_app(&env, |config| config.max_queue_depth = LIMIT).await);
+    }
+    // Per ingestor, 30 clients each posting 20 single messages and 2 batches of 25, all at once: 2,100
+    // messages per ingestor, 6,300 in all, against room for 1,000.
+    let clients = apps.iter().flat_map(|app| {
+        (0..30).map(move |client| async move {
+            let (mut queued, mut refused) = (0u64, 0u64);
+            for n in 0..22 {
+                let (path, body, count) = if n % 11 == 10 {
+                    let items: Vec<String> = (0..25)
+                        .map(|i| message(1, client + 1, &format!("b{n}-{i}")))
+                        .collect();
+                    ("/messages/batch", format!("[{}]", items.join(",")), 25)
+                } else {
+                    ("/messages", message(1, client + 1, &format!("m{n}")), 1)
+                };
+                let response = app.post_json(path, body).await;
+                match response.status().as_u16() {
+                    201 => queued += count,
+                    429 => refused += count,
+                    other => panic!("{path}: {other} {}", response.text().await.unwrap()),
+                }
+            }
+            (queued, refused)
+        })
+    });
+    let outcomes = futures_util::future::join_all(clients).await;
+    let queued: u64 = outcomes.iter().map(|(queued, _)| queued).sum();
+    let refused: u64 = outcomes.iter().map(|(_, refused)| refused).sum();
+    eprintln!("{queued} messages queued, {refused} refused");
+    assert_eq!(queued + refused, 6_300);
+    assert_eq!(
+        pending_len(&env).await,
+        queued,
+        "every 201 is queued, no 429 is"
+    );
+    assert!(
+        queued <= LIMIT,
+        "{queued} queued past MAX_QUEUE_DEPTH {LIMIT}"
+    );
+    for app in apps {
+        app.stop().await;
+    }
+}

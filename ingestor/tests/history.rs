@@ -1,5 +1,6 @@
 //! `GET /channels/{channel_id}/messages` against real PostgreSQL: pages by offset in both directions, every
-//! bad input a 422 naming its field, 503 while PostgreSQL is gone, and a key needed when API_KEYS is set.
+//! bad input a 422 naming its field, 503 while PostgreSQL is gone, and a key needed when API_KEYS is set (also
+//! for `GET /messages`, which returns content too).
 
 mod common;
 
@@ -241,5 +242,69 @@ async fn with_api_keys_set_reading_needs_a_key_as_bearer_or_access_token() {
         };
         assert_eq!(offsets(&page), expected, "{path}");
     }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn with_api_keys_set_listing_the_newest_messages_needs_a_key_too() {
+    let env = TestEnv::new().await;
+    let app = spawn_app(&env, |config| {
+        config.api_keys = parse_api_keys("read-key-one,read/key+two").unwrap();
+    })
+    .await;
+    let inserted = insert(&env, 4, 3).await;
+    let get = |path: &str, auth: Option<&str>| {
+        let mut request = app.client.get(app.url(path));
+        if let Some(auth) = auth {
+            request = request.header("authorization", auth);
+        }
+        async move { request.send().await.unwrap() }
+    };
+    for (path, auth) in [
+        ("/messages", None),
+        ("/messages?limit=2", Some("Bearer wrong")),
+        ("/messages?access_token=wrong", None),
+        ("/messages?access_token=", None),
+        ("/messages?access_token=read-key-one", Some("Bearer wrong")),
+        // Refused before the query is looked at.
+        ("/messages?limit=0", None),
+    ] {
+        let response = get(path, auth).await;
+        assert_eq!(response.status(), 401, "{path} {auth:?}");
+        assert_eq!(response.headers()["www-authenticate"], "Bearer");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"], "unauthorized");
+    }
+    for (path, auth) in [
+        ("/messages?limit=2", Some("Bearer read-key-one")),
+        ("/messages?limit=2", Some("bearer read/key+two")),
+        ("/messages?limit=2&access_token=read-key-one", None),
+        ("/messages?access_token=read%2Fkey%2Btwo&limit=2", None),
+    ] {
+        let response = get(path, auth).await;
+        assert_eq!(response.status(), 200, "{path} {auth:?}");
+        let rows: Vec<Value> = response.json().await.unwrap();
+        let contents: Vec<&str> = rows
+            .iter()
+            .map(|row| row["content"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            contents,
+            [&inserted[2].content, &inserted[1].content],
+            "{path}"
+        );
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn without_api_keys_listing_the_newest_messages_is_open() {
+    let env = TestEnv::new().await;
+    let app = spawn_app(&env, |_| {}).await;
+    insert(&env, 4, 1).await;
+    let response = app.client.get(app.url("/messages")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let rows: Vec<Value> = response.json().await.unwrap();
+    assert_eq!(rows.len(), 1);
     app.stop().await;
 }

@@ -425,3 +425,37 @@ async fn concurrent_requests_with_one_idempotency_key_queue_one_message_and_shar
     assert_eq!(pending_len(&env).await, 1);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_keyed_batch_of_10000_is_remembered_in_38_bytes_plus_16_per_message() {
+    let env = TestEnv::new().await;
+    let app = spawn_app(&env, |_| {}).await;
+    let items: Vec<String> = (0..10_000)
+        .map(|i| message(1, 2, &format!("message {i}")))
+        .collect();
+    let body = format!("[{}]", items.join(","));
+    let key = [("Idempotency-Key", "compact")];
+    let response = app
+        .post_json_with("/messages/batch", body.clone(), &key)
+        .await;
+    assert_eq!(response.status(), 201);
+    let first: Value = response.json().await.unwrap();
+    let mut redis = env.redis().await;
+    let record = env.keys().shard(0).idempotency("batch compact");
+    let length: usize = redis::cmd("STRLEN")
+        .arg(&record)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(
+        length,
+        ingestor::idempotency::BATCH_RECORD_HEADER_LEN + 16 * 10_000
+    );
+    assert_eq!(length, 160_038);
+    // The compact record answers a repeat exactly as the first answer.
+    let repeat = app.post_json_with("/messages/batch", body, &key).await;
+    assert_eq!(repeat.status(), 201);
+    assert_eq!(repeat.json::<Value>().await.unwrap(), first);
+    assert_eq!(pending_len(&env).await, 10_000);
+    app.stop().await;
+}

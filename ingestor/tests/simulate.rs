@@ -9,15 +9,22 @@ use testkit::redis_server::RedisServer;
 #[tokio::test]
 async fn simulate_answers_202_when_only_the_final_depth_read_fails() {
     let env = TestEnv::new().await;
-    // A private Redis that takes pushes but refuses scripts: the depth read (a Lua script) fails.
+    // A private Redis that takes pushes (a script over the shard's own keys) but refuses the key listing the
+    // queue layouts, which the depth read reads first: the depth read fails.
     let redis = RedisServer::start(&[]).await;
     let mut admin = redis::Client::open(redis.url())
         .unwrap()
         .get_multiplexed_async_connection()
         .await
         .unwrap();
+    let shard = env.keys().shard(0);
     let () = redis::cmd("ACL")
-        .arg(&["SETUSER", "default", "-eval", "-evalsha", "-script"])
+        .arg("SETUSER")
+        .arg("default")
+        .arg("resetkeys")
+        .arg(format!("~{}", shard.pending()))
+        .arg(format!("~{}", shard.batchers()))
+        .arg(format!("~{}*", shard.processing("")))
         .query_async(&mut admin)
         .await
         .unwrap();

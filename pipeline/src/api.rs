@@ -77,14 +77,23 @@ impl SimulateAccepted {
     /// The answer for `tracking_ids` pushed, with `current_queue` in the pipeline right after and a
     /// `BATCH_SIZE` of `batch_threshold` (at least 1).
     pub fn new(tracking_ids: Vec<Uuid>, current_queue: u64, batch_threshold: u64) -> Self {
-        let batch_threshold = batch_threshold.max(1);
         let count = tracking_ids.len() as u64;
+        Self {
+            tracking_ids,
+            ..Self::without_ids(count, current_queue, batch_threshold)
+        }
+    }
+
+    /// The answer for `count` messages pushed, with `tracking_ids` left empty: for a server that writes the
+    /// ids itself, a piece at a time, rather than hold them all in this value and in its JSON at once.
+    pub fn without_ids(count: u64, current_queue: u64, batch_threshold: u64) -> Self {
+        let batch_threshold = batch_threshold.max(1);
         let batches = current_queue / batch_threshold;
         let remaining = current_queue % batch_threshold;
         Self {
             status: "simulation_started".into(),
             messages_count: count,
-            tracking_ids,
+            tracking_ids: Vec::new(),
             current_queue,
             expected_total: current_queue,
             expected_complete_batches: batches,

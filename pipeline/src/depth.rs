@@ -7,16 +7,17 @@ use redis::aio::ConnectionLike;
 
 use crate::keys::{Keys, ShardKeys};
 
-/// KEYS[1] = pending list, KEYS[2] = set of batcher ids, ARGV[1] = processing-list key prefix.
+/// Lua that sets the local `depth` to one shard's depth. KEYS[1] = pending list, KEYS[2] = set of batcher ids,
+/// ARGV[1] = processing-list key prefix. Also the start of the ingestor's admitting push, which checks the
+/// depth and pushes in one script.
 ///
 /// The processing lists are not declared in KEYS because the set of batchers is only known inside the script;
 /// they share the hash tag of KEYS[1], so they sit in the same Redis Cluster slot.
-const DEPTH_SCRIPT: &str = r"
+pub const SHARD_DEPTH_LUA: &str = r"
 local depth = redis.call('LLEN', KEYS[1])
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do
   depth = depth + redis.call('LLEN', ARGV[1] .. id)
 end
-return depth
 ";
 
 /// Messages accepted but not yet committed in one shard: its pending list plus every processing list.
@@ -25,7 +26,7 @@ pub async fn shard_depth(
     shard: &ShardKeys,
 ) -> redis::RedisResult<u64> {
     static SCRIPT: std::sync::LazyLock<redis::Script> =
-        std::sync::LazyLock::new(|| redis::Script::new(DEPTH_SCRIPT));
+        std::sync::LazyLock::new(|| redis::Script::new(&format!("{SHARD_DEPTH_LUA}return depth")));
     SCRIPT
         .key(shard.pending())
         .key(shard.batchers())
@@ -40,12 +41,24 @@ pub async fn queue_depth<C: ConnectionLike + Clone>(
     keys: &Keys,
     configured_shards: u32,
 ) -> redis::RedisResult<u64> {
+    Ok(shard_depths(conn, keys, configured_shards)
+        .await?
+        .into_iter()
+        .sum())
+}
+
+/// The depth of each shard in use, shard 0 first.
+pub async fn shard_depths<C: ConnectionLike + Clone>(
+    conn: &mut C,
+    keys: &Keys,
+    configured_shards: u32,
+) -> redis::RedisResult<Vec<u64>> {
     let shards = shards_in_use(conn, keys, configured_shards).await?;
     let reads = keys.shards(shards).map(|shard| {
         let mut conn = conn.clone();
         async move { shard_depth(&mut conn, &shard).await }
     });
-    Ok(try_join_all(reads).await?.into_iter().sum())
+    try_join_all(reads).await
 }
 
 /// How many shards hold or may hold messages: `QUEUE_SHARDS`, or more while the shards of an earlier, larger

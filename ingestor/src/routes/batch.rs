@@ -13,13 +13,16 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use pipeline::api::NewMessage;
 use pipeline::keys::shard_of;
-use serde::Serialize;
+use serde::de::{Deserializer, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use std::fmt;
+use std::marker::PhantomData;
 use uuid::Uuid;
 
 use crate::auth::WriteAccess;
 use crate::domain::{MAX_BATCH_MESSAGES, ValidMessage};
-use crate::enqueue::{self, Part};
+use crate::enqueue::{self, EnqueueError, Part};
 use crate::error::{ApiError, BatchErrorBody};
 use crate::extract::{BATCH_BODY_LIMIT, JsonBytes, parse};
 use crate::idempotency::{self, IdempotencyHeader, Kind, PushOnce, Remembered};
@@ -78,10 +81,10 @@ pub async fn create_batch(
     _: WriteAccess,
     State(state): State<AppState>,
     IdempotencyHeader(idempotency_key): IdempotencyHeader,
-    JsonBytes(body): JsonBytes<BATCH_BODY_LIMIT>,
+    JsonBytes(body, budget): JsonBytes<BATCH_BODY_LIMIT>,
 ) -> Result<(StatusCode, Json<BatchAccepted>), ApiError> {
     let messages = parse_batch(&body)?;
-    drop(body);
+    drop((body, budget));
     let idempotency_key = idempotency_key?;
     let count = messages.len() as u64;
     let answer = Remembered {
@@ -129,7 +132,11 @@ async fn push_all(
     telemetry::accepted(queued as u64);
     match outcomes.into_iter().find_map(Result::err) {
         None => Ok(answer),
-        Some(error) if queued == 0 => Err(ApiError::RedisUnavailable(error.to_string())),
+        Some(error) if queued == 0 => Err(super::not_queued(
+            state,
+            &error,
+            answer.message_ids.len() as u64,
+        )),
         Some(error) => Err(ApiError::PartlyQueued {
             queued,
             total: answer.message_ids.len(),
@@ -155,14 +162,30 @@ async fn push_all_once(
             .map(|(index, message)| encode(message.clone(), &answer, *index))
             .collect::<Result<Vec<_>, _>>()?;
         let keys = state.keys.shard(part.shard);
+        let room = state.backpressure.room(part.shard);
         let pushed = super::redis(|| {
             let mut conn = state.redis.clone();
             let (keys, answer, elements, ttl) = (&keys, &answer, &elements, state.idempotency_ttl);
-            async move { idempotency::push_once(&mut conn, keys, key, answer, elements, ttl).await }
+            async move {
+                idempotency::push_once(&mut conn, keys, key, answer, elements, ttl, room).await
+            }
         })
         .await?;
         match pushed {
             PushOnce::Pushed => queued += elements.len(),
+            PushOnce::Full { depth } => {
+                let full = EnqueueError::Full { depth };
+                let total = answer.message_ids.len();
+                if queued > 0 {
+                    telemetry::accepted(queued as u64);
+                    return Err(ApiError::PartlyQueued {
+                        queued,
+                        total,
+                        detail: full.to_string(),
+                    });
+                }
+                return Err(super::not_queued(state, &full, total as u64));
+            }
             PushOnce::Earlier(earlier) if position == 0 => {
                 let same_request = earlier.kind == Kind::Batch
                     && earlier.message_ids.len() == answer.message_ids.len();
@@ -203,8 +226,10 @@ fn accepted(answer: Remembered) -> Result<(StatusCode, Json<BatchAccepted>), Api
 /// Parses and validates a whole batch: every message, or a 400/422 saying what is wrong.
 pub fn parse_batch(body: &[u8]) -> Result<Vec<ValidMessage>, ApiError> {
     // Fast path: the whole array in one typed parse. Only a failure pays for splitting it into items.
-    let Ok(messages) = serde_json::from_slice::<Vec<NewMessage>>(body) else {
-        return Err(explain(body));
+    let messages = match serde_json::from_slice::<Capped<NewMessage>>(body) {
+        Ok(Capped(messages)) => messages,
+        Err(error) if is_too_many(&error) => return Err(too_many()),
+        Err(_) => return Err(explain(body)),
     };
     check_count(messages.len())?;
     let mut valid = Vec::with_capacity(messages.len());
@@ -221,9 +246,14 @@ pub fn parse_batch(body: &[u8]) -> Result<Vec<ValidMessage>, ApiError> {
 /// Why a batch that failed the typed parse is wrong: not JSON (400), not an array or the wrong size
 /// (422), or which items are wrong (422).
 fn explain(body: &[u8]) -> ApiError {
-    let items = match parse::<Vec<&RawValue>>(body, "") {
-        Ok(items) => items,
-        Err(error) => return error,
+    // Too many items is told first, without reading past the first one too many.
+    let items = match serde_json::from_slice::<Capped<&RawValue>>(body) {
+        Ok(Capped(items)) => items,
+        Err(error) if is_too_many(&error) => return too_many(),
+        Err(_) => match parse::<Capped<&RawValue>>(body, "") {
+            Err(error) => return error,
+            Ok(_) => return ApiError::Internal("a batch failed to parse only once".into()),
+        },
     };
     if let Err(error) = check_count(items.len()) {
         return error;
@@ -246,6 +276,54 @@ fn explain(body: &[u8]) -> ApiError {
         Err(error) => error,
         Ok(()) => ApiError::Internal("a batch failed to parse only once".into()),
     }
+}
+
+/// A JSON array of at most `MAX_BATCH_MESSAGES` items. Reading stops at the item after the last allowed one,
+/// with an error that [`is_too_many`] recognises: a body of millions of tiny items (`[0,0,0,…]`) costs the
+/// memory and time of the items a batch may hold, not of the millions.
+#[derive(Debug)]
+struct Capped<T>(Vec<T>);
+
+/// The start of the error [`Capped`] stops with.
+const TOO_MANY: &str = "more items than a batch may hold";
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Capped<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Items<T>(PhantomData<T>);
+
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for Items<T> {
+            type Value = Capped<T>;
+
+            fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                // What `Vec` says, so a non-array is refused in the same words as before.
+                formatter.write_str("a sequence")
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Capped<T>, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element()? {
+                    if items.len() == MAX_BATCH_MESSAGES {
+                        return Err(serde::de::Error::custom(TOO_MANY));
+                    }
+                    items.push(item);
+                }
+                Ok(Capped(items))
+            }
+        }
+
+        deserializer.deserialize_seq(Items(PhantomData))
+    }
+}
+
+/// Whether `error` is [`Capped`]'s: the array has more items than a batch may hold.
+fn is_too_many(error: &serde_json::Error) -> bool {
+    error.is_data() && error.to_string().starts_with(TOO_MANY)
+}
+
+fn too_many() -> ApiError {
+    ApiError::invalid_body(format!(
+        "a batch holds 1 to {MAX_BATCH_MESSAGES} messages, this one has more"
+    ))
 }
 
 fn check_count(count: usize) -> Result<(), ApiError> {
@@ -346,6 +424,35 @@ mod tests {
             parse_batch(format!("[{most}]").as_bytes()).unwrap().len(),
             MAX_BATCH_MESSAGES
         );
+    }
+
+    #[test]
+    fn a_huge_array_is_refused_at_its_first_item_too_many() {
+        let too_many_message = |body: &str| match parse_batch(body.as_bytes()) {
+            Err(ApiError::InvalidField {
+                field: None,
+                message,
+                invalid_indexes: None,
+            }) => message,
+            other => panic!("{other:?}"),
+        };
+        let zeros = format!("[{}]", vec!["0"; 1_000_000].join(","));
+        let expected = "a batch holds 1 to 10000 messages, this one has more";
+        assert_eq!(too_many_message(&zeros), expected);
+        let many = format!("[{}]", vec![GOOD; 20_000].join(","));
+        assert_eq!(too_many_message(&many), expected);
+        // What follows the first item too many is not read: not even broken JSON there changes the answer.
+        let broken = format!("[{}, {{]", vec!["0"; MAX_BATCH_MESSAGES + 1].join(","));
+        assert_eq!(too_many_message(&broken), expected);
+        // The limit itself, with broken JSON right after it, is malformed.
+        let broken = format!("[{}, {{]", vec![GOOD; MAX_BATCH_MESSAGES].join(","));
+        assert!(matches!(
+            parse_batch(broken.as_bytes()),
+            Err(ApiError::MalformedJson(_))
+        ));
+        // A non-array is still refused in the words of a `Vec`.
+        let error = serde_json::from_str::<Capped<&RawValue>>("7").unwrap_err();
+        assert!(error.to_string().contains("expected a sequence"), "{error}");
     }
 
     #[test]

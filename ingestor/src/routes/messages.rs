@@ -12,11 +12,13 @@ use pipeline::keys::shard_of;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::auth::WriteAccess;
+use crate::auth::{ReadAccess, WriteAccess};
 use crate::domain::{ValidMessage, parse_limit};
+use crate::enqueue::EnqueueError;
 use crate::error::ApiError;
 use crate::extract::JsonBody;
 use crate::idempotency::{self, IdempotencyHeader, Kind, PushOnce, Remembered};
+use crate::pusher::PushError;
 use crate::routes::Admitted;
 use crate::state::AppState;
 use crate::telemetry;
@@ -77,23 +79,26 @@ pub async fn create(
                 .pusher
                 .push(shard, element)
                 .await
-                .map_err(|error| ApiError::RedisUnavailable(error.to_string()))?;
+                .map_err(|error| match error {
+                    PushError::Enqueue(error) => super::not_queued(&state, &error, 1),
+                    other => ApiError::RedisUnavailable(other.to_string()),
+                })?;
             telemetry::accepted(1);
             answer
         }
         Some(key) => {
             let elements = [element.into_bytes()];
             let keys = state.keys.shard(shard);
-            let pushed =
-                super::redis(|| {
-                    let mut conn = state.redis.clone();
-                    let (keys, answer, elements, ttl) =
-                        (&keys, &answer, &elements, state.idempotency_ttl);
-                    async move {
-                        idempotency::push_once(&mut conn, keys, key, answer, elements, ttl).await
-                    }
-                })
-                .await?;
+            let pushed = super::redis(|| {
+                let mut conn = state.redis.clone();
+                let (keys, answer, elements, ttl) =
+                    (&keys, &answer, &elements, state.idempotency_ttl);
+                let room = state.backpressure.room(shard);
+                async move {
+                    idempotency::push_once(&mut conn, keys, key, answer, elements, ttl, room).await
+                }
+            })
+            .await?;
             if pushed == PushOnce::Pushed {
                 super::replicated(&state).await?;
             }
@@ -103,6 +108,9 @@ pub async fn create(
                     answer
                 }
                 PushOnce::Earlier(earlier) => earlier,
+                PushOnce::Full { depth } => {
+                    return Err(super::not_queued(&state, &EnqueueError::Full { depth }, 1));
+                }
             }
         }
     };
@@ -132,12 +140,19 @@ pub struct ListQuery {
     path = "/messages",
     tag = "messages",
     summary = "The newest persisted messages",
+    description = "With API_KEYS set, a key is needed (the rows hold content), as a bearer token or the \
+                   `access_token` query parameter.",
+    security(("api_key" = [])),
     params(
         ("limit" = Option<u64>, Query, minimum = 1, maximum = 1000,
             description = "How many rows (default 50)."),
+        ("access_token" = Option<String>, Query,
+            description = "One of API_KEYS, for clients that cannot send an Authorization header."),
     ),
     responses(
         (status = 200, description = "Persisted rows, newest first.", body = Vec<PersistedMessage>),
+        (status = 401, description = "API_KEYS is set and no listed key was sent.", body = ErrorBody,
+            headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
         (status = 422, description = "`limit` is not an integer from 1 to 1000.", body = ErrorBody),
         (status = 500, description = "A bug; details are in the ingestor's log.", body = ErrorBody),
         (status = 503, description = "PostgreSQL is unavailable; retry.", body = ErrorBody,
@@ -145,6 +160,7 @@ pub struct ListQuery {
     )
 )]
 pub async fn list(
+    _: ReadAccess,
     State(state): State<AppState>,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<Vec<PersistedMessage>>, ApiError> {

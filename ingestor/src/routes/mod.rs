@@ -11,6 +11,7 @@ pub mod ready;
 pub mod reset;
 pub mod root;
 pub mod simulate;
+pub mod simulate_answer;
 pub mod ws_stats;
 
 use std::future::Future;
@@ -19,6 +20,7 @@ use std::time::Duration;
 use pipeline::connection::RedisConn;
 
 use crate::backpressure::{Admission, Refusal};
+use crate::enqueue::EnqueueError;
 use crate::error::ApiError;
 use crate::idempotency::{self, Kind, Remembered};
 use crate::state::AppState;
@@ -62,7 +64,9 @@ pub async fn push_parts(
     state: &AppState,
     parts: &[crate::enqueue::Part<Vec<u8>>],
 ) -> Result<Vec<Result<(), crate::enqueue::EnqueueError>>, ApiError> {
-    let push = crate::enqueue::push(&state.redis, &state.keys, parts, state.wait);
+    let push = crate::enqueue::push(&state.redis, &state.keys, parts, state.wait, |shard| {
+        state.backpressure.room(shard)
+    });
     tokio::time::timeout(REDIS_TIMEOUT, push)
         .await
         .map_err(|_| ApiError::RedisUnavailable(format!("no answer within {REDIS_TIMEOUT:?}")))
@@ -130,6 +134,19 @@ pub fn admit(state: &AppState, incoming: u64, field: Option<&str>) -> Result<Adm
                 }
             }
         })
+}
+
+/// The answer to a push that queued nothing: 429 if the push script found the queue full (another ingestor
+/// filled it since this one's admission), else 503.
+pub fn not_queued(state: &AppState, error: &EnqueueError, incoming: u64) -> ApiError {
+    match error {
+        EnqueueError::Full { depth } => ApiError::QueueFull {
+            depth: *depth,
+            incoming,
+            limit: state.backpressure.limit(),
+        },
+        other => ApiError::RedisUnavailable(other.to_string()),
+    }
 }
 
 /// The outcome of [`admit_or_earlier`].

@@ -1,8 +1,8 @@
-//! `POST /simulate {"count": n}`: queues n made-up messages (1..=1,000,000) and reports the queue after.
+//! `POST /simulate {"count": n}`: queues n made-up messages (1..=1,000,000) and reports the queue after. What
+//! it holds is bounded by the ids (16 bytes each) plus one chunk of [`CHUNK`] messages; the answer is
+//! streamed ([`SimulateAnswer`]).
 
-use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
 use chrono::Utc;
 use pipeline::api::{ErrorBody, SimulateAccepted, SimulateRequest};
 use pipeline::keys::shard_of;
@@ -10,10 +10,11 @@ use uuid::Uuid;
 
 use crate::auth::WriteAccess;
 use crate::domain::{check_simulate_count, simulated_message};
-use crate::enqueue;
+use crate::enqueue::{self, EnqueueError};
 use crate::error::ApiError;
 use crate::extract::JsonBody;
 use crate::routes::queue_depth;
+use crate::routes::simulate_answer::SimulateAnswer;
 use crate::state::AppState;
 use crate::telemetry;
 
@@ -42,8 +43,9 @@ pub const CHUNK: u64 = 10_000;
         (status = 429, description = "The queue is over MAX_QUEUE_DEPTH; nothing was queued.",
             body = ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait."))),
         (status = 500, description = "A bug; details are in the ingestor's log.", body = ErrorBody),
-        (status = 503, description = "Redis is unavailable; retry. Chunks of 10,000 pushed before the \
-                                      failure stay queued.", body = ErrorBody,
+        (status = 503, description = "Redis is unavailable, or the queue filled up part-way (other \
+                                      ingestors' submissions; the message says how many were queued). Chunks \
+                                      of 10,000 pushed before stay queued.", body = ErrorBody,
             headers(("Retry-After" = u32, description = "Seconds to wait."))),
     )
 )]
@@ -51,13 +53,14 @@ pub async fn simulate(
     _: WriteAccess,
     State(state): State<AppState>,
     JsonBody(request): JsonBody<SimulateRequest>,
-) -> Result<(StatusCode, Json<SimulateAccepted>), ApiError> {
+) -> Result<SimulateAnswer, ApiError> {
     let count = check_simulate_count(request.count)?;
     // Held until every chunk is pushed, so the queue depth estimate accounts for them.
     let _admission = super::admit(&state, count, Some("count"))?;
     // Varies user and channel ids between requests; any 64 bits will do.
     let seed = Uuid::new_v4().as_u64_pair().0;
     let mut tracking_ids = Vec::with_capacity(count as usize);
+    let mut queued = 0;
     for start in (0..count).step_by(CHUNK as usize) {
         let end = count.min(start + CHUNK);
         let created_at = Utc::now();
@@ -76,8 +79,24 @@ pub async fn simulate(
         .map_err(|error| ApiError::Internal(format!("cannot encode a message: {error}")))?;
         let outcomes = super::push_parts(&state, &parts).await?;
         for (part, outcome) in parts.iter().zip(outcomes) {
-            outcome.map_err(|error| ApiError::RedisUnavailable(error.to_string()))?;
-            telemetry::accepted(part.elements.len() as u64);
+            match outcome {
+                Ok(()) => {
+                    telemetry::accepted(part.elements.len() as u64);
+                    queued += part.elements.len();
+                }
+                // Another ingestor filled the queue since the admission: a 429 if nothing is queued yet.
+                Err(error @ EnqueueError::Full { .. }) if queued == 0 => {
+                    return Err(super::not_queued(&state, &error, count));
+                }
+                Err(error @ EnqueueError::Full { .. }) => {
+                    return Err(ApiError::PartlyQueued {
+                        queued,
+                        total: count as usize,
+                        detail: error.to_string(),
+                    });
+                }
+                Err(error) => return Err(ApiError::RedisUnavailable(error.to_string())),
+            }
         }
     }
     // Everything is queued now, so the answer is a 202 whatever happens next: a 503 here would invite a
@@ -89,6 +108,9 @@ pub async fn simulate(
             state.backpressure.depth()
         }
     };
-    let body = SimulateAccepted::new(tracking_ids, current_queue, state.batch_size);
-    Ok((StatusCode::ACCEPTED, Json(body)))
+    Ok(SimulateAnswer::new(
+        tracking_ids,
+        current_queue,
+        state.batch_size,
+    ))
 }
