@@ -2,7 +2,7 @@
 
 use leptos::{ev::SubmitEvent, prelude::*, task::spawn_local};
 
-use super::field_error::FieldError;
+use super::{field_error::FieldError, number_field::NumberField};
 use crate::{
     actions,
     model::{errors::FormError, format::thousands},
@@ -42,18 +42,14 @@ pub fn BurstForm() -> impl IntoView {
         <form class="form burst" on:submit=submit novalidate>
             <h3>"Burst"</h3>
             <div class="row inline">
-                <label class="field">
-                    <span>"Messages"</span>
-                    <input
-                        data-testid="simulate-count"
-                        type="number"
-                        min="1"
-                        max=pipeline::api::MAX_SIMULATE_COUNT.to_string()
-                        prop:value=count
-                        on:input=move |ev| count.set(event_target_value(&ev))
-                        class:invalid=move || error.with(|e| e.as_ref().is_some_and(|e| e.for_field("count").is_some()))
-                    />
-                </label>
+                <NumberField
+                    label="Messages"
+                    testid="simulate-count"
+                    field="count"
+                    value=count
+                    error
+                    max=pipeline::api::MAX_SIMULATE_COUNT
+                />
                 <button type="submit" data-testid="simulate-button" disabled=busy>
                     {move || if busy.get() { "Queuing…" } else { "Simulate burst" }}
                 </button>
