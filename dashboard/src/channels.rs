@@ -96,7 +96,7 @@ fn on_event(store: Store, event: SocketEvent) {
     match event {
         SocketEvent::Text(text) => {
             // A frame of a newer protocol: nothing the view can show.
-            if let Ok(frame) = serde_json::from_str::<ServerFrame>(&text) {
+            if let Some(frame) = ServerFrame::parse(&text) {
                 on_frame(store, frame);
             }
         }

@@ -4,7 +4,7 @@
 use leptos::{html, prelude::*};
 use pipeline::api::ChannelMessage;
 
-use super::field_error::FieldError;
+use super::{field_error::FieldError, task::Task};
 use crate::model::format::{short_id, thousands, time_of_day};
 use crate::net::clock::local_offset_minutes;
 use crate::{channels, store::Store};
@@ -25,12 +25,11 @@ pub fn ChannelMessages() -> impl IntoView {
             .channel
             .with(|f| f.as_ref().is_some_and(|f| f.older_cursor().is_some()))
     };
-    let load = Action::new_local(move |_: &()| channels::load_older(store));
-    let busy = load.pending();
-    let error = Signal::derive(move || load.value().get().and_then(Result::err));
+    let task = Task::new();
+    let Task { busy, error } = task;
     let load_older = move || {
-        if has_older() && !busy.get_untracked() {
-            load.dispatch(());
+        if has_older() {
+            task.run(channels::load_older(store));
         }
     };
     // Scrolling back to the top asks for the page before, as the button does.

@@ -2,25 +2,20 @@
 
 use leptos::{ev::SubmitEvent, prelude::*};
 
-use super::{field_error::FieldError, number_field::NumberField};
+use super::{field_error::FieldError, number_field::NumberField, task::Task};
 use crate::{channels, store::Store};
 
 #[component]
 pub fn ChannelPicker() -> impl IntoView {
     let store = Store::get();
     let channel_id = RwSignal::new("1".to_owned());
-    let open = Action::new_local(move |input: &String| {
-        let input = input.clone();
-        async move { channels::open(store, &input).await }
-    });
-    let busy = open.pending();
-    let error = Signal::derive(move || open.value().get().and_then(Result::err));
+    let task = Task::new();
+    let Task { busy, error } = task;
 
     let submit = move |event: SubmitEvent| {
         event.prevent_default();
-        if !busy.get_untracked() {
-            open.dispatch(channel_id.get_untracked());
-        }
+        let input = channel_id.get_untracked();
+        task.run(async move { channels::open(store, &input).await });
     };
 
     view! {

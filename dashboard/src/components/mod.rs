@@ -17,4 +17,5 @@ pub mod reset_form;
 pub mod send_form;
 pub mod stat_card;
 pub mod stat_cards;
+pub mod task;
 pub mod throughput_chart;
