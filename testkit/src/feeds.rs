@@ -19,7 +19,7 @@ pub struct FeedWs {
 
 impl FeedWs {
     /// Connects to `url` (`ws://…/ws/channels[?access_token=…]`), with `bearer` as `Authorization` if given;
-    /// the handshake's HTTP status if refused.
+    /// the handshake's HTTP status if refused, 0 if the connection failed (nothing listening).
     pub async fn connect(url: &str, bearer: Option<&str>) -> Result<Self, u16> {
         let mut request = url.into_client_request().expect("a WebSocket URL");
         if let Some(key) = bearer {
@@ -32,7 +32,7 @@ impl FeedWs {
             Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
                 Err(response.status().as_u16())
             }
-            Err(other) => panic!("the handshake failed: {other}"),
+            Err(_) => Err(0),
         }
     }
 
@@ -141,13 +141,16 @@ pub struct FeedSse {
 }
 
 impl FeedSse {
-    /// GETs `url` with these headers; the response's status if not 200.
+    /// GETs `url` with these headers; the response's status if not 200 (0 if nothing answered).
     pub async fn connect(url: &str, headers: &[(&str, String)]) -> Result<Self, (u16, String)> {
         let mut request = reqwest::Client::new().get(url);
         for (name, value) in headers {
             request = request.header(*name, value);
         }
-        let response = request.send().await.expect("the notifier answers");
+        let response = request
+            .send()
+            .await
+            .map_err(|error| (0, error.to_string()))?;
         if response.status() != 200 {
             let status = response.status().as_u16();
             return Err((status, response.text().await.unwrap_or_default()));
