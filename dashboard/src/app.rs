@@ -99,6 +99,7 @@ pub fn App() -> impl IntoView {
                         <HealthPanel/>
                     </div>
                     <RecentBatches/>
+                    <ChannelView/>
                 </div>
                 <div class="column">
                     <section class="panel controls">
@@ -109,7 +110,6 @@ pub fn App() -> impl IntoView {
                         <ResetForm/>
                     </section>
                     <LiveFeed/>
-                    <ChannelView/>
                 </div>
             </div>
         </div>

@@ -1,40 +1,25 @@
 //! Burst simulation (`POST /simulate {"count"}`): the ingestor makes up `count` messages at once.
 
-use leptos::{ev::SubmitEvent, prelude::*, task::spawn_local};
+use leptos::{ev::SubmitEvent, prelude::*};
 
-use super::{field_error::FieldError, number_field::NumberField};
-use crate::{
-    actions,
-    model::{errors::FormError, format::thousands},
-    store::Store,
-};
+use super::{field_error::FieldError, number_field::NumberField, task::Task};
+use crate::{actions, model::format::thousands, store::Store};
 
 #[component]
 pub fn BurstForm() -> impl IntoView {
     let store = Store::get();
     let count = RwSignal::new("500".to_owned());
-    let error = RwSignal::new(None::<FormError>);
+    let task = Task::new();
+    let Task { busy, error } = task;
     let done = RwSignal::new(None::<u64>);
-    let busy = RwSignal::new(false);
 
     let submit = move |event: SubmitEvent| {
         event.prevent_default();
-        if busy.get_untracked() {
-            return;
-        }
-        busy.set(true);
-        spawn_local(async move {
-            match actions::simulate(store, &count.get_untracked()).await {
-                Ok(queued) => {
-                    error.set(None);
-                    done.set(Some(queued));
-                }
-                Err(failure) => {
-                    done.set(None);
-                    error.set(Some(failure));
-                }
-            }
-            busy.set(false);
+        let count = count.get_untracked();
+        task.run(async move {
+            let queued = actions::simulate(store, &count).await;
+            done.set(queued.as_ref().ok().copied());
+            queued.map(|_| ())
         });
     };
 
