@@ -9,6 +9,9 @@ use crate::model::format::{short_id, thousands, time_of_day};
 use crate::net::clock::local_offset_minutes;
 use crate::{channels, store::Store};
 
+/// How close to the bottom (in pixels) counts as reading the newest messages.
+const FOLLOW_SLACK_PX: i32 = 40;
+
 #[component]
 pub fn ChannelMessages() -> impl IntoView {
     let store = Store::get();
@@ -32,13 +35,31 @@ pub fn ChannelMessages() -> impl IntoView {
             task.run(channels::load_older(store));
         }
     };
-    // Scrolling back to the top asks for the page before, as the button does.
+    // Scrolling back to the top asks for the page before, as the button does. At the bottom, the list follows
+    // new messages; scrolled up, it stays where the reader is.
     let list = NodeRef::<html::Ol>::new();
+    let following = StoredValue::new(true);
     let on_scroll = move |_| {
-        if list.get().is_some_and(|list| list.scroll_top() == 0) {
-            load_older();
+        if let Some(list) = list.get() {
+            following.set_value(
+                list.scroll_height() - list.scroll_top() - list.client_height() < FOLLOW_SLACK_PX,
+            );
+            if list.scroll_top() == 0 {
+                load_older();
+            }
         }
     };
+    Effect::new(move |_| {
+        store.channel.track();
+        if following.get_value() {
+            // After this change is drawn.
+            request_animation_frame(move || {
+                if let Some(list) = list.get_untracked() {
+                    list.set_scroll_top(list.scroll_height());
+                }
+            });
+        }
+    });
 
     view! {
         <Show when=move || has_older()>
