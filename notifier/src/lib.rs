@@ -1,15 +1,23 @@
-//! Relays `batch_persisted` events and live stats to WebSocket clients, and serves the dashboard.
+//! Relays `batch_persisted` events and live stats to WebSocket clients, delivers each channel's messages to
+//! its subscribers (channel feeds, docs/feeds.md), and serves the dashboard.
 //!
 //! # Layout
 //!
 //! - `relay`: subscribes to the `{prefix}:events` Redis channel and puts every valid `batch_persisted` payload,
-//!   unchanged, on one bounded broadcast channel; reconnects with capped backoff.
+//!   unchanged, on one bounded broadcast channel; reconnects with capped backoff, and tells the feeds' hub
+//!   after each (re)subscription (events published meanwhile are lost).
+//! - `feeds`: `GET /ws/channels` and `GET /sse/channels/{channel_id}`: a hub per notifier reads what the
+//!   events announce (each channel's committed offsets) from PostgreSQL, one query per round for every
+//!   subscribed channel, and broadcasts it per channel; each subscription replays from PostgreSQL, then goes
+//!   live with no gap and no duplicate; `channel_heads` is re-read every second and after relay reconnects, so
+//!   a lost event only delays. With `API_KEYS`, both need a key.
 //! - `stats`: one task computes [`pipeline::events::Stats`] every 500 ms for all clients (totals from
 //!   `pipeline_totals`, `queue_depth` from Redis) and publishes them on a watch channel.
 //! - `rate`: `RateWindow`, `messages_per_second` over the last few seconds (pure).
 //! - `ws`: `GET /ws/stats`, one task per client fed by the broadcast and the watch channel through a bounded
 //!   per-client queue; a client that falls behind is closed (1008), a silent one too (1001), frames from
-//!   clients are capped at 64 KiB, the number of clients is bounded.
+//!   clients are capped at 64 KiB, the number of clients is bounded. Its checks, writer and keep-alive are
+//!   shared with `/ws/channels`.
 //! - `origin`: `WS_ORIGINS`, which browser pages may open a WebSocket (default: the notifier's own).
 //! - `dashboard`: the built dashboard at `/` (or a small page saying how to build it) and `GET /config.json`.
 //! - `http`: the router, `/health`, `/ready`, `/metrics`, and the one error type of the HTTP layer.
@@ -63,7 +71,7 @@ const CLIENTS_GRACE: Duration = Duration::from_secs(3);
 #[command(
     name = "notifier",
     version,
-    about = "Relays batch_persisted events and live stats to WebSocket clients; serves the dashboard."
+    about = "Relays batch_persisted events and live stats to WebSocket clients, delivers channel feeds (WebSocket and SSE); serves the dashboard."
 )]
 pub struct Config {
     #[command(flatten)]
@@ -117,7 +125,8 @@ pub struct Config {
     pub ws_origins: Vec<String>,
 
     /// Seconds a WebSocket client may take to accept one message (fractions allowed); a client that takes
-    /// longer is disconnected. A client more than 128 messages behind is closed at once (1008, too slow).
+    /// longer is disconnected. On /ws/stats, a client more than 128 messages behind is closed at once (1008,
+    /// too slow); on /ws/channels it is told `lagged` and caught up from PostgreSQL.
     #[arg(long, env = "WS_SEND_TIMEOUT", default_value = "10", value_parser = parse_seconds)]
     pub ws_send_timeout: Duration,
 

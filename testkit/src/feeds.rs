@@ -18,6 +18,19 @@ pub struct FeedWs {
 }
 
 impl FeedWs {
+    /// Connects to `ws://<addr>/ws/channels` over a socket with a tiny receive buffer, so the notifier soon
+    /// cannot write to it unless it reads.
+    pub async fn connect_with_tiny_buffer(addr: std::net::SocketAddr) -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let stream = socket.connect(addr).await.unwrap();
+        let url = format!("ws://{addr}/ws/channels");
+        let (ws, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream))
+            .await
+            .expect("the WebSocket handshake succeeds");
+        Self { ws }
+    }
+
     /// Connects to `url` (`ws://…/ws/channels[?access_token=…]`), with `bearer` as `Authorization` if given;
     /// the handshake's HTTP status if refused, 0 if the connection failed (nothing listening).
     pub async fn connect(url: &str, bearer: Option<&str>) -> Result<Self, u16> {
@@ -184,17 +197,27 @@ impl FeedSse {
 /// Commits `n` messages to `channel_id` as a batcher does (offsets after the channel's locked head, in one
 /// transaction), with contents `"c<channel> m<offset>"`; returns their offsets.
 pub async fn commit_rows(db: &tokio_postgres::Client, channel_id: i64, n: i64) -> Vec<i64> {
+    commit_padded(db, channel_id, n, 0).await
+}
+
+/// [`commit_rows`] with `pad` more characters (`x`) at the end of each content.
+pub async fn commit_padded(
+    db: &tokio_postgres::Client,
+    channel_id: i64,
+    n: i64,
+    pad: i32,
+) -> Vec<i64> {
     let rows = db
         .query(
             "WITH h AS (INSERT INTO channel_heads (channel_id, head) VALUES ($1, $2) \
                  ON CONFLICT (channel_id) DO UPDATE SET head = channel_heads.head + EXCLUDED.head \
                  RETURNING head) \
              INSERT INTO messages (tracking_id, user_id, channel_id, content, created_at, channel_offset) \
-             SELECT gen_random_uuid(), 1, $1, 'c' || $1 || ' m' || ((SELECT head FROM h) - $2 + g), now(), \
+             SELECT gen_random_uuid(), 1, $1, 'c' || $1 || ' m' || ((SELECT head FROM h) - $2 + g) || repeat('x', $3), now(), \
                  (SELECT head FROM h) - $2 + g \
              FROM generate_series(1, $2::bigint) AS g \
              RETURNING channel_offset",
-            &[&channel_id, &n],
+            &[&channel_id, &n, &pad],
         )
         .await
         .expect("the rows commit");
