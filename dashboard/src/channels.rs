@@ -116,17 +116,19 @@ fn on_event(store: Store, event: SocketEvent) {
 }
 
 fn on_frame(store: Store, frame: ServerFrame) {
-    let resubscribe = store
+    let frames = store
         .channel
         .try_update(|feed| {
             let feed = feed.as_mut()?;
-            (feed.apply(frame) == Outcome::Resubscribe)
-                .then(|| (feed.unsubscribe(), feed.subscribe()))
+            match feed.apply(frame) {
+                Outcome::Nothing => None,
+                Outcome::Resubscribe => Some(vec![feed.unsubscribe(), feed.subscribe()]),
+                Outcome::Subscribe => Some(vec![feed.subscribe()]),
+            }
         })
         .flatten();
-    if let Some((unsubscribe, subscribe)) = resubscribe {
-        send(&unsubscribe.to_json());
-        send(&subscribe.to_json());
+    for frame in frames.into_iter().flatten() {
+        send(&frame.to_json());
     }
 }
 

@@ -73,9 +73,10 @@ pub enum ServerFrame {
         channel_id: i64,
         last_offset: i64,
     },
-    /// Bad input from the page (the notifier may also name a `channel_id`); the connection stays usable.
+    /// Bad input from the page, or a refused request about `channel_id`; the connection stays usable.
     Error {
         message: String,
+        channel_id: Option<i64>,
     },
 }
 
@@ -104,6 +105,7 @@ impl ServerFrame {
         #[derive(Deserialize)]
         struct Error {
             message: String,
+            channel_id: Option<i64>,
         }
         let frame = match serde_json::from_str::<Kind>(text).ok()?.kind.as_str() {
             "subscribed" => {
@@ -122,8 +124,14 @@ impl ServerFrame {
                 }
             }
             "error" => {
-                let Error { message } = serde_json::from_str(text).ok()?;
-                Self::Error { message }
+                let Error {
+                    message,
+                    channel_id,
+                } = serde_json::from_str(text).ok()?;
+                Self::Error {
+                    message,
+                    channel_id,
+                }
             }
             _ => return None,
         };
@@ -138,6 +146,8 @@ pub enum Outcome {
     Nothing,
     /// Offsets are missing: unsubscribe, then send [`ChannelFeed::subscribe`] again.
     Resubscribe,
+    /// The subscription was refused and the view starts over: send [`ChannelFeed::subscribe`].
+    Subscribe,
 }
 
 /// One channel's view.
@@ -155,8 +165,11 @@ pub struct ChannelFeed {
     subscribing: bool,
     /// `lagged` frames received (the notifier caught the view up after each).
     lagged: u32,
-    /// The notifier's last `error`.
+    /// The notifier's last `error` since the last `subscribed`.
     error: Option<String>,
+    /// The view started over after a refused subscription and has not been subscribed since: a second
+    /// refusal is shown, not retried (a loop otherwise).
+    restarted: bool,
     capacity: usize,
 }
 
@@ -185,6 +198,7 @@ impl ChannelFeed {
             subscribing: false,
             lagged: 0,
             error: None,
+            restarted: false,
             capacity,
         };
         feed.add_older(newest_first);
@@ -248,6 +262,8 @@ impl ChannelFeed {
         match frame {
             ServerFrame::Subscribed { channel_id, head } if channel_id == self.channel_id => {
                 self.subscribing = false;
+                self.restarted = false;
+                self.error = None;
                 if head < self.last {
                     // The channel restarted from 1 (a reset): what is shown is another history.
                     self.messages.clear();
@@ -265,10 +281,23 @@ impl ChannelFeed {
                 self.lagged = self.lagged.saturating_add(1);
                 Outcome::Nothing
             }
-            ServerFrame::Error { message } => {
+            ServerFrame::Error {
+                message,
+                channel_id,
+            } => {
+                let refused = self.subscribing && channel_id == Some(self.channel_id);
                 // Our subscribe may be what was refused: let the next hole ask again.
                 self.subscribing = false;
                 self.error = Some(message);
+                if refused && !self.restarted {
+                    // The id was accepted by the history endpoint, so the refusal is `after` past the head:
+                    // the channel was reset since (its offsets restart from 1). Start over from its start.
+                    self.restarted = true;
+                    self.messages.clear();
+                    self.last = 0;
+                    self.head = 0;
+                    return Outcome::Subscribe;
+                }
                 Outcome::Nothing
             }
             _ => Outcome::Nothing,
@@ -483,15 +512,50 @@ mod tests {
         };
         assert_eq!(feed.apply(lagged), Outcome::Nothing);
         let error = ServerFrame::Error {
-            message: "too many subscriptions".into(),
+            message: "unknown type".into(),
+            channel_id: None,
         };
         assert_eq!(feed.apply(error), Outcome::Nothing);
-        assert_eq!(
-            (feed.lagged(), feed.error()),
-            (1, Some("too many subscriptions"))
-        );
-        // The refused subscription no longer holds back the next request.
+        assert_eq!((feed.lagged(), feed.error()), (1, Some("unknown type")));
+        // The error may have been our subscription's: it no longer holds back the next request.
         assert_eq!(live(&mut feed, 2), Outcome::Resubscribe);
+        // A subscription clears the error.
+        feed.subscribe();
+        feed.apply(ServerFrame::Subscribed {
+            channel_id: 7,
+            head: 2,
+        });
+        assert_eq!(feed.error(), None);
+    }
+
+    #[test]
+    fn a_refused_resume_starts_the_view_over_from_the_channels_start_once() {
+        let mut feed = ChannelFeed::open(7, &page(7, 1..=40));
+        // After a reset, resuming after 40 is past the channel's head.
+        feed.subscribe();
+        let refused = || ServerFrame::Error {
+            message: "after 40 is past the head of channel 7: 2".into(),
+            channel_id: Some(7),
+        };
+        assert_eq!(feed.apply(refused()), Outcome::Subscribe);
+        assert_eq!((shown(&feed), feed.last()), (vec![], 0));
+        assert_eq!(
+            feed.subscribe(),
+            ClientFrame::Subscribe {
+                channel_id: 7,
+                after: Some(0)
+            }
+        );
+        // Refused again: shown, not retried.
+        assert_eq!(feed.apply(refused()), Outcome::Nothing);
+        assert_eq!(
+            feed.error(),
+            Some("after 40 is past the head of channel 7: 2")
+        );
+        // Another channel's refusal, or one while not subscribing, changes nothing.
+        let mut other = ChannelFeed::open(7, &page(7, 1..=3));
+        assert_eq!(other.apply(refused()), Outcome::Nothing);
+        assert_eq!(shown(&other), [1, 2, 3]);
     }
 
     #[test]
@@ -546,6 +610,7 @@ mod tests {
             r#"{"type":"subscribed","channel_id":7,"head":42}"#,
             r#"{"type":"lagged","channel_id":7,"last_offset":40}"#,
             r#"{"type":"error","message":"unknown type"}"#,
+            r#"{"type":"error","message":"not subscribed to channel 7","channel_id":7}"#,
             r#"{"type":"message","channel_id":7,"offset":43,"message_id":"00000000-0000-0000-0000-00000000002b","user_id":1,"content":"m43","created_at":"2023-11-14T22:13:20.043Z","inserted_at":"2023-11-14T22:13:20.043Z"}"#,
         ];
         let parsed: Vec<ServerFrame> = frames
@@ -564,7 +629,12 @@ mod tests {
                     last_offset: 40
                 },
                 ServerFrame::Error {
-                    message: "unknown type".into()
+                    message: "unknown type".into(),
+                    channel_id: None,
+                },
+                ServerFrame::Error {
+                    message: "not subscribed to channel 7".into(),
+                    channel_id: Some(7),
                 },
                 ServerFrame::Message(message(7, 43)),
             ]
