@@ -141,7 +141,24 @@ impl Hub {
             return Ok(());
         }
         let heads = self.store.heads(&channels).await?;
-        self.raise(heads);
+        let mut feeds = self.feeds();
+        for (channel_id, feed) in feeds.iter_mut() {
+            // A channel missing from channel_heads has no message (0).
+            let head = heads
+                .iter()
+                .find(|(channel, _)| channel == channel_id)
+                .map_or(0, |(_, head)| *head);
+            match feed.delivered {
+                // Below what was fanned out: the data was reset (DELETE /reset). Fan the channel out again
+                // from its start (subscribers drop what they already have), since what was fanned out since
+                // the reset is unknown.
+                Some(delivered) if head < delivered => {
+                    feed.delivered = Some(0);
+                    feed.target = head;
+                }
+                _ => feed.target = feed.target.max(head),
+            }
+        }
         Ok(())
     }
 
