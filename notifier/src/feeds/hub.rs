@@ -171,6 +171,11 @@ impl Hub {
                 return Ok(false);
             }
             let rows = self.store.ranges(&fetches).await?;
+            // Encoded before taking the lock, which subscribing connections wait for.
+            let rows: Vec<Arc<Delivered>> = rows
+                .iter()
+                .map(|row| Arc::new(Delivered::new(row)))
+                .collect();
             let mut feeds = self.feeds();
             for fetch in &fetches {
                 let Some(feed) = feeds.get_mut(&fetch.channel_id) else {
@@ -183,9 +188,9 @@ impl Hub {
                 let of_channel = rows.iter().filter(|row| row.channel_id == fetch.channel_id);
                 let usable = resume::contiguous(fetch.after, of_channel.clone().map(|r| r.offset));
                 for row in of_channel.take(usable) {
-                    // An error only means no subscriber is left.
-                    let _ = feed.sender.send(Arc::new(Delivered::new(row)));
                     feed.delivered = Some(row.offset);
+                    // An error only means no subscriber is left.
+                    let _ = feed.sender.send(row.clone());
                 }
                 if usable == 0 {
                     // Committed offsets are visible in order, so this means the target was wrong (a forged
