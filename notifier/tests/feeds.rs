@@ -227,6 +227,33 @@ async fn a_subscriber_gets_the_replay_then_live_messages_with_no_gap_and_no_dupl
 }
 
 #[tokio::test]
+async fn after_a_reset_new_subscribers_get_the_new_offsets() {
+    let env = TestEnv::new().await;
+    let notifier = start(&env, "").await;
+    let db = env.db().await;
+    commit_rows(&db, 8, 5).await;
+    let mut old = connect(&notifier).await;
+    old.subscribe(8, Some(0)).await;
+    assert_eq!(old.expect(WAIT, "subscribed").await["head"], 5);
+    assert_eq!(offsets(&mut old, 8, 5).await, [1, 2, 3, 4, 5]);
+
+    // What DELETE /reset does to the tables; offsets start again at 1.
+    db.batch_execute("TRUNCATE messages; TRUNCATE channel_heads")
+        .await
+        .unwrap();
+    commit_rows(&db, 8, 2).await;
+    let mut new = connect(&notifier).await;
+    new.subscribe(8, Some(0)).await;
+    assert_eq!(new.expect(WAIT, "subscribed").await["head"], 2);
+    assert_eq!(offsets(&mut new, 8, 2).await, [1, 2]);
+    // Live again once the hub has seen the lower head (within its 1 s re-read).
+    commit_rows(&db, 8, 1).await;
+    common::publish(&env, &announcement(9, 8, 3, 3)).await;
+    assert_eq!(offsets(&mut new, 8, 1).await, [3]);
+    notifier.stop().await;
+}
+
+#[tokio::test]
 async fn a_slow_subscriber_is_never_silently_skipped() {
     let env = TestEnv::new().await;
     let notifier = start(&env, "").await;

@@ -141,7 +141,24 @@ impl Hub {
             return Ok(());
         }
         let heads = self.store.heads(&channels).await?;
-        self.raise(heads);
+        let mut feeds = self.feeds();
+        for (channel_id, feed) in feeds.iter_mut() {
+            // A channel missing from channel_heads has no message (0).
+            let head = heads
+                .iter()
+                .find(|(channel, _)| channel == channel_id)
+                .map_or(0, |(_, head)| *head);
+            match feed.delivered {
+                // Below what was fanned out: the data was reset (DELETE /reset). Fan the channel out again
+                // from its start (subscribers drop what they already have), since what was fanned out since
+                // the reset is unknown.
+                Some(delivered) if head < delivered => {
+                    feed.delivered = Some(0);
+                    feed.target = head;
+                }
+                _ => feed.target = feed.target.max(head),
+            }
+        }
         Ok(())
     }
 
@@ -154,6 +171,11 @@ impl Hub {
                 return Ok(false);
             }
             let rows = self.store.ranges(&fetches).await?;
+            // Encoded before taking the lock, which subscribing connections wait for.
+            let rows: Vec<Arc<Delivered>> = rows
+                .iter()
+                .map(|row| Arc::new(Delivered::new(row)))
+                .collect();
             let mut feeds = self.feeds();
             for fetch in &fetches {
                 let Some(feed) = feeds.get_mut(&fetch.channel_id) else {
@@ -166,9 +188,9 @@ impl Hub {
                 let of_channel = rows.iter().filter(|row| row.channel_id == fetch.channel_id);
                 let usable = resume::contiguous(fetch.after, of_channel.clone().map(|r| r.offset));
                 for row in of_channel.take(usable) {
-                    // An error only means no subscriber is left.
-                    let _ = feed.sender.send(Arc::new(Delivered::new(row)));
                     feed.delivered = Some(row.offset);
+                    // An error only means no subscriber is left.
+                    let _ = feed.sender.send(row.clone());
                 }
                 if usable == 0 {
                     // Committed offsets are visible in order, so this means the target was wrong (a forged
