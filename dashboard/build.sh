@@ -4,13 +4,15 @@
 # wasm-opt from npm's binaryen (never Debian's: its old wasm-opt breaks the module at runtime).
 #
 # Honours CARGO_TARGET_DIR. Set DASHBOARD_WASM_OPT=0 to skip wasm-opt. Fails if the gzipped .wasm exceeds the
-# budget (200 KiB).
+# budget (240 KiB).
 set -euo pipefail
 DASHBOARD=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$DASHBOARD/.." && pwd)
 DIST="$DASHBOARD/dist"
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-BUDGET_BYTES=$((200 * 1024))
+# 190 KiB before the channel view (issue 11), 214 KiB with it: the view's components, its socket and history
+# calls and the message object's parsing cost ~24 KiB, after trimming (no serde tagged enum, no leptos Action).
+BUDGET_BYTES=$((240 * 1024))
 # binaryen's npm release whose wasm-opt is known to produce working modules here.
 BINARYEN_VERSION=132.0.0
 TOOLS="$ROOT/.run/dashboard-tools"

@@ -9,7 +9,7 @@ use std::{
 };
 
 use chrono::Utc;
-use pipeline::events::{BatchPersisted, ServerEvent};
+use pipeline::events::{BatchAnnouncement, BatchPersisted, merge_ranges};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -126,15 +126,18 @@ impl Flusher {
 
         let ids = persisted_ids(&rows, &committed.refused, committed_at);
         let dead_letters = rejected.len() + committed.refused.len();
-        let event = ServerEvent::BatchPersisted(BatchPersisted {
-            ids,
-            batch_id: committed.batch_id,
-            batch_size: size as u64,
-            worker_timestamp: committed_at,
-            reason: job.reason.as_str().to_owned(),
-            batcher_id,
-            dead_letters: dead_letters as u64,
-        });
+        let event = BatchAnnouncement {
+            batch: BatchPersisted {
+                ids,
+                batch_id: committed.batch_id,
+                batch_size: size as u64,
+                worker_timestamp: committed_at,
+                reason: job.reason.as_str().to_owned(),
+                batcher_id,
+                dead_letters: dead_letters as u64,
+            },
+            channels: committed.channels,
+        };
         let event = serde_json::to_string(&event).expect("events serialize");
         let outcome = self.clear(&job, &event).await;
 
@@ -170,6 +173,7 @@ impl Flusher {
             batch_id: 0,
             inserted: 0,
             refused: Vec::new(),
+            channels: Vec::new(),
         };
         while let Some((lo, hi, with_rejected)) = pieces.pop_front() {
             let rejected = if with_rejected { batch.rejected } else { &[] };
@@ -188,6 +192,7 @@ impl Flusher {
                 Piece::Committed(done) => {
                     committed.batch_id = done.batch_id;
                     committed.inserted += done.inserted;
+                    merge_ranges(&mut committed.channels, &done.channels);
                     let refused = done.refused.into_iter();
                     committed
                         .refused

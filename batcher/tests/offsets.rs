@@ -6,6 +6,8 @@ mod common;
 
 use std::{borrow::Cow, collections::BTreeMap, time::Duration};
 
+use pipeline::events::ChannelRange;
+
 use batcher::{
     policy::FlushReason,
     row::Row,
@@ -70,6 +72,35 @@ async fn offsets_by_channel(env: &TestEnv) -> BTreeMap<i64, Vec<(String, i64)>> 
     by_channel
 }
 
+fn range(channel_id: i64, first: i64, last: i64) -> ChannelRange {
+    ChannelRange {
+        channel_id,
+        first,
+        last,
+    }
+}
+
+/// Each channel's lowest and highest offset among the rows of `batch` (by content), from `by_channel`.
+fn expected_ranges(
+    by_channel: &BTreeMap<i64, Vec<(String, i64)>>,
+    batch: &[Row<'_>],
+) -> Vec<ChannelRange> {
+    let mut ranges: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
+    for row in batch {
+        let (_, offset) = by_channel[&row.channel_id]
+            .iter()
+            .find(|(content, _)| *content == row.content)
+            .expect("the row is persisted");
+        let entry = ranges.entry(row.channel_id).or_insert((*offset, *offset));
+        entry.0 = entry.0.min(*offset);
+        entry.1 = entry.1.max(*offset);
+    }
+    ranges
+        .into_iter()
+        .map(|(channel, (first, last))| range(channel, first, last))
+        .collect()
+}
+
 /// Asserts each channel's offsets are exactly 1..=n in `id` (commit) order, and its head is n.
 async fn assert_contiguous(env: &TestEnv) -> BTreeMap<i64, Vec<(String, i64)>> {
     let by_channel = offsets_by_channel(env).await;
@@ -120,7 +151,10 @@ async fn a_replayed_batch_numbers_only_its_new_rows() {
     env.apply_schema().await;
     let mut store = Store::new(&env.database_url);
     let first = rows(60, 5, "first");
-    commit(&mut store, &first, &[]).await;
+    let committed = commit(&mut store, &first, &[]).await;
+    // The direct path announces each channel's offsets: 12 rows per channel.
+    let all: Vec<_> = (1..=5).map(|channel| range(channel, 1, 12)).collect();
+    assert_eq!(committed.channels, all);
     let before = offsets_by_channel(&env).await;
 
     // The second half of the first batch again (a replay after a crash, or a fenced batcher's late commit),
@@ -137,6 +171,11 @@ async fn a_replayed_batch_numbers_only_its_new_rows() {
     assert_eq!(committed.inserted, 40);
 
     let after = assert_contiguous(&env).await;
+    // A replay announces the rows it found as well as the ones it added: 30 old rows (offsets 7..=12 of
+    // each channel) and 8 new ones per channel (13..=20).
+    let replayed: Vec<_> = (1..=5).map(|channel| range(channel, 7, 20)).collect();
+    assert_eq!(committed.channels, replayed);
+    assert_eq!(expected_ranges(&after, &replay), replayed);
     for (channel, rows) in &before {
         assert_eq!(
             &after[channel][..rows.len()],
@@ -152,8 +191,11 @@ async fn a_replayed_batch_numbers_only_its_new_rows() {
     assert_eq!(after.values().map(Vec::len).sum::<usize>(), 100);
 
     // The whole of it again, on a second store (another batcher): nothing added, no offset used.
+    // Its batcher was fenced and announced nothing, so this replay announces every row of it.
     let mut other = Store::new(&env.database_url);
-    assert_eq!(commit(&mut other, &replay, &[]).await.inserted, 0);
+    let again = commit(&mut other, &replay, &[]).await;
+    assert_eq!(again.inserted, 0);
+    assert_eq!(again.channels, replayed);
     assert_eq!(assert_contiguous(&env).await, after);
 }
 
@@ -180,6 +222,8 @@ async fn dead_letters_and_refused_rows_take_no_offset() {
     let refused: Vec<usize> = committed.refused.iter().map(|(i, _)| *i).collect();
     assert_eq!(refused, [3, 11, 22]);
     assert_eq!(env.count("dead_letters").await, 4);
+    // Refused rows and dead letters take no offset, and are in no range.
+    assert_eq!(committed.channels, [range(1, 6, 15), range(2, 6, 15)]);
 
     let by_channel = assert_contiguous(&env).await;
     assert_eq!(by_channel[&1].len(), 15);

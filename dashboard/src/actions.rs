@@ -30,7 +30,7 @@ pub async fn load_config(hostname: &str) -> ClientConfig {
     }
 }
 
-fn ingestor(store: Store, path: &str) -> String {
+pub(crate) fn ingestor(store: Store, path: &str) -> String {
     format!("{}{path}", store.config.get_untracked().ingestor_url)
 }
 
@@ -46,7 +46,7 @@ async fn write(store: Store, url: &str, body: &str) -> Result<Reply, String> {
 }
 
 /// The error of a failed call, for a form.
-fn form_error(result: &Result<Reply, String>) -> FormError {
+pub(crate) fn form_error(result: &Result<Reply, String>) -> FormError {
     match result {
         Ok(reply) => FormError::from_response(reply.status, &reply.body),
         Err(reason) => FormError::general(reason.clone()),

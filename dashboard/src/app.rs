@@ -6,15 +6,17 @@ use leptos::{prelude::*, task::spawn_local};
 
 use crate::actions;
 use crate::components::{
-    api_key_field::ApiKeyField, burst_form::BurstForm, header::Header, health_panel::HealthPanel,
-    latency_panel::LatencyPanel, live_feed::LiveFeed, recent_batches::RecentBatches,
-    reset_form::ResetForm, send_form::SendForm, stat_cards::StatCards,
-    throughput_chart::ThroughputChart,
+    api_key_field::ApiKeyField, burst_form::BurstForm, channel_view::ChannelView, header::Header,
+    health_panel::HealthPanel, latency_panel::LatencyPanel, live_feed::LiveFeed,
+    recent_batches::RecentBatches, reset_form::ResetForm, send_form::SendForm,
+    stat_cards::StatCards, throughput_chart::ThroughputChart,
 };
 use crate::model::config::{ClientConfig, websocket_url};
 use crate::net::{clock::now_ms, socket};
 use crate::store::Store;
 
+/// The notifier sends stats every 500 ms: this long without one, the `/ws/stats` connection counts as dead.
+const STATS_SILENCE: Duration = Duration::from_secs(5);
 /// How often countdowns and "ago" texts refresh.
 const TICK: Duration = Duration::from_millis(250);
 /// How often the health of the services is asked.
@@ -47,16 +49,21 @@ pub fn App() -> impl IntoView {
     let ws_url = websocket_url(
         &location.protocol().unwrap_or_default(),
         &location.host().unwrap_or_default(),
+        "/ws/stats",
     );
     let on_reconnect = reconcile.clone();
     spawn_local(async move {
         // The ingestor's URL must be known before any control or health check can work.
         store.config.set(actions::load_config(&hostname).await);
-        socket::start(ws_url, move |event| {
-            if store.on_socket(event) {
-                on_reconnect();
-            }
-        });
+        socket::start(
+            move || ws_url.clone(),
+            Some(STATS_SILENCE),
+            move |event| {
+                if store.on_socket(event) {
+                    on_reconnect();
+                }
+            },
+        );
         actions::check_health(store).await;
     });
 
@@ -92,6 +99,7 @@ pub fn App() -> impl IntoView {
                         <HealthPanel/>
                     </div>
                     <RecentBatches/>
+                    <ChannelView/>
                 </div>
                 <div class="column">
                     <section class="panel controls">

@@ -8,12 +8,14 @@
 //!   transitions, the throughput ring buffer and chart geometry, backoff, health interpretation.
 //! - `net`: the browser's I/O: `fetch` calls and the reconnecting WebSocket.
 //! - `store`: the page's reactive state (signals) and how events and answers update it.
+//! - `channels`: the channel view's history pages and `/ws/channels` subscription.
 //! - `components`: one module per component of the page.
 
 pub mod model;
 
 mod actions;
 mod app;
+mod channels;
 mod components;
 mod net;
 mod store;

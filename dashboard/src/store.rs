@@ -6,6 +6,7 @@ use pipeline::events::{BatchPersisted, ServerEvent, Stats};
 
 use crate::model::{
     batches::{BatchRow, BatchTimer, RecentBatches},
+    channel::ChannelFeed,
     config::ClientConfig,
     connection::Connection,
     feed::{Commit, Feed},
@@ -34,6 +35,10 @@ pub struct Store {
     pub notifier_health: RwSignal<ServiceHealth>,
     /// `API_KEYS`: the bearer token for sending and bursts, when the ingestor requires one (empty: none).
     pub api_key: RwSignal<String>,
+    /// The channel view (`None` until a channel is picked).
+    pub channel: RwSignal<Option<ChannelFeed>>,
+    /// The `/ws/channels` connection, started with the first channel picked.
+    pub channel_connection: RwSignal<Connection>,
     /// The time, ticking a few times a second, for countdowns and "ago" texts.
     pub now: RwSignal<f64>,
 }
@@ -54,6 +59,8 @@ impl Store {
             ingestor_health: RwSignal::new(ServiceHealth::Checking),
             notifier_health: RwSignal::new(ServiceHealth::Checking),
             api_key: RwSignal::new(String::new()),
+            channel: RwSignal::new(None),
+            channel_connection: RwSignal::new(Connection::Connecting),
             now: RwSignal::new(now_ms()),
         }
     }
@@ -67,30 +74,17 @@ impl Store {
     /// recovers what was missed).
     pub fn on_socket(&self, event: SocketEvent) -> bool {
         match event {
-            SocketEvent::Connecting => {
-                // While reconnecting, keep saying so (with the attempt number) rather than "connecting".
-                if !self.connection.get_untracked().is_reconnecting() {
-                    self.connection.set(Connection::Connecting);
+            SocketEvent::Text(text) => {
+                match serde_json::from_str::<ServerEvent>(&text) {
+                    Ok(ServerEvent::StatsUpdate(stats)) => self.on_stats(stats),
+                    Ok(ServerEvent::BatchPersisted(batch)) => self.on_batch(&batch),
+                    // A frame of a newer protocol: nothing the page can show.
+                    Err(_) => {}
                 }
+                false
             }
-            SocketEvent::Open { reconnected } => {
-                self.connection.set(Connection::Connected);
-                return reconnected;
-            }
-            SocketEvent::Lost { attempt, retry_in } => {
-                self.connection.set(Connection::Reconnecting {
-                    attempt,
-                    retry_at_ms: now_ms() + retry_in.as_secs_f64() * 1_000.0,
-                });
-            }
-            SocketEvent::Text(text) => match serde_json::from_str::<ServerEvent>(&text) {
-                Ok(ServerEvent::StatsUpdate(stats)) => self.on_stats(stats),
-                Ok(ServerEvent::BatchPersisted(batch)) => self.on_batch(&batch),
-                // A frame of a newer protocol: nothing the page can show.
-                Err(_) => {}
-            },
+            other => track(self.connection, &other) == Some(true),
         }
-        false
     }
 
     fn on_stats(&self, stats: Stats) {
@@ -128,4 +122,28 @@ impl Store {
         self.batches.update(RecentBatches::clear);
         self.timer.update(BatchTimer::committed);
     }
+}
+
+/// Shows a socket's state changes in `connection`; `Some(reconnected)` when a connection just opened.
+pub fn track(connection: RwSignal<Connection>, event: &SocketEvent) -> Option<bool> {
+    match *event {
+        SocketEvent::Connecting => {
+            // While reconnecting, keep saying so (with the attempt number) rather than "connecting".
+            if !connection.get_untracked().is_reconnecting() {
+                connection.set(Connection::Connecting);
+            }
+        }
+        SocketEvent::Open { reconnected } => {
+            connection.set(Connection::Connected);
+            return Some(reconnected);
+        }
+        SocketEvent::Lost { attempt, retry_in } => {
+            connection.set(Connection::Reconnecting {
+                attempt,
+                retry_at_ms: now_ms() + retry_in.as_secs_f64() * 1_000.0,
+            });
+        }
+        SocketEvent::Text(_) => {}
+    }
+    None
 }

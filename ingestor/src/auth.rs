@@ -9,105 +9,42 @@
 //! Handlers ask for access with an extractor placed before the body ([`WriteAccess`], [`ReadAccess`],
 //! [`AdminAccess`]), so an unauthorised request is refused before its body is read.
 
-use std::fmt;
 use std::sync::Arc;
 
-use axum::extract::{FromRequestParts, Query};
+use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Uri, header};
-use subtle::ConstantTimeEq;
+pub use pipeline::access::{ApiKeys, BadKey, MAX_KEY_LEN, Secret, parse_api_keys, parse_secret};
+use pipeline::access::{ReadKeys, bearer_token, matches_any};
 
 use crate::error::ApiError;
 use crate::state::AppState;
-
-/// Longest key accepted, in bytes.
-pub const MAX_KEY_LEN: usize = 256;
-
-/// A key: printed as `Secret(<redacted>)` by `Debug`, never as its value.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The key itself, for comparing; never for printing.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
-
-/// `API_KEYS`: the keys that may write. Empty means the write endpoints are open.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct ApiKeys(pub Vec<Secret>);
-
-impl fmt::Debug for ApiKeys {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ApiKeys(<{} redacted>)", self.0.len())
-    }
-}
-
-/// `API_KEYS`: comma-separated, blanks around keys and empty entries ignored. It never fails: clap would
-/// print a refused value in its error, so keys are checked later, by [`Access::new`], without echoing them.
-pub fn parse_api_keys(value: &str) -> Result<ApiKeys, String> {
-    Ok(ApiKeys(
-        value
-            .split(',')
-            .map(str::trim)
-            .filter(|key| !key.is_empty())
-            .map(Secret::new)
-            .collect(),
-    ))
-}
-
-/// `ADMIN_API_KEY`, trimmed; checked by [`Access::new`] (see [`parse_api_keys`] for why not here).
-pub fn parse_secret(value: &str) -> Result<Secret, String> {
-    Ok(Secret::new(value.trim()))
-}
-
-/// A key that cannot be used; names the variable and the key's position, never the key.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error(
-    "{variable}: key #{position} must be 1 to {MAX_KEY_LEN} visible ASCII characters (it is sent in an Authorization header)"
-)]
-pub struct BadKey {
-    pub variable: &'static str,
-    /// 1-based.
-    pub position: usize,
-}
 
 /// Who may do what; built once from the configuration. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Access {
     writers: Arc<[Secret]>,
+    /// The same keys, for reading.
+    readers: ReadKeys,
     admin: Option<Secret>,
 }
 
 impl Access {
     /// Checks every key; an empty `ADMIN_API_KEY` counts as unset.
     pub fn new(api_keys: &ApiKeys, admin: Option<&Secret>) -> Result<Self, BadKey> {
-        for (index, key) in api_keys.0.iter().enumerate() {
-            check_key(key).map_err(|()| BadKey {
-                variable: "API_KEYS",
-                position: index + 1,
-            })?;
-        }
+        let readers = ReadKeys::new(api_keys)?;
         let admin = admin.filter(|key| !key.expose().is_empty());
-        if let Some(key) = admin {
-            check_key(key).map_err(|()| BadKey {
+        if let Some(key) = admin
+            && !key.is_usable()
+        {
+            return Err(BadKey {
                 variable: "ADMIN_API_KEY",
                 position: 1,
-            })?;
+            });
         }
         Ok(Self {
             writers: api_keys.0.clone().into(),
+            readers,
             admin: admin.cloned(),
         })
     }
@@ -127,7 +64,7 @@ impl Access {
         if self.writers.is_empty() {
             return Ok(());
         }
-        match bearer_token(headers) {
+        match bearer(headers) {
             Some(token) if matches_any(token, &self.writers) => Ok(()),
             _ => Err(ApiError::Unauthorized {
                 needs: "one of the ingestor's API_KEYS",
@@ -139,16 +76,15 @@ impl Access {
     /// request must carry one of them, as a bearer token or (for browsers' EventSource and WebSocket, which
     /// cannot set headers) as the `access_token` query parameter.
     pub fn check_read(&self, headers: &HeaderMap, uri: &Uri) -> Result<(), ApiError> {
-        if self.writers.is_empty() {
-            return Ok(());
-        }
-        let from_query = access_token(uri);
-        let token = bearer_token(headers).or(from_query.as_deref().map(str::as_bytes));
-        match token {
-            Some(token) if matches_any(token, &self.writers) => Ok(()),
-            _ => Err(ApiError::Unauthorized {
+        let authorization = headers
+            .get(header::AUTHORIZATION)
+            .map(|value| value.as_bytes());
+        if self.readers.allows(authorization, uri.query()) {
+            Ok(())
+        } else {
+            Err(ApiError::Unauthorized {
                 needs: "one of the ingestor's API_KEYS (bearer token or `access_token` query parameter)",
-            }),
+            })
         }
     }
 
@@ -157,7 +93,7 @@ impl Access {
         let Some(admin) = &self.admin else {
             return Err(ApiError::ResetDisabled);
         };
-        match bearer_token(headers) {
+        match bearer(headers) {
             Some(token) if matches_any(token, std::slice::from_ref(admin)) => Ok(()),
             _ => Err(ApiError::Unauthorized {
                 needs: "the ingestor's ADMIN_API_KEY",
@@ -166,46 +102,9 @@ impl Access {
     }
 }
 
-fn check_key(key: &Secret) -> Result<(), ()> {
-    let key = key.expose();
-    let valid =
-        !key.is_empty() && key.len() <= MAX_KEY_LEN && key.bytes().all(|b| b.is_ascii_graphic());
-    if valid { Ok(()) } else { Err(()) }
-}
-
-/// The token of `Authorization: Bearer <token>` (the scheme is case-insensitive, RFC 7235).
-fn bearer_token(headers: &HeaderMap) -> Option<&[u8]> {
-    let value = headers.get(header::AUTHORIZATION)?.as_bytes();
-    let (scheme, rest) = value.split_at_checked(6)?;
-    if !scheme.eq_ignore_ascii_case(b"bearer") || !rest.starts_with(b" ") {
-        return None;
-    }
-    let token = rest.trim_ascii();
-    (!token.is_empty()).then_some(token)
-}
-
-/// The query parameter a key may travel in.
-#[derive(Debug, serde::Deserialize)]
-struct TokenQuery {
-    access_token: Option<String>,
-}
-
-/// The `access_token` query parameter, percent-decoded; `None` if absent or empty, and also if repeated or
-/// the query cannot be decoded (which value would count is ambiguous).
-fn access_token(uri: &Uri) -> Option<String> {
-    let Query(query) = Query::<TokenQuery>::try_from_uri(uri).ok()?;
-    query.access_token.filter(|token| !token.is_empty())
-}
-
-/// Whether `token` equals one of `keys`. Every key is compared, each in constant time, so the time taken
-/// depends neither on which key matched nor on how much of a wrong token was right. (The lengths of the
-/// keys may show; their contents do not.)
-fn matches_any(token: &[u8], keys: &[Secret]) -> bool {
-    keys.iter()
-        .fold(subtle::Choice::from(0), |found, key| {
-            found | key.expose().as_bytes().ct_eq(token)
-        })
-        .into()
+/// The bearer token of the request's `Authorization` header.
+fn bearer(headers: &HeaderMap) -> Option<&[u8]> {
+    bearer_token(headers.get(header::AUTHORIZATION)?.as_bytes())
 }
 
 /// Extractor: the request may use the write endpoints (`POST /messages`, `/messages/batch`, `/simulate`).
@@ -264,15 +163,6 @@ mod tests {
 
     fn code(result: Result<(), ApiError>) -> &'static str {
         result.map_or_else(|error| error.code(), |()| "ok")
-    }
-
-    #[test]
-    fn api_keys_split_on_commas_and_skip_blanks() {
-        let parsed = keys(" a1 ,, b2,");
-        let exposed: Vec<_> = parsed.0.iter().map(Secret::expose).collect();
-        assert_eq!(exposed, ["a1", "b2"]);
-        assert_eq!(keys("").0.len(), 0);
-        assert_eq!(keys(" , ").0.len(), 0);
     }
 
     #[test]

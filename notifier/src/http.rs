@@ -13,7 +13,7 @@ use axum::{
 use pipeline::api::ErrorBody;
 use serde::Serialize;
 
-use crate::{AppState, dashboard, ws};
+use crate::{AppState, dashboard, feeds, ws};
 
 /// Longest wait for each dependency check of `/health`.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
@@ -22,6 +22,8 @@ const HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
 pub(crate) fn app(state: AppState, dashboard_dir: &Path) -> Router {
     let router = Router::new()
         .route("/ws/stats", get(ws::upgrade))
+        .route("/ws/channels", get(feeds::ws::upgrade))
+        .route("/sse/channels/{channel_id}", get(feeds::sse::stream))
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics));
@@ -38,6 +40,20 @@ pub(crate) enum ApiError {
         "this page's origin may not open a WebSocket here; add it to the notifier's WS_ORIGINS"
     )]
     OriginNotAllowed,
+    /// `API_KEYS` is set and the request carries none of them.
+    #[error(
+        "reading channels needs one of the notifier's API_KEYS, as `Authorization: Bearer <key>` or the `access_token` query parameter"
+    )]
+    Unauthorized,
+    /// A path or query parameter that is not valid.
+    #[error("{field}: {message}")]
+    InvalidField {
+        field: &'static str,
+        message: String,
+    },
+    /// PostgreSQL could not be read.
+    #[error("PostgreSQL is unavailable: {0}")]
+    DatabaseUnavailable(String),
 }
 
 impl IntoResponse for ApiError {
@@ -45,17 +61,32 @@ impl IntoResponse for ApiError {
         let (status, code) = match self {
             Self::TooManyClients => (StatusCode::SERVICE_UNAVAILABLE, "too_many_clients"),
             Self::OriginNotAllowed => (StatusCode::FORBIDDEN, "origin_not_allowed"),
+            Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::InvalidField { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field"),
+            Self::DatabaseUnavailable(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable")
+            }
+        };
+        let field = match &self {
+            Self::InvalidField { field, .. } => Some((*field).to_owned()),
+            _ => None,
         };
         let body = ErrorBody {
             error: code.into(),
             message: self.to_string(),
-            field: None,
+            field,
         };
         let mut response = (status, Json(body)).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
         }
         response
     }

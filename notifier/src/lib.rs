@@ -1,15 +1,23 @@
-//! Relays `batch_persisted` events and live stats to WebSocket clients, and serves the dashboard.
+//! Relays `batch_persisted` events and live stats to WebSocket clients, delivers each channel's messages to
+//! its subscribers (channel feeds, docs/feeds.md), and serves the dashboard.
 //!
 //! # Layout
 //!
 //! - `relay`: subscribes to the `{prefix}:events` Redis channel and puts every valid `batch_persisted` payload,
-//!   unchanged, on one bounded broadcast channel; reconnects with capped backoff.
+//!   unchanged, on one bounded broadcast channel; reconnects with capped backoff, and tells the feeds' hub
+//!   after each (re)subscription (events published meanwhile are lost).
+//! - `feeds`: `GET /ws/channels` and `GET /sse/channels/{channel_id}`: a hub per notifier reads what the
+//!   events announce (each channel's committed offsets) from PostgreSQL, one query per round for every
+//!   subscribed channel, and broadcasts it per channel; each subscription replays from PostgreSQL, then goes
+//!   live with no gap and no duplicate; `channel_heads` is re-read every second and after relay reconnects, so
+//!   a lost event only delays. With `API_KEYS`, both need a key.
 //! - `stats`: one task computes [`pipeline::events::Stats`] every 500 ms for all clients (totals from
 //!   `pipeline_totals`, `queue_depth` from Redis) and publishes them on a watch channel.
 //! - `rate`: `RateWindow`, `messages_per_second` over the last few seconds (pure).
 //! - `ws`: `GET /ws/stats`, one task per client fed by the broadcast and the watch channel through a bounded
 //!   per-client queue; a client that falls behind is closed (1008), a silent one too (1001), frames from
-//!   clients are capped at 64 KiB, the number of clients is bounded.
+//!   clients are capped at 64 KiB, the number of clients is bounded. Its checks, writer and keep-alive are
+//!   shared with `/ws/channels`.
 //! - `origin`: `WS_ORIGINS`, which browser pages may open a WebSocket (default: the notifier's own).
 //! - `dashboard`: the built dashboard at `/` (or a small page saying how to build it) and `GET /config.json`.
 //! - `http`: the router, `/health`, `/ready`, `/metrics`, and the one error type of the HTTP layer.
@@ -19,6 +27,7 @@
 //! (`INGESTOR_URL`), and the ingestor allows the notifier's origin via CORS.
 
 mod dashboard;
+mod feeds;
 mod http;
 mod origin;
 mod rate;
@@ -31,12 +40,13 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use axum::extract::ws::Utf8Bytes;
+use pipeline::access::{ApiKeys, ReadKeys};
 use pipeline::config::{
     BatchConfig, DatabaseConfig, LogConfig, RedisConfig, parse_addr, parse_seconds,
 };
 use tokio::{
     net::TcpListener,
-    sync::{Semaphore, broadcast, watch},
+    sync::{Notify, Semaphore, broadcast, watch},
 };
 use tokio_util::sync::CancellationToken;
 
@@ -49,6 +59,8 @@ const REDIS_TIMEOUTS: pipeline::connection::Timeouts = pipeline::connection::Tim
     connect: Duration::from_secs(2),
     response: Some(Duration::from_secs(2)),
 };
+/// PostgreSQL connections of the notifier.
+const POSTGRES_POOL: usize = 8;
 /// How long the HTTP server may take to finish in-flight requests once shutdown starts.
 const SERVER_GRACE: Duration = Duration::from_secs(5);
 /// How long WebSocket tasks may take to send their Close frame and end once shutdown starts.
@@ -59,7 +71,7 @@ const CLIENTS_GRACE: Duration = Duration::from_secs(3);
 #[command(
     name = "notifier",
     version,
-    about = "Relays batch_persisted events and live stats to WebSocket clients; serves the dashboard."
+    about = "Relays batch_persisted events and live stats to WebSocket clients, delivers channel feeds (WebSocket and SSE); serves the dashboard."
 )]
 pub struct Config {
     #[command(flatten)]
@@ -86,7 +98,22 @@ pub struct Config {
     #[arg(long, env = "INGESTOR_URL", default_value = "http://127.0.0.1:8000", value_parser = parse_base_url)]
     pub ingestor_url: String,
 
-    /// Most WebSocket clients served at once (1 to 1000000); more get 503.
+    /// Keys that may read channels (GET /ws/channels, GET /sse/channels/{channel_id}), comma-separated: the
+    /// ingestor's API_KEYS, sent as `Authorization: Bearer <key>` or as the `access_token` query parameter
+    /// (browsers' WebSocket and EventSource cannot set headers); else 401. Unset or empty: the feeds are
+    /// open, for development only. /ws/stats stays open either way (it carries ids, not content).
+    #[arg(
+        long,
+        env = "API_KEYS",
+        default_value = "",
+        hide_default_value = true,
+        hide_env_values = true,
+        value_parser = pipeline::access::parse_api_keys
+    )]
+    pub api_keys: ApiKeys,
+
+    /// Most WebSocket and SSE clients served at once (/ws/stats, /ws/channels and /sse/channels together,
+    /// 1 to 1000000); more get 503.
     #[arg(long, env = "MAX_WS_CLIENTS", default_value = "1024", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_ws_clients: u32,
 
@@ -98,7 +125,8 @@ pub struct Config {
     pub ws_origins: Vec<String>,
 
     /// Seconds a WebSocket client may take to accept one message (fractions allowed); a client that takes
-    /// longer is disconnected. A client more than 128 messages behind is closed at once (1008, too slow).
+    /// longer is disconnected. On /ws/stats, a client more than 128 messages behind is closed at once (1008,
+    /// too slow); on /ws/channels it is told `lagged` and caught up from PostgreSQL.
     #[arg(long, env = "WS_SEND_TIMEOUT", default_value = "10", value_parser = parse_seconds)]
     pub ws_send_timeout: Duration,
 
@@ -130,8 +158,12 @@ struct AppState {
     events: broadcast::Sender<Utf8Bytes>,
     /// The latest `stats_update`.
     stats: watch::Receiver<stats::StatsFrame>,
-    /// One permit per WebSocket client (`MAX_WS_CLIENTS`).
+    /// One permit per WebSocket or SSE client (`MAX_WS_CLIENTS`).
     clients: Arc<Semaphore>,
+    /// The channel feeds' subscribed channels.
+    hub: Arc<feeds::hub::Hub>,
+    /// `API_KEYS`, for reading channels.
+    read_keys: ReadKeys,
     redis: pipeline::connection::RedisConn,
     postgres: deadpool_postgres::Pool,
     /// Body of `/config.json`.
@@ -151,11 +183,13 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     // Install the recorder before the first metric is touched, and make every metric visible from the start.
     telemetry::declare_metrics();
+    let read_keys = ReadKeys::new(&config.api_keys)?;
 
     pipeline::schema::connect_and_apply(&config.database.database_url)
         .await
         .context("Failed to prepare the database (DATABASE_URL)")?;
-    let postgres = pipeline::schema::pool(&config.database.database_url, 4)?;
+    // The stats, /health, and the channel feeds (the hub's reads and the subscribers' replays).
+    let postgres = pipeline::schema::pool(&config.database.database_url, POSTGRES_POOL)?;
     let target = config.redis.target()?;
     // Redis must not evict the queue; a Redis that is down is not waited for (see `redis_policy`).
     pipeline::redis_policy::check_at_start(&target).await?;
@@ -173,13 +207,24 @@ pub async fn run(
         0.0,
     )));
 
+    let resubscribed = Arc::new(Notify::new());
     let relay = tokio::spawn(relay::run(
         relay::Relay::new(
             &target,
             keys.events(),
             format!("notifier-{}", config.redis.redis_key_prefix),
             events.clone(),
+            resubscribed.clone(),
         )?,
+        stop.clone(),
+    ));
+    let hub = Arc::new(feeds::hub::Hub::new(feeds::store::Store::new(
+        postgres.clone(),
+    )));
+    let hub_task = tokio::spawn(feeds::hub::run(
+        hub.clone(),
+        events.subscribe(),
+        resubscribed,
         stop.clone(),
     ));
     let stats_task = tokio::spawn(stats::run(
@@ -199,6 +244,8 @@ pub async fn run(
         events,
         stats: stats_rx,
         clients: Arc::new(Semaphore::new(max_clients as usize)),
+        hub,
+        read_keys,
         redis,
         postgres,
         client_config: Arc::new(dashboard::ClientConfig::new(&config)),
@@ -242,6 +289,7 @@ pub async fn run(
     }
     let _ = relay.await;
     let _ = stats_task.await;
+    let _ = hub_task.await;
     tracing::info!("notifier stopped");
     served
 }

@@ -7,12 +7,12 @@
 //! On a Redis Cluster, a `PUBLISH` on any node reaches every node, so the relay subscribes on one seed node and
 //! moves to the next seed when that one's connection fails.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use axum::extract::ws::Utf8Bytes;
 use pipeline::{connection::RedisTarget, events::ServerEvent};
 use redis::{AsyncConnectionConfig, ProtocolVersion, PushInfo, PushKind};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{Notify, broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 /// First wait before reconnecting; doubled after each failed attempt up to [`MAX_BACKOFF`].
@@ -29,6 +29,9 @@ pub(crate) struct Relay {
     channel: String,
     client_name: String,
     events: broadcast::Sender<Utf8Bytes>,
+    /// Notified after every (re)subscription: events published while the relay was away are lost, and the
+    /// channel feeds then re-read the heads from PostgreSQL.
+    subscribed: Arc<Notify>,
 }
 
 impl Relay {
@@ -38,6 +41,7 @@ impl Relay {
         channel: String,
         client_name: String,
         events: broadcast::Sender<Utf8Bytes>,
+        subscribed: Arc<Notify>,
     ) -> anyhow::Result<Self> {
         let clients = target
             .pubsub_clients()
@@ -57,6 +61,7 @@ impl Relay {
             channel,
             client_name,
             events,
+            subscribed,
         })
     }
 
@@ -82,6 +87,7 @@ impl Relay {
         conn.subscribe(&self.channel).await?;
         tracing::info!(channel = %self.channel, "subscribed to batch events");
         subscribed();
+        self.subscribed.notify_one();
         while let Some(push) = received.recv().await {
             match push.kind {
                 PushKind::Message => self.relay(push),

@@ -45,6 +45,29 @@ pub fn metrics() -> &'static [Metric] {
             help: "Streaks of failed stats reads, by source (counted once per streak; the last values are kept).",
             label: Some(("source", &["redis", "postgres"])),
         },
+        Metric::Gauge {
+            name: "notifier_feed_clients",
+            help: "WebSocket clients connected to /ws/channels.",
+        },
+        Metric::Gauge {
+            name: "notifier_feed_subscriptions",
+            help: "Channel subscriptions: one per channel of a /ws/channels client, one per /sse/channels stream.",
+        },
+        Metric::Counter {
+            name: "notifier_feed_deliveries_total",
+            help: "Channel messages delivered to subscribers, by transport.",
+            label: Some(("transport", &["ws", "sse"])),
+        },
+        Metric::Counter {
+            name: "notifier_feed_lagged_total",
+            help: "Times a channel subscriber fell more than 1024 messages behind the live feed (told `lagged`, then caught up from PostgreSQL), by transport.",
+            label: Some(("transport", &["ws", "sse"])),
+        },
+        Metric::Counter {
+            name: "notifier_feed_queries_total",
+            help: "PostgreSQL reads of the channel feeds: catch_up (a subscriber's replay page), fan_out (the hub's read of new rows, all channels at once), heads (the safety net's re-read of channel_heads).",
+            label: Some(("query", &["catch_up", "fan_out", "heads"])),
+        },
         pipeline::telemetry::QUEUE_DEPTH,
     ];
     METRICS

@@ -28,7 +28,8 @@ use tokio::time::Instant;
 
 use crate::{AppState, http::ApiError, origin::AllowedOrigins};
 
-/// Largest frame, and message, a client may send us; clients only ever send pings and Close frames.
+/// Largest frame, and message, a client may send us: pings, Close frames and (on `/ws/channels`) small
+/// subscribe messages.
 pub(crate) const MAX_INCOMING: usize = 64 * 1024;
 /// Read buffer per client (it grows for a larger frame, up to [`MAX_INCOMING`]).
 const READ_BUFFER: usize = 4 * 1024;
@@ -51,6 +52,16 @@ pub(crate) async fn upgrade(
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
+    let permit = admit(&state, &headers)?;
+    Ok(configure(ws).on_upgrade(move |socket| serve(socket, state, permit)))
+}
+
+/// The checks of every WebSocket endpoint: the origin is allowed (else 403) and a client slot is free (else
+/// 503); the slot is held as long as the permit.
+pub(crate) fn admit(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<OwnedSemaphorePermit, ApiError> {
     let text = |name| headers.get(name).and_then(|value| value.to_str().ok());
     if !state
         .ws
@@ -60,23 +71,25 @@ pub(crate) async fn upgrade(
         metrics::counter!("notifier_ws_refused_total", "reason" => "origin").increment(1);
         return Err(ApiError::OriginNotAllowed);
     }
-    let permit = state
+    state
         .clients
         .clone()
         .try_acquire_owned()
-        .map_err(|_| ApiError::TooManyClients)?;
-    Ok(ws
-        // Clients send only tiny frames: tungstenite's 128 KiB default read buffer would cost 128 KiB per
-        // client for nothing (25 MiB for 200 clients).
-        .read_buffer_size(READ_BUFFER)
+        .map_err(|_| ApiError::TooManyClients)
+}
+
+/// The buffer and frame caps of every WebSocket endpoint.
+pub(crate) fn configure(ws: WebSocketUpgrade) -> WebSocketUpgrade {
+    // Clients send only small frames: tungstenite's 128 KiB default read buffer would cost 128 KiB per
+    // client for nothing (25 MiB for 200 clients).
+    ws.read_buffer_size(READ_BUFFER)
         .max_frame_size(MAX_INCOMING)
         .max_message_size(MAX_INCOMING)
-        .on_upgrade(move |socket| serve(socket, state, permit)))
 }
 
 /// Why a client's loop ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum End {
+pub(crate) enum End {
     /// The client left or its connection broke: nothing to send.
     Gone,
     /// Close the connection with this frame.
@@ -85,14 +98,14 @@ enum End {
 
 /// A Close frame to send, and how long the client gets to take it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Closing {
+pub(crate) struct Closing {
     code: u16,
     reason: String,
     wait: Duration,
 }
 
 impl End {
-    fn shutdown() -> Self {
+    pub(crate) fn shutdown() -> Self {
         Self::Close(Closing {
             code: close_code::AWAY,
             reason: "notifier shutting down".into(),
@@ -101,7 +114,7 @@ impl End {
     }
 
     /// 1008: the client fell behind; it gets `WS_SEND_TIMEOUT` to take the frame (after what it was sent).
-    fn too_slow(why: &str, send_timeout: Duration) -> Self {
+    pub(crate) fn too_slow(why: &str, send_timeout: Duration) -> Self {
         metrics::counter!("notifier_clients_lagged_total").increment(1);
         Self::Close(Closing {
             code: close_code::POLICY,
@@ -111,7 +124,7 @@ impl End {
     }
 
     /// 1001: nothing heard from the client for `idle_timeout`.
-    fn idle(idle_timeout: Duration) -> Self {
+    pub(crate) fn idle(idle_timeout: Duration) -> Self {
         metrics::counter!("notifier_clients_disconnected_total", "reason" => "idle").increment(1);
         Self::Close(Closing {
             code: close_code::AWAY,
@@ -124,19 +137,19 @@ impl End {
     }
 }
 
-/// Counts the client in `notifier_ws_clients` for as long as it lives.
-struct Connected;
+/// Counts a client in a gauge (`notifier_ws_clients`, `notifier_feed_clients`) for as long as it lives.
+pub(crate) struct Connected(&'static str);
 
 impl Connected {
-    fn new() -> Self {
-        metrics::gauge!("notifier_ws_clients").increment(1.0);
-        Self
+    pub(crate) fn new(gauge: &'static str) -> Self {
+        metrics::gauge!(gauge).increment(1.0);
+        Self(gauge)
     }
 }
 
 impl Drop for Connected {
     fn drop(&mut self) {
-        metrics::gauge!("notifier_ws_clients").decrement(1.0);
+        metrics::gauge!(self.0).decrement(1.0);
     }
 }
 
@@ -144,26 +157,20 @@ impl Drop for Connected {
 /// behind, goes silent, or the notifier stops. Reading and fan-out run here; writing runs in [`write`], so a
 /// client that does not read never holds up this loop (nor the fan-out).
 async fn serve(socket: WebSocket, state: AppState, _permit: OwnedSemaphorePermit) {
-    let _connected = Connected::new();
+    let _connected = Connected::new("notifier_ws_clients");
     let settings = state.ws.clone();
     // Subscribe before sending anything, so no event published from now on is missed.
     let mut events = state.events.subscribe();
     let mut stats = state.stats.clone();
     let (sink, mut incoming) = socket.split();
-    let (queue, queued) = mpsc::channel(CLIENT_QUEUE);
-    let (close, closing) = oneshot::channel();
-    let writer = tokio::spawn(write(sink, queued, closing, settings.send_timeout));
+    let outgoing = Outgoing::start(sink, settings.send_timeout);
+    let queue = &outgoing.queue;
 
     let send_timeout = settings.send_timeout;
     let first = stats.borrow_and_update().json.clone();
-    let mut end = push(&queue, Message::Text(first), send_timeout);
-    // At least 1 ms: an interval of zero panics, and WS_IDLE_TIMEOUT may be tiny.
-    let ping_every = (settings.idle_timeout / 3).max(Duration::from_millis(1));
-    let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
-    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut heard = Instant::now();
+    let mut end = push(queue, Message::Text(first), send_timeout);
+    let mut keepalive = Keepalive::new(settings.idle_timeout);
     while end.is_none() {
-        let idle_deadline = heard + settings.idle_timeout;
         end = tokio::select! {
             biased;
             () = state.shutdown.cancelled() => Some(End::shutdown()),
@@ -171,13 +178,13 @@ async fn serve(socket: WebSocket, state: AppState, _permit: OwnedSemaphorePermit
                 // Pings are answered by the WebSocket layer; anything else from the client is ignored.
                 Some(Ok(Message::Close(_)) | Err(_)) | None => Some(End::Gone),
                 Some(Ok(_)) => {
-                    heard = Instant::now();
+                    keepalive.heard();
                     None
                 }
             },
-            () = tokio::time::sleep_until(idle_deadline) => Some(End::idle(settings.idle_timeout)),
+            () = tokio::time::sleep_until(keepalive.idle_deadline()) => Some(End::idle(settings.idle_timeout)),
             event = events.recv() => match event {
-                Ok(text) => push(&queue, Message::Text(text), send_timeout),
+                Ok(text) => push(queue, Message::Text(text), send_timeout),
                 // The fan-out overwrote events this client had not taken: it would miss them silently.
                 Err(RecvError::Lagged(missed)) => {
                     Some(End::too_slow(&format!("{missed} events were missed"), send_timeout))
@@ -187,26 +194,94 @@ async fn serve(socket: WebSocket, state: AppState, _permit: OwnedSemaphorePermit
             changed = stats.changed() => match changed {
                 Ok(()) => {
                     let json = stats.borrow_and_update().json.clone();
-                    push(&queue, Message::Text(json), send_timeout)
+                    push(queue, Message::Text(json), send_timeout)
                 }
                 Err(_) => Some(End::shutdown()),
             },
-            _ = ping.tick() => push(&queue, Message::Ping(Default::default()), send_timeout),
+            () = keepalive.ping_due() => push(queue, Message::Ping(Default::default()), send_timeout),
         };
     }
     // Stop holding fan-out events at once: the writer may still wait up to WS_SEND_TIMEOUT below.
     drop((events, stats));
-    if let Some(End::Close(closing)) = end {
-        tracing::debug!(code = closing.code, reason = %closing.reason, "closing a WebSocket client");
-        let _ = close.send(closing);
+    outgoing.finish(end).await;
+}
+
+/// A client's outgoing half: a writer task fed by a queue of at most [`CLIENT_QUEUE`] messages, and the way
+/// to ask it for a Close frame.
+pub(crate) struct Outgoing {
+    pub(crate) queue: mpsc::Sender<Message>,
+    close: oneshot::Sender<Closing>,
+    writer: tokio::task::JoinHandle<()>,
+}
+
+impl Outgoing {
+    /// Starts the writer of `sink`; each message must be taken within `send_timeout`.
+    pub(crate) fn start(sink: SplitSink<WebSocket, Message>, send_timeout: Duration) -> Self {
+        let (queue, queued) = mpsc::channel(CLIENT_QUEUE);
+        let (close, closing) = oneshot::channel();
+        let writer = tokio::spawn(write(sink, queued, closing, send_timeout));
+        Self {
+            queue,
+            close,
+            writer,
+        }
     }
-    // Without a Close, dropping the queue ends the writer after what it holds.
-    drop(queue);
-    let _ = writer.await;
+
+    /// Ends the connection as `end` says (a Close frame, or nothing if the client is gone) and waits for the
+    /// writer, which is bounded by the Close frame's wait or `WS_SEND_TIMEOUT` per queued message.
+    pub(crate) async fn finish(self, end: Option<End>) {
+        if let Some(End::Close(closing)) = end {
+            tracing::debug!(code = closing.code, reason = %closing.reason, "closing a WebSocket client");
+            let _ = self.close.send(closing);
+        }
+        // Without a Close, dropping the queue ends the writer after what it holds.
+        drop(self.queue);
+        let _ = self.writer.await;
+    }
+}
+
+/// Pings every third of `WS_IDLE_TIMEOUT`, and knows when a client has been silent for that long.
+pub(crate) struct Keepalive {
+    ping: tokio::time::Interval,
+    heard: Instant,
+    idle_timeout: Duration,
+}
+
+impl Keepalive {
+    pub(crate) fn new(idle_timeout: Duration) -> Self {
+        // At least 1 ms: an interval of zero panics, and WS_IDLE_TIMEOUT may be tiny.
+        let ping_every = (idle_timeout / 3).max(Duration::from_millis(1));
+        let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Self {
+            ping,
+            heard: Instant::now(),
+            idle_timeout,
+        }
+    }
+
+    /// Something arrived from the client.
+    pub(crate) fn heard(&mut self) {
+        self.heard = Instant::now();
+    }
+
+    /// When the client counts as idle if nothing arrives before.
+    pub(crate) fn idle_deadline(&self) -> Instant {
+        self.heard + self.idle_timeout
+    }
+
+    /// Ready when the next ping is due.
+    pub(crate) async fn ping_due(&mut self) {
+        self.ping.tick().await;
+    }
 }
 
 /// Queues `message` for the writer; a full queue means the client fell [`CLIENT_QUEUE`] messages behind.
-fn push(queue: &mpsc::Sender<Message>, message: Message, send_timeout: Duration) -> Option<End> {
+pub(crate) fn push(
+    queue: &mpsc::Sender<Message>,
+    message: Message,
+    send_timeout: Duration,
+) -> Option<End> {
     match queue.try_send(message) {
         Ok(()) => None,
         Err(mpsc::error::TrySendError::Full(_)) => Some(End::too_slow(

@@ -63,6 +63,44 @@ pub struct BatchPersisted {
     pub dead_letters: u64,
 }
 
+/// What a batcher publishes after a commit: a [`BatchPersisted`] (what `/ws/stats` clients have always read)
+/// plus `channels`, each channel's committed offsets, which is all a notifier needs to fan the batch's rows
+/// out to the channel feeds (it reads them from PostgreSQL with one query per batch; see docs/feeds.md for
+/// why ranges and not the rows themselves). On the wire it is a `batch_persisted` event with one more field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename = "batch_persisted")]
+pub struct BatchAnnouncement {
+    #[serde(flatten)]
+    pub batch: BatchPersisted,
+    /// Per channel, the offsets of the batch's rows in `messages`, ascending by channel. A replay lists the
+    /// offsets of the rows it found already persisted (their first commit's batcher announced nothing).
+    #[serde(default)]
+    pub channels: Vec<ChannelRange>,
+}
+
+/// Offsets `first..=last` of one channel, committed by one batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelRange {
+    pub channel_id: i64,
+    pub first: i64,
+    pub last: i64,
+}
+
+/// Merges `more` into `ranges` (both by channel): a channel in both keeps the lowest `first` and the highest
+/// `last`. Used when a batch is committed in pieces.
+pub fn merge_ranges(ranges: &mut Vec<ChannelRange>, more: &[ChannelRange]) {
+    for range in more {
+        match ranges.iter_mut().find(|r| r.channel_id == range.channel_id) {
+            Some(known) => {
+                known.first = known.first.min(range.first);
+                known.last = known.last.max(range.last);
+            }
+            None => ranges.push(*range),
+        }
+    }
+    ranges.sort_unstable_by_key(|r| r.channel_id);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,5 +126,49 @@ mod tests {
         assert_eq!(value["batch_id"], 7);
         let back: ServerEvent = serde_json::from_value(value).unwrap();
         assert_eq!(back, persisted);
+    }
+
+    #[test]
+    fn an_announcement_is_a_batch_persisted_event_with_channels() {
+        let ServerEvent::BatchPersisted(batch) =
+            serde_json::from_str(r#"{"type":"batch_persisted","ids":[],"batch_id":3,"batch_size":2,"worker_timestamp":"2024-01-01T00:00:00Z"}"#).unwrap()
+        else {
+            panic!("not a batch_persisted event")
+        };
+        let announcement = BatchAnnouncement {
+            batch,
+            channels: vec![ChannelRange {
+                channel_id: 7,
+                first: 41,
+                last: 44,
+            }],
+        };
+        let value = serde_json::to_value(&announcement).unwrap();
+        assert_eq!(value["type"], "batch_persisted");
+        assert_eq!(value["batch_id"], 3);
+        assert_eq!(
+            value["channels"],
+            serde_json::json!([{"channel_id": 7, "first": 41, "last": 44}])
+        );
+        // `/ws/stats` clients read it as before, ignoring the extra field.
+        let old: ServerEvent = serde_json::from_value(value.clone()).unwrap();
+        assert_eq!(old, ServerEvent::BatchPersisted(announcement.batch.clone()));
+        let back: BatchAnnouncement = serde_json::from_value(value).unwrap();
+        assert_eq!(back, announcement);
+        // An event of an older batcher has no channels.
+        let older: BatchAnnouncement = serde_json::from_str(r#"{"type":"batch_persisted","ids":[],"batch_id":3,"batch_size":2,"worker_timestamp":"2024-01-01T00:00:00Z"}"#).unwrap();
+        assert!(older.channels.is_empty());
+    }
+
+    #[test]
+    fn merged_ranges_span_both_pieces() {
+        let range = |channel_id, first, last| ChannelRange {
+            channel_id,
+            first,
+            last,
+        };
+        let mut ranges = vec![range(9, 1, 3), range(2, 5, 5)];
+        merge_ranges(&mut ranges, &[range(9, 4, 6), range(1, 1, 1)]);
+        assert_eq!(ranges, [range(1, 1, 1), range(2, 5, 5), range(9, 1, 6)]);
     }
 }

@@ -9,6 +9,7 @@
 //!
 //! With the default `server` feature (everything that is not wasm-safe):
 //!
+//! - [`access`]: `API_KEYS`: parsing, checking, and the key a request carries (bearer or `access_token`).
 //! - [`keys`]: the names of every Redis key and channel, one hash tag per queue shard, and a message's shard.
 //! - [`connection`]: one Redis server or a Redis Cluster behind one connection type.
 //! - [`depth`]: `queue_depth`, messages waiting in Redis plus held by batchers, over every shard.
@@ -25,6 +26,8 @@ pub mod queued;
 pub mod rules;
 pub mod timestamp;
 
+#[cfg(feature = "server")]
+pub mod access;
 #[cfg(feature = "server")]
 pub mod config;
 #[cfg(feature = "server")]

@@ -10,6 +10,8 @@
 
 pub mod cluster;
 
+pub mod feeds;
+
 pub mod redis_server;
 
 use std::{future::Future, time::Duration};

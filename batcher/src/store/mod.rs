@@ -30,7 +30,8 @@ mod sql;
 
 use std::{collections::HashMap, time::Duration};
 
-use tokio_postgres::{Client, NoTls, Transaction};
+use pipeline::events::ChannelRange;
+use tokio_postgres::{Client, GenericClient, NoTls, Statement, Transaction};
 
 pub use self::errors::{ErrorKind, StoreError, classify_sqlstate};
 use self::{
@@ -65,6 +66,8 @@ pub struct Committed {
     pub inserted: u64,
     /// Rows PostgreSQL refused, by index into `rows`, ascending, with its message.
     pub refused: Vec<(usize, String)>,
+    /// Each channel's offsets among the batch's rows in `messages` (inserted now, or found there by a replay).
+    pub channels: Vec<ChannelRange>,
 }
 
 /// How the rows of a batch are written (see the module docs).
@@ -159,10 +162,13 @@ impl Store {
                     .await?
                 {
                     let inserted: i32 = row.get(0);
+                    let channels =
+                        channel_ranges(client, &statements.channel_ranges, batch.rows).await?;
                     return Ok(Committed {
                         batch_id,
                         inserted: inserted as u64,
                         refused: attempts.refused.clone(),
+                        channels,
                     });
                 }
                 batch_id
@@ -212,18 +218,24 @@ impl Store {
         let mut tx = client.transaction().await?;
         // Only the direct path reserves offsets up front: it inserts every row or none.
         let heads_before = lock_heads(&tx, statements, batch.rows, path == Path::Direct).await?;
-        let (inserted, refused) = match path {
+        let (inserted, refused, channels) = match path {
             Path::Direct => {
                 let offsets = offsets::assign(batch.rows, &heads_before);
                 let copy = &statements.copy_messages;
                 let copied = copy_messages(&tx, copy, batch.rows, batch_id, &offsets).await?;
-                (copied, Vec::new())
+                (copied, Vec::new(), offsets::ranges(batch.rows, &offsets))
             }
             Path::Staged => {
                 let inserted = copy_and_insert(&tx, statements, batch.rows, 0, batch_id).await?;
-                (inserted, Vec::new())
+                let channels = channel_ranges(&tx, &statements.channel_ranges, batch.rows).await?;
+                (inserted, Vec::new(), channels)
             }
-            Path::Isolating => isolate_rows(&mut tx, statements, batch.rows, batch_id).await?,
+            Path::Isolating => {
+                let (inserted, refused) =
+                    isolate_rows(&mut tx, statements, batch.rows, batch_id).await?;
+                let channels = channel_ranges(&tx, &statements.channel_ranges, batch.rows).await?;
+                (inserted, refused, channels)
+            }
         };
 
         let dead = batch.rejected.len() + refused.len();
@@ -279,8 +291,30 @@ impl Store {
             batch_id,
             inserted,
             refused,
+            channels,
         })
     }
+}
+
+/// Each channel's offsets among the rows of `rows` that are in `messages` (see `sql::CHANNEL_RANGES`).
+async fn channel_ranges(
+    client: &impl GenericClient,
+    statement: &Statement,
+    rows: &[Row<'_>],
+) -> Result<Vec<ChannelRange>, tokio_postgres::Error> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<uuid::Uuid> = rows.iter().map(|row| row.tracking_id).collect();
+    let found = client.query(statement, &[&ids]).await?;
+    Ok(found
+        .iter()
+        .map(|row| ChannelRange {
+            channel_id: row.get(0),
+            first: row.get(1),
+            last: row.get(2),
+        })
+        .collect())
 }
 
 /// Locks the heads of the channels of `rows` (see `sql::LOCK_HEADS`), adding each channel's row count when

@@ -7,6 +7,8 @@
 
 use std::collections::BTreeMap;
 
+use pipeline::events::ChannelRange;
+
 use crate::row::Row;
 
 /// The batch's channels, ascending (the order their heads are locked in, so two transactions never wait on
@@ -28,6 +30,25 @@ pub(super) fn assign(rows: &[Row<'_>], heads_before: &[(i64, i64)]) -> Vec<i64> 
             let head = next.entry(row.channel_id).or_default();
             *head += 1;
             *head
+        })
+        .collect()
+}
+
+/// Each channel's offsets among `offsets` (of `rows`, same index), ascending by channel: the `channels` of
+/// the batch's event.
+pub(super) fn ranges(rows: &[Row<'_>], offsets: &[i64]) -> Vec<ChannelRange> {
+    let mut ranges: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
+    for (row, &offset) in rows.iter().zip(offsets) {
+        let range = ranges.entry(row.channel_id).or_insert((offset, offset));
+        range.0 = range.0.min(offset);
+        range.1 = range.1.max(offset);
+    }
+    ranges
+        .into_iter()
+        .map(|(channel_id, (first, last))| ChannelRange {
+            channel_id,
+            first,
+            last,
         })
         .collect()
 }
@@ -63,5 +84,14 @@ mod tests {
         let rows: Vec<_> = [9, 3, 9, 5, 3, 9].into_iter().map(row).collect();
         let offsets = assign(&rows, &[(3, 0), (5, 41), (9, 7)]);
         assert_eq!(offsets, [8, 1, 9, 42, 2, 10]);
+        let range = |channel_id, first, last| ChannelRange {
+            channel_id,
+            first,
+            last,
+        };
+        assert_eq!(
+            ranges(&rows, &offsets),
+            [range(3, 1, 2), range(5, 42, 42), range(9, 8, 10)]
+        );
     }
 }

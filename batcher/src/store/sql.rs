@@ -80,6 +80,11 @@ const INSERT_DEAD_LETTERS: &str = "INSERT INTO dead_letters (raw, error, batcher
 const ADD_TOTALS: &str = "UPDATE pipeline_totals \
     SET messages = messages + $1, batches = batches + 1, dead_letters = dead_letters + $2";
 const FIND_BATCH: &str = "SELECT inserted FROM batches WHERE id = $1";
+// Each channel's offsets among these tracking ids (the batch's rows: inserted now, or found already there by
+// a replay), for the `channels` of the batch's event. Only the staged and isolating paths and a commit whose
+// reply was lost ask: the direct path knows its offsets. Served by the unique index on tracking_id.
+const CHANNEL_RANGES: &str = "SELECT channel_id, min(channel_offset), max(channel_offset) FROM messages \
+    WHERE tracking_id = ANY($1) AND channel_offset IS NOT NULL GROUP BY channel_id ORDER BY channel_id";
 
 /// Every statement of a flush, prepared on one connection.
 pub(super) struct Statements {
@@ -93,6 +98,7 @@ pub(super) struct Statements {
     pub(super) insert_dead_letters: Statement,
     pub(super) add_totals: Statement,
     pub(super) find_batch: Statement,
+    pub(super) channel_ranges: Statement,
 }
 
 impl Statements {
@@ -113,6 +119,7 @@ impl Statements {
             client.prepare(FIND_BATCH),
             client.prepare(LOCK_HEADS),
         )?;
+        let channel_ranges = client.prepare(CHANNEL_RANGES).await?;
         Ok(Self {
             copy_messages,
             lock_heads,
@@ -124,6 +131,7 @@ impl Statements {
             insert_dead_letters,
             add_totals,
             find_batch,
+            channel_ranges,
         })
     }
 }

@@ -4,22 +4,9 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { chromium } from "playwright-core";
+import { launchBrowser, openDashboard, WAIT_MS } from "../browser.mjs";
 import { Pipeline, ROOT } from "../pipeline.mjs";
 
-const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
-// playwright-core adds --headless and a fresh temporary profile (--user-data-dir) itself.
-const CHROMIUM_ARGS = [
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
-/** Default bound of every wait on the page. */
-const WAIT_MS = 20_000;
 /** The hooks the issue promises. */
 const HOOKS = [
   "total-messages",
@@ -40,21 +27,13 @@ let pipeline;
 let browser;
 let page;
 /** Uncaught exceptions in the page (a panic of the wasm module shows up here). */
-const pageErrors = [];
+let pageErrors;
 
 before(
   async () => {
     pipeline = await Pipeline.start({ batchSize: 50, batchTimeout: "0.5" });
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      args: CHROMIUM_ARGS,
-      timeout: 30_000,
-    });
-    page = await browser.newPage({ viewport: { width: 1440, height: 1000 } });
-    page.setDefaultTimeout(WAIT_MS);
-    page.on("pageerror", (error) => pageErrors.push(error.message));
-    await page.goto(`${pipeline.notifierUrl}/`, { waitUntil: "load", timeout: WAIT_MS });
+    browser = await launchBrowser();
+    ({ page, errors: pageErrors } = await openDashboard(browser, `${pipeline.notifierUrl}/`));
   },
   { timeout: 120_000 },
 );

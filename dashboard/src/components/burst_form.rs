@@ -1,40 +1,25 @@
 //! Burst simulation (`POST /simulate {"count"}`): the ingestor makes up `count` messages at once.
 
-use leptos::{ev::SubmitEvent, prelude::*, task::spawn_local};
+use leptos::{ev::SubmitEvent, prelude::*};
 
-use super::field_error::FieldError;
-use crate::{
-    actions,
-    model::{errors::FormError, format::thousands},
-    store::Store,
-};
+use super::{field_error::FieldError, number_field::NumberField, task::Task};
+use crate::{actions, model::format::thousands, store::Store};
 
 #[component]
 pub fn BurstForm() -> impl IntoView {
     let store = Store::get();
     let count = RwSignal::new("500".to_owned());
-    let error = RwSignal::new(None::<FormError>);
+    let task = Task::new();
+    let Task { busy, error } = task;
     let done = RwSignal::new(None::<u64>);
-    let busy = RwSignal::new(false);
 
     let submit = move |event: SubmitEvent| {
         event.prevent_default();
-        if busy.get_untracked() {
-            return;
-        }
-        busy.set(true);
-        spawn_local(async move {
-            match actions::simulate(store, &count.get_untracked()).await {
-                Ok(queued) => {
-                    error.set(None);
-                    done.set(Some(queued));
-                }
-                Err(failure) => {
-                    done.set(None);
-                    error.set(Some(failure));
-                }
-            }
-            busy.set(false);
+        let count = count.get_untracked();
+        task.run(async move {
+            let queued = actions::simulate(store, &count).await;
+            done.set(queued.as_ref().ok().copied());
+            queued.map(|_| ())
         });
     };
 
@@ -42,18 +27,14 @@ pub fn BurstForm() -> impl IntoView {
         <form class="form burst" on:submit=submit novalidate>
             <h3>"Burst"</h3>
             <div class="row inline">
-                <label class="field">
-                    <span>"Messages"</span>
-                    <input
-                        data-testid="simulate-count"
-                        type="number"
-                        min="1"
-                        max=pipeline::api::MAX_SIMULATE_COUNT.to_string()
-                        prop:value=count
-                        on:input=move |ev| count.set(event_target_value(&ev))
-                        class:invalid=move || error.with(|e| e.as_ref().is_some_and(|e| e.for_field("count").is_some()))
-                    />
-                </label>
+                <NumberField
+                    label="Messages"
+                    testid="simulate-count"
+                    field="count"
+                    value=count
+                    error
+                    max=pipeline::api::MAX_SIMULATE_COUNT
+                />
                 <button type="submit" data-testid="simulate-button" disabled=busy>
                     {move || if busy.get() { "Queuing…" } else { "Simulate burst" }}
                 </button>

@@ -6,7 +6,7 @@ use crate::model::errors::FormError;
 
 #[component]
 pub fn FieldError(
-    error: RwSignal<Option<FormError>>,
+    #[prop(into)] error: Signal<Option<FormError>>,
     field: Option<&'static str>,
 ) -> impl IntoView {
     let message = move || {

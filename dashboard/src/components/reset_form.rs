@@ -1,18 +1,18 @@
 //! Reset (`DELETE /reset`): deletes every message, batch and queued element. Asks for confirmation, and
 //! sends the admin key (`ADMIN_API_KEY`; without one the ingestor refuses resets) as a bearer token.
 
-use leptos::{ev::SubmitEvent, prelude::*, task::spawn_local};
+use leptos::{ev::SubmitEvent, prelude::*};
 
-use super::field_error::FieldError;
-use crate::{actions, model::errors::FormError, store::Store};
+use super::{field_error::FieldError, task::Task};
+use crate::{actions, store::Store};
 
 #[component]
 pub fn ResetForm() -> impl IntoView {
     let store = Store::get();
     let key = RwSignal::new(String::new());
     let confirming = RwSignal::new(false);
-    let busy = RwSignal::new(false);
-    let error = RwSignal::new(None::<FormError>);
+    let task = Task::new();
+    let Task { busy, error } = task;
     let done = RwSignal::new(false);
 
     let submit = move |event: SubmitEvent| {
@@ -22,13 +22,12 @@ pub fn ResetForm() -> impl IntoView {
             done.set(false);
             return;
         }
-        busy.set(true);
-        spawn_local(async move {
-            let result = actions::reset(store, &key.get_untracked()).await;
+        let key = key.get_untracked();
+        task.run(async move {
+            let result = actions::reset(store, &key).await;
             done.set(result.is_ok());
-            error.set(result.err());
             confirming.set(false);
-            busy.set(false);
+            result
         });
     };
 

@@ -1,9 +1,9 @@
 //! Sends one message (`POST /messages`); the API's 422 appears under the field it names.
 
-use leptos::{ev::SubmitEvent, prelude::*, task::spawn_local};
+use leptos::{ev::SubmitEvent, prelude::*};
 
-use super::field_error::FieldError;
-use crate::{actions, model::errors::FormError, store::Store};
+use super::{field_error::FieldError, task::Task};
+use crate::{actions, store::Store};
 
 #[component]
 pub fn SendForm() -> impl IntoView {
@@ -11,32 +11,23 @@ pub fn SendForm() -> impl IntoView {
     let user_id = RwSignal::new("1".to_owned());
     let channel_id = RwSignal::new("1".to_owned());
     let content = RwSignal::new(String::new());
-    let error = RwSignal::new(None::<FormError>);
-    let busy = RwSignal::new(false);
+    let task = Task::new();
+    let Task { busy, error } = task;
     let invalid = move |field: &'static str| {
         move || error.with(|e| e.as_ref().is_some_and(|e| e.for_field(field).is_some()))
     };
 
     let submit = move |event: SubmitEvent| {
         event.prevent_default();
-        if busy.get_untracked() {
-            return;
-        }
-        busy.set(true);
-        spawn_local(async move {
-            let (user, channel, text) = (
-                user_id.get_untracked(),
-                channel_id.get_untracked(),
-                content.get_untracked(),
-            );
-            match actions::send_message(store, &user, &channel, &text).await {
-                Ok(()) => {
-                    error.set(None);
-                    content.set(String::new());
-                }
-                Err(failure) => error.set(Some(failure)),
-            }
-            busy.set(false);
+        let (user, channel, text) = (
+            user_id.get_untracked(),
+            channel_id.get_untracked(),
+            content.get_untracked(),
+        );
+        task.run(async move {
+            actions::send_message(store, &user, &channel, &text).await?;
+            content.set(String::new());
+            Ok(())
         });
     };
 

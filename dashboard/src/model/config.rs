@@ -40,10 +40,26 @@ impl ClientConfig {
     }
 }
 
-/// The WebSocket URL of `/ws/stats` on the page's own origin (`http:` → `ws:`, `https:` → `wss:`).
-pub fn websocket_url(protocol: &str, host: &str) -> String {
+/// The URL of the WebSocket at `path` on the page's own origin (`http:` → `ws:`, `https:` → `wss:`).
+pub fn websocket_url(protocol: &str, host: &str, path: &str) -> String {
     let scheme = if protocol == "https:" { "wss" } else { "ws" };
-    format!("{scheme}://{host}/ws/stats")
+    format!("{scheme}://{host}{path}")
+}
+
+/// `url` with the API key as its `access_token` query parameter (how a browser's WebSocket, which cannot
+/// set headers, and a request without a CORS preflight carry it); unchanged when no key is typed.
+pub fn with_access_token(url: &str, key: &str) -> String {
+    let key = key.trim();
+    if key.is_empty() {
+        return url.to_owned();
+    }
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}access_token={}", encode(key))
+}
+
+/// Percent-encodes all but ASCII letters and digits, for a path segment or a query value.
+pub fn encode(text: &str) -> String {
+    percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
 /// A form field for a JSON number: sent as a number when it is an integer, else as the text typed, so the
@@ -85,12 +101,28 @@ mod tests {
     #[test]
     fn websocket_url_follows_the_page_scheme() {
         assert_eq!(
-            websocket_url("http:", "127.0.0.1:8001"),
+            websocket_url("http:", "127.0.0.1:8001", "/ws/stats"),
             "ws://127.0.0.1:8001/ws/stats"
         );
         assert_eq!(
-            websocket_url("https:", "dash.example"),
-            "wss://dash.example/ws/stats"
+            websocket_url("https:", "dash.example", "/ws/channels"),
+            "wss://dash.example/ws/channels"
+        );
+    }
+
+    #[test]
+    fn the_access_token_is_added_encoded_only_when_a_key_is_typed() {
+        assert_eq!(
+            with_access_token("ws://h/ws/channels", "  "),
+            "ws://h/ws/channels"
+        );
+        assert_eq!(
+            with_access_token("ws://h/ws/channels", " k&1=/ "),
+            "ws://h/ws/channels?access_token=k%261%3D%2F"
+        );
+        assert_eq!(
+            with_access_token("http://h/channels/7/messages?limit=100", "key"),
+            "http://h/channels/7/messages?limit=100&access_token=key"
         );
     }
 

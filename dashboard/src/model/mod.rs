@@ -3,6 +3,7 @@
 
 pub mod backoff;
 pub mod batches;
+pub mod channel;
 pub mod chart;
 pub mod config;
 pub mod connection;

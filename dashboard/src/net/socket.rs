@@ -1,5 +1,5 @@
-//! The `/ws/stats` WebSocket, kept open: on close, error or silence it reconnects with capped exponential
-//! backoff ([`crate::model::backoff`]) and tells the page what is happening.
+//! A WebSocket kept open (`/ws/stats`, `/ws/channels`): on close, error or silence it reconnects with capped
+//! exponential backoff ([`crate::model::backoff`]) and tells the page what is happening.
 
 use std::{
     cell::{Cell, RefCell},
@@ -14,9 +14,6 @@ use web_sys::{MessageEvent, WebSocket};
 use super::clock::{now_ms, random};
 use crate::model::backoff;
 
-/// The notifier sends stats every 500 ms: this long without a frame (or without the handshake finishing)
-/// means the connection is dead even if the browser has not noticed (a half-open TCP connection).
-const SILENCE_MS: f64 = 5_000.0;
 /// How often the silence is checked.
 const WATCHDOG_PERIOD: Duration = Duration::from_secs(1);
 
@@ -42,7 +39,11 @@ struct Live {
 }
 
 struct Socket {
-    url: String,
+    /// Asked at each attempt, so a changed API key is used by the next connection.
+    url: Box<dyn Fn() -> String>,
+    /// This long without a frame (or without the handshake finishing) means the connection is dead even if
+    /// the browser has not noticed (a half-open TCP connection); `None` for a socket that may stay quiet.
+    silence_ms: Option<f64>,
     on_event: Box<dyn Fn(SocketEvent)>,
     /// Failed attempts since the last frame received.
     attempt: Cell<u32>,
@@ -55,10 +56,33 @@ struct Socket {
     ever_opened: Cell<bool>,
 }
 
-/// Connects to `url` and keeps reconnecting for the life of the page, calling `on_event` for everything.
-pub fn start(url: String, on_event: impl Fn(SocketEvent) + 'static) {
+/// A started socket, to send on.
+#[derive(Clone)]
+pub struct SocketHandle(Weak<Socket>);
+
+impl SocketHandle {
+    /// Sends a text frame if a connection is open; `false` if not (the next `Open` is the time to resend).
+    pub fn send(&self, text: &str) -> bool {
+        let Some(socket) = self.0.upgrade() else {
+            return false;
+        };
+        let live = socket.live.borrow();
+        live.as_ref().is_some_and(|live| {
+            live.ws.ready_state() == WebSocket::OPEN && live.ws.send_with_str(text).is_ok()
+        })
+    }
+}
+
+/// Connects to `url()` and keeps reconnecting for the life of the page, calling `on_event` for everything.
+/// `silence`: see [`Socket::silence_ms`].
+pub fn start(
+    url: impl Fn() -> String + 'static,
+    silence: Option<Duration>,
+    on_event: impl Fn(SocketEvent) + 'static,
+) -> SocketHandle {
     let socket = Rc::new(Socket {
-        url,
+        url: Box::new(url),
+        silence_ms: silence.map(|s| s.as_secs_f64() * 1_000.0),
         on_event: Box::new(on_event),
         attempt: Cell::new(0),
         generation: Cell::new(0),
@@ -68,15 +92,18 @@ pub fn start(url: String, on_event: impl Fn(SocketEvent) + 'static) {
         ever_opened: Cell::new(false),
     });
     connect(&socket);
+    let handle = SocketHandle(Rc::downgrade(&socket));
     // The watchdog owns the socket: it lives as long as the page.
     set_interval(
         move || {
-            if !socket.waiting.get() && now_ms() - socket.last_heard_ms.get() > SILENCE_MS {
+            let silent = |limit| now_ms() - socket.last_heard_ms.get() > limit;
+            if !socket.waiting.get() && socket.silence_ms.is_some_and(silent) {
                 lost(&socket);
             }
         },
         WATCHDOG_PERIOD,
     );
+    handle
 }
 
 fn connect(socket: &Rc<Socket>) {
@@ -85,7 +112,7 @@ fn connect(socket: &Rc<Socket>) {
     socket.last_heard_ms.set(now_ms());
     let generation = socket.generation.get();
     (socket.on_event)(SocketEvent::Connecting);
-    let Ok(ws) = WebSocket::new(&socket.url) else {
+    let Ok(ws) = WebSocket::new(&(socket.url)()) else {
         lost(socket);
         return;
     };

@@ -61,6 +61,7 @@ pub fn config(env: &TestEnv) -> Config {
         // A directory that does not exist: the fallback page is served.
         dashboard_dir: std::env::temp_dir().join(format!("{}-no-dashboard", env.prefix)),
         ingestor_url: "http://127.0.0.1:8000".into(),
+        api_keys: Default::default(),
         max_ws_clients: 1024,
         ws_origins: Vec::new(),
         ws_send_timeout: Duration::from_secs(10),

@@ -1,0 +1,256 @@
+//! The hub: one per notifier. For each channel that has subscribers it knows the last offset it has fanned
+//! out (`delivered`) and the highest offset it has heard of (`target`); whenever a channel is behind, it reads
+//! the missing rows `(delivered, target]` from PostgreSQL (one query per round for every such channel) and
+//! puts them, in order, on the channel's broadcast, which every subscriber of the channel reads.
+//!
+//! Targets come from the batchers' `batch_persisted` events (`channels`: each channel's committed offsets),
+//! and, as a safety net for an event that was lost (a relay reconnect) or that came from an older batcher,
+//! from `channel_heads`, re-read after each relay reconnect and every [`HEADS_EVERY`].
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use axum::extract::ws::Utf8Bytes;
+use pipeline::events::ChannelRange;
+use serde::Deserialize;
+use tokio::sync::{Notify, broadcast};
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    protocol::Delivered,
+    resume,
+    store::{ReadError, Store},
+};
+
+/// Messages a channel's broadcast keeps for subscribers that have not taken them yet; one further behind
+/// gets `lagged` and is caught up from PostgreSQL.
+pub(crate) const FEED_CAPACITY: usize = 1024;
+/// Most rows the hub reads per channel per query (a channel further behind takes several rounds).
+const FETCH_CAP: i64 = 1000;
+/// Most query rounds per wake-up, so events and the heads timer are heard between long catch-ups.
+const MAX_ROUNDS: usize = 16;
+/// How often the heads of subscribed channels are re-read, in case an event was lost.
+pub(crate) const HEADS_EVERY: Duration = Duration::from_secs(1);
+/// Events taken at once before reading, so a burst of events costs one query.
+const EVENTS_PER_ROUND: usize = 1024;
+
+/// One channel with subscribers.
+#[derive(Debug)]
+struct Feed {
+    sender: broadcast::Sender<Arc<Delivered>>,
+    /// The last offset put on `sender`; `None` until the channel's head is read.
+    delivered: Option<i64>,
+    /// The highest offset known to be committed.
+    target: i64,
+}
+
+/// The channels with subscribers; shared by the hub's task and the subscribing connections.
+#[derive(Debug)]
+pub(crate) struct Hub {
+    feeds: Mutex<HashMap<i64, Feed>>,
+    store: Store,
+}
+
+/// The part of a `batch_persisted` event the hub reads (the ids are skipped, not collected).
+#[derive(Debug, Deserialize)]
+struct Announced {
+    #[serde(default)]
+    channels: Vec<ChannelRange>,
+}
+
+impl Hub {
+    pub(crate) fn new(store: Store) -> Self {
+        Self {
+            feeds: Mutex::new(HashMap::new()),
+            store,
+        }
+    }
+
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn feeds(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Feed>> {
+        // A panic while holding the lock leaves a map that is still consistent (every update is one step).
+        self.feeds
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Registers for the channel's live messages, then reads its head: every message fanned out after this
+    /// returns is in the receiver, and every one fanned out before has an offset at most `head`.
+    pub(crate) async fn subscribe(
+        &self,
+        channel_id: i64,
+    ) -> Result<(broadcast::Receiver<Arc<Delivered>>, i64), ReadError> {
+        let receiver = self
+            .feeds()
+            .entry(channel_id)
+            .or_insert_with(|| Feed {
+                sender: broadcast::channel(FEED_CAPACITY).0,
+                delivered: None,
+                target: 0,
+            })
+            .sender
+            .subscribe();
+        let head = self.store.head(channel_id).await?;
+        if let Some(feed) = self.feeds().get_mut(&channel_id) {
+            // The hub fans out from the first subscriber's head; later subscribers skip what they already
+            // have, and each one's own catch-up covers anything between.
+            feed.delivered.get_or_insert(head);
+            feed.target = feed.target.max(head);
+        }
+        Ok((receiver, head))
+    }
+
+    /// Raises the targets of subscribed channels.
+    fn raise(&self, heads: impl IntoIterator<Item = (i64, i64)>) {
+        let mut feeds = self.feeds();
+        for (channel_id, head) in heads {
+            if let Some(feed) = feeds.get_mut(&channel_id) {
+                feed.target = feed.target.max(head);
+            }
+        }
+    }
+
+    /// Takes an event's ranges; an event that does not parse is ignored (the relay only passes
+    /// `batch_persisted` events, and the heads timer covers anything missed).
+    fn note(&self, event: &str) {
+        if let Ok(announced) = serde_json::from_str::<Announced>(event) {
+            self.raise(announced.channels.iter().map(|r| (r.channel_id, r.last)));
+        }
+    }
+
+    /// Forgets channels nobody subscribes to any more; returns the ones left and where each one stands.
+    fn standing(&self) -> Vec<(i64, Option<i64>, i64)> {
+        let mut feeds = self.feeds();
+        feeds.retain(|_, feed| feed.sender.receiver_count() > 0);
+        feeds
+            .iter()
+            .map(|(channel, feed)| (*channel, feed.delivered, feed.target))
+            .collect()
+    }
+
+    /// Re-reads the heads of every subscribed channel (the safety net).
+    async fn reread_heads(&self) -> Result<(), ReadError> {
+        let channels: Vec<i64> = self.standing().iter().map(|(c, ..)| *c).collect();
+        if channels.is_empty() {
+            return Ok(());
+        }
+        let heads = self.store.heads(&channels).await?;
+        let mut feeds = self.feeds();
+        for (channel_id, feed) in feeds.iter_mut() {
+            // A channel missing from channel_heads has no message (0).
+            let head = heads
+                .iter()
+                .find(|(channel, _)| channel == channel_id)
+                .map_or(0, |(_, head)| *head);
+            match feed.delivered {
+                // Below what was fanned out: the data was reset (DELETE /reset). Fan the channel out again
+                // from its start (subscribers drop what they already have), since what was fanned out since
+                // the reset is unknown.
+                Some(delivered) if head < delivered => {
+                    feed.delivered = Some(0);
+                    feed.target = head;
+                }
+                _ => feed.target = feed.target.max(head),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads and fans out what subscribed channels miss, at most [`MAX_ROUNDS`] queries; `true` if some
+    /// channel is still behind.
+    async fn fan_out(&self) -> Result<bool, ReadError> {
+        for _ in 0..MAX_ROUNDS {
+            let fetches = resume::plan(self.standing(), FETCH_CAP);
+            if fetches.is_empty() {
+                return Ok(false);
+            }
+            let rows = self.store.ranges(&fetches).await?;
+            // Encoded before taking the lock, which subscribing connections wait for.
+            let rows: Vec<Arc<Delivered>> = rows
+                .iter()
+                .map(|row| Arc::new(Delivered::new(row)))
+                .collect();
+            let mut feeds = self.feeds();
+            for fetch in &fetches {
+                let Some(feed) = feeds.get_mut(&fetch.channel_id) else {
+                    continue;
+                };
+                // Only if nobody moved it meanwhile (it cannot: only this task fans out).
+                if feed.delivered != Some(fetch.after) {
+                    continue;
+                }
+                let of_channel = rows.iter().filter(|row| row.channel_id == fetch.channel_id);
+                let usable = resume::contiguous(fetch.after, of_channel.clone().map(|r| r.offset));
+                for row in of_channel.take(usable) {
+                    feed.delivered = Some(row.offset);
+                    // An error only means no subscriber is left.
+                    let _ = feed.sender.send(row.clone());
+                }
+                if usable == 0 {
+                    // Committed offsets are visible in order, so this means the target was wrong (a forged
+                    // event, or a reset): fall back to the head.
+                    tracing::debug!(
+                        channel_id = fetch.channel_id,
+                        "no row where the hub expected one"
+                    );
+                    feed.target = fetch.after;
+                }
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// Runs the hub until `shutdown`: wakes for events, relay reconnects and the heads timer, then fans out.
+pub(crate) async fn run(
+    hub: Arc<Hub>,
+    mut events: broadcast::Receiver<Utf8Bytes>,
+    reconnected: Arc<Notify>,
+    shutdown: CancellationToken,
+) {
+    let mut heads_timer = tokio::time::interval(HEADS_EVERY);
+    heads_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut behind = false;
+    loop {
+        let mut reread = false;
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => return,
+            event = events.recv() => match event {
+                Ok(text) => {
+                    hub.note(&text);
+                    for _ in 0..EVENTS_PER_ROUND {
+                        match events.try_recv() {
+                            Ok(text) => hub.note(&text),
+                            Err(broadcast::error::TryRecvError::Lagged(_)) => reread = true,
+                            Err(_) => break,
+                        }
+                    }
+                }
+                // Events were overwritten before the hub read them: the heads say where channels are.
+                Err(broadcast::error::RecvError::Lagged(_)) => reread = true,
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+            () = reconnected.notified() => reread = true,
+            _ = heads_timer.tick() => reread = true,
+            // More to read than one wake-up reads.
+            () = std::future::ready(()), if behind => {}
+        }
+        if reread && let Err(error) = hub.reread_heads().await {
+            tracing::warn!(%error, "cannot read the channel heads; the feeds wait for PostgreSQL");
+        }
+        behind = match hub.fan_out().await {
+            Ok(behind) => behind,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the channels' new messages; retrying with the next event or in a second");
+                false
+            }
+        };
+    }
+}

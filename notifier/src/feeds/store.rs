@@ -1,0 +1,130 @@
+//! The feeds' PostgreSQL reads: channel heads and ranges of a channel's rows, each served by an index
+//! (`channel_heads`' key, `messages (channel_id, channel_offset)`), each bounded in time.
+
+use std::time::Duration;
+
+use pipeline::api::ChannelMessage;
+
+use super::resume::Fetch;
+
+/// Longest one read may take, waiting for a pooled connection included.
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+const HEAD: &str = "SELECT head FROM channel_heads WHERE channel_id = $1";
+const HEADS: &str = "SELECT channel_id, head FROM channel_heads WHERE channel_id = ANY($1)";
+const COLUMNS: &str =
+    "channel_id, channel_offset, tracking_id, user_id, content, created_at, inserted_at";
+/// One channel's rows after an offset, oldest first (the same scan as the ingestor's history).
+const PAGE: &str = "SELECT channel_id, channel_offset, tracking_id, user_id, content, created_at, inserted_at \
+    FROM messages WHERE channel_id = $1 AND channel_offset > $2 ORDER BY channel_offset LIMIT $3";
+
+/// A read that failed or took too long.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ReadError {
+    #[error("no PostgreSQL connection: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error("PostgreSQL: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("PostgreSQL took more than {} s", READ_TIMEOUT.as_secs())]
+    Timeout,
+}
+
+/// The feeds' reads, on the notifier's pool.
+#[derive(Debug, Clone)]
+pub(crate) struct Store {
+    pool: deadpool_postgres::Pool,
+}
+
+impl Store {
+    pub(crate) fn new(pool: deadpool_postgres::Pool) -> Self {
+        Self { pool }
+    }
+
+    async fn bounded<T>(
+        &self,
+        read: impl Future<Output = Result<T, ReadError>>,
+    ) -> Result<T, ReadError> {
+        tokio::time::timeout(READ_TIMEOUT, read)
+            .await
+            .map_err(|_| ReadError::Timeout)?
+    }
+
+    /// The channel's last offset (0 if it has no message yet).
+    pub(crate) async fn head(&self, channel_id: i64) -> Result<i64, ReadError> {
+        self.bounded(async {
+            let client = self.pool.get().await?;
+            let statement = client.prepare_cached(HEAD).await?;
+            let row = client.query_opt(&statement, &[&channel_id]).await?;
+            Ok(row.map_or(0, |row| row.get(0)))
+        })
+        .await
+    }
+
+    /// The heads of these channels (channels without a message are left out).
+    pub(crate) async fn heads(&self, channels: &[i64]) -> Result<Vec<(i64, i64)>, ReadError> {
+        metrics::counter!("notifier_feed_queries_total", "query" => "heads").increment(1);
+        self.bounded(async {
+            let client = self.pool.get().await?;
+            let statement = client.prepare_cached(HEADS).await?;
+            let rows = client.query(&statement, &[&channels]).await?;
+            Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+        })
+        .await
+    }
+
+    /// Up to `limit` rows of one channel after offset `after`, oldest first.
+    pub(crate) async fn page(
+        &self,
+        channel_id: i64,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<ChannelMessage>, ReadError> {
+        metrics::counter!("notifier_feed_queries_total", "query" => "catch_up").increment(1);
+        self.bounded(async {
+            let client = self.pool.get().await?;
+            let statement = client.prepare_cached(PAGE).await?;
+            let rows = client
+                .query(&statement, &[&channel_id, &after, &limit])
+                .await?;
+            Ok(rows.iter().map(message).collect())
+        })
+        .await
+    }
+
+    /// The rows of every fetch, in one query: by channel, then offset.
+    pub(crate) async fn ranges(&self, fetches: &[Fetch]) -> Result<Vec<ChannelMessage>, ReadError> {
+        metrics::counter!("notifier_feed_queries_total", "query" => "fan_out").increment(1);
+        let channels: Vec<i64> = fetches.iter().map(|f| f.channel_id).collect();
+        let afters: Vec<i64> = fetches.iter().map(|f| f.after).collect();
+        let uptos: Vec<i64> = fetches.iter().map(|f| f.upto).collect();
+        // LATERAL: one index range scan per channel, whatever the planner thinks of the unnest's size.
+        let sql = format!(
+            "SELECT m.* FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS r(channel_id, after, upto) \
+             CROSS JOIN LATERAL (SELECT {COLUMNS} FROM messages \
+                 WHERE channel_id = r.channel_id AND channel_offset > r.after AND channel_offset <= r.upto \
+                 ORDER BY channel_offset) m \
+             ORDER BY m.channel_id, m.channel_offset"
+        );
+        self.bounded(async {
+            let client = self.pool.get().await?;
+            let statement = client.prepare_cached(&sql).await?;
+            let rows = client
+                .query(&statement, &[&channels, &afters, &uptos])
+                .await?;
+            Ok(rows.iter().map(message).collect())
+        })
+        .await
+    }
+}
+
+fn message(row: &tokio_postgres::Row) -> ChannelMessage {
+    ChannelMessage {
+        channel_id: row.get("channel_id"),
+        offset: row.get("channel_offset"),
+        message_id: row.get("tracking_id"),
+        user_id: row.get("user_id"),
+        content: row.get("content"),
+        created_at: row.get("created_at"),
+        inserted_at: row.get("inserted_at"),
+    }
+}
