@@ -13,7 +13,7 @@ use axum::{
 use serde::Serialize;
 use tower_http::services::{ServeDir, ServeFile};
 
-use crate::{AppState, Config};
+use crate::{Config, state::AppState};
 
 /// Body of `GET /config.json`.
 #[derive(Debug, Clone, PartialEq, Serialize)]

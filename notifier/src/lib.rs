@@ -20,18 +20,21 @@
 //!   shared with `/ws/channels`.
 //! - `origin`: `WS_ORIGINS`, which browser pages may open a WebSocket (default: the notifier's own).
 //! - `dashboard`: the built dashboard at `/` (or a small page saying how to build it) and `GET /config.json`.
-//! - `http`: the router, `/health`, `/ready`, `/metrics`, and the one error type of the HTTP layer.
+//! - `http`: the router, `/health`, `/ready` (their checks are `pipeline::probe`'s) and `/metrics`.
+//! - `state`: `AppState`, what the handlers share; `error`: `ApiError`, the HTTP layer's one error type.
 //! - `telemetry`: the metrics, declared at start.
 //!
 //! The dashboard calls the ingestor's API directly: it learns the ingestor's URL from `/config.json`
 //! (`INGESTOR_URL`), and the ingestor allows the notifier's origin via CORS.
 
 mod dashboard;
+mod error;
 mod feeds;
 mod http;
 mod origin;
 mod rate;
 mod relay;
+mod state;
 mod stats;
 pub mod telemetry;
 mod ws;
@@ -39,11 +42,11 @@ mod ws;
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::Context;
-use axum::extract::ws::Utf8Bytes;
 use pipeline::access::{ApiKeys, ReadKeys};
 use pipeline::config::{
     BatchConfig, DatabaseConfig, LogConfig, RedisConfig, parse_addr, parse_seconds,
 };
+use state::AppState;
 use tokio::{
     net::TcpListener,
     sync::{Notify, Semaphore, broadcast, watch},
@@ -149,28 +152,6 @@ fn parse_base_url(value: &str) -> Result<String, String> {
         }
         _ => Err("must be an http:// or https:// URL, e.g. http://127.0.0.1:8000".into()),
     }
-}
-
-/// What the HTTP handlers share.
-#[derive(Debug, Clone)]
-struct AppState {
-    /// `batch_persisted` payloads, as published by the batchers.
-    events: broadcast::Sender<Utf8Bytes>,
-    /// The latest `stats_update`.
-    stats: watch::Receiver<stats::StatsFrame>,
-    /// One permit per WebSocket or SSE client (`MAX_WS_CLIENTS`).
-    clients: Arc<Semaphore>,
-    /// The channel feeds' subscribed channels.
-    hub: Arc<feeds::hub::Hub>,
-    /// `API_KEYS`, for reading channels.
-    read_keys: ReadKeys,
-    redis: pipeline::connection::RedisConn,
-    postgres: deadpool_postgres::Pool,
-    /// Body of `/config.json`.
-    client_config: Arc<dashboard::ClientConfig>,
-    /// Origins and timeouts of WebSocket clients.
-    ws: Arc<ws::WsSettings>,
-    shutdown: CancellationToken,
 }
 
 /// Applies the schema, then serves on `listener` until `shutdown` is cancelled.

@@ -26,7 +26,7 @@ use futures_util::{SinkExt, StreamExt, stream::SplitSink};
 use tokio::sync::{OwnedSemaphorePermit, broadcast::error::RecvError, mpsc, oneshot};
 use tokio::time::Instant;
 
-use crate::{AppState, http::ApiError, origin::AllowedOrigins};
+use crate::{error::ApiError, origin::AllowedOrigins, state::AppState};
 
 /// Largest frame, and message, a client may send us: pings, Close frames and (on `/ws/channels`) small
 /// subscribe messages.

@@ -20,7 +20,7 @@ pub(crate) mod ws;
 
 use axum::http::{HeaderMap, Uri, header};
 
-use crate::{AppState, http::ApiError};
+use crate::{error::ApiError, state::AppState};
 
 /// With `API_KEYS` set, reading content needs one of them (bearer token or `access_token`); else 401.
 fn check_read(state: &AppState, headers: &HeaderMap, uri: &Uri) -> Result<(), ApiError> {

@@ -23,7 +23,7 @@ use super::{
     protocol, resume,
     subscription::{Item, Subscription},
 };
-use crate::{AppState, http::ApiError};
+use crate::{error::ApiError, state::AppState};
 
 /// How long an EventSource waits before reconnecting (the `retry:` line).
 pub(crate) const RETRY: Duration = Duration::from_secs(1);

@@ -26,8 +26,8 @@ use super::{
     subscription::{Item, Subscription},
 };
 use crate::{
-    AppState,
-    http::ApiError,
+    error::ApiError,
+    state::AppState,
     ws::{Connected, End, Keepalive, Outgoing},
 };
 
