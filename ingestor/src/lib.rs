@@ -91,7 +91,7 @@ pub struct Config {
         env = "CORS_ORIGINS",
         default_value = "http://127.0.0.1:8001,http://localhost:8001",
         value_delimiter = ',',
-        value_parser = cors::parse_origin
+        value_parser = pipeline::config::parse_origin
     )]
     pub cors_origins: Vec<String>,
 

@@ -124,7 +124,7 @@ pub struct Config {
     /// it serves, such as the dashboard: their `host:port` is the request's `Host`), comma-separated; `*`
     /// allows any. Only browsers send an `Origin`; clients that send none are not checked. Others get 403.
     /// Behind a proxy that rewrites `Host`, list the dashboard's public origin here.
-    #[arg(long, env = "WS_ORIGINS", value_delimiter = ',', value_parser = origin::parse_origin)]
+    #[arg(long, env = "WS_ORIGINS", value_delimiter = ',', value_parser = pipeline::config::parse_origin)]
     pub ws_origins: Vec<String>,
 
     /// Seconds a WebSocket client may take to accept one message (fractions allowed); a client that takes

@@ -215,9 +215,49 @@ pub fn parse_log_filter(value: &str) -> Result<String, String> {
         .map_err(|error| format!("not a log filter ({error}); e.g. `info` or `info,batcher=debug`"))
 }
 
+/// An entry of an origin list (`CORS_ORIGINS`, `WS_ORIGINS`): `*`, or `http(s)://host[:port]` without path or
+/// trailing slash; empty (an empty list) lists nothing.
+pub fn parse_origin(value: &str) -> Result<String, String> {
+    let value = value.trim();
+    if value == "*" || value.is_empty() {
+        return Ok(value.to_owned());
+    }
+    let host = value
+        .strip_prefix("http://")
+        .or_else(|| value.strip_prefix("https://"));
+    match host {
+        Some(host)
+            if !host.is_empty()
+                && host.chars().all(|c| {
+                    c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']')
+                }) =>
+        {
+            Ok(value.to_owned())
+        }
+        _ => Err("must be `*` or an origin such as https://dash.example.com (no path)".into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn entries_are_checked() {
+        for good in [
+            "*",
+            "http://127.0.0.1:8001",
+            "https://dash.example.com",
+            "http://[::1]:8001",
+        ] {
+            assert_eq!(parse_origin(good).as_deref(), Ok(good));
+        }
+        for bad in ["127.0.0.1:8001", "http://", "http://a/b", "ftp://x"] {
+            assert!(parse_origin(bad).is_err(), "{bad:?}");
+        }
+        // An empty list lists nothing.
+        assert_eq!(parse_origin(" ").as_deref(), Ok(""));
+    }
 
     #[test]
     fn log_filters_are_checked() {
