@@ -11,8 +11,10 @@ use std::{fmt, time::Duration};
 
 use tokio::time::Instant;
 
-/// Why a batch was flushed; the `reason` label of `batcher_flushes_total` and `batches.reason`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Why a batch was flushed; the `reason` label of `batcher_flushes_total` and `batches.reason`. Its names
+/// (`size`, `timeout`, …) come from the variants, so the metric's label list cannot miss one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr, strum::VariantNames)]
+#[strum(serialize_all = "snake_case")]
 pub enum FlushReason {
     /// The batch reached `BATCH_SIZE`.
     Size,
@@ -27,12 +29,7 @@ pub enum FlushReason {
 impl FlushReason {
     /// The name used in metrics, the `batches` table and events.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Size => "size",
-            Self::Timeout => "timeout",
-            Self::Shutdown => "shutdown",
-            Self::Recovery => "recovery",
-        }
+        self.into()
     }
 }
 
@@ -132,6 +129,22 @@ impl<T> Batch<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reasons_are_named_in_snake_case_and_all_listed() {
+        use strum::VariantNames;
+        let named: Vec<&str> = [
+            FlushReason::Size,
+            FlushReason::Timeout,
+            FlushReason::Shutdown,
+            FlushReason::Recovery,
+        ]
+        .into_iter()
+        .map(FlushReason::as_str)
+        .collect();
+        assert_eq!(named, ["size", "timeout", "shutdown", "recovery"]);
+        assert_eq!(FlushReason::VARIANTS, named);
+    }
 
     fn policy(threshold: usize, timeout_ms: u64) -> FlushPolicy {
         FlushPolicy {

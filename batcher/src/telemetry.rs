@@ -1,9 +1,9 @@
 //! The batcher's metrics, declared at start so that each is on `/metrics` from the first scrape.
 
 use pipeline::telemetry::Metric;
+use strum::VariantNames;
 
-/// Every `reason` a flush can have (see [`crate::policy::FlushReason`]).
-const FLUSH_REASONS: &[&str] = &["size", "timeout", "shutdown", "recovery"];
+use crate::policy::FlushReason;
 
 /// Declares every metric the batcher records, so that each is on `/metrics` from the first scrape.
 pub fn declare_metrics() {
@@ -22,7 +22,7 @@ pub fn metrics() -> &'static [Metric] {
         Metric::Counter {
             name: "batcher_flushes_total",
             help: "Committed batches, by what triggered the flush.",
-            label: Some(("reason", FLUSH_REASONS)),
+            label: Some(("reason", FlushReason::VARIANTS)),
         },
         Metric::Counter {
             name: "batcher_dead_letters_total",
