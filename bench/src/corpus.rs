@@ -27,6 +27,20 @@ pub fn single_bodies(count: u64) -> Vec<Bytes> {
         .collect()
 }
 
+/// `count` distinct `POST /messages` bodies over channels `1..=channels` in turn (the fan-out load: each
+/// subscribed channel gets its share).
+pub fn channel_bodies(count: u64, channels: u64) -> Vec<Bytes> {
+    (0..count)
+        .map(|index| {
+            let message = NewMessage {
+                channel_id: 1 + (index % channels) as i64,
+                ..message(index)
+            };
+            Bytes::from(serde_json::to_vec(&message).expect("a message encodes"))
+        })
+        .collect()
+}
+
 /// A `POST /messages/batch` body of `size` messages starting at `first`.
 pub fn batch_body(first: u64, size: u64) -> Bytes {
     let messages: Vec<NewMessage> = (first..first + size).map(message).collect();
@@ -97,6 +111,19 @@ mod tests {
 
         let batch: Vec<NewMessage> = serde_json::from_slice(&batch_body(5, 4)).unwrap();
         assert_eq!(batch, (5..9).map(message).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn channel_bodies_take_the_channels_in_turn() {
+        let channels: Vec<i64> = channel_bodies(7, 3)
+            .iter()
+            .map(|body| {
+                serde_json::from_slice::<NewMessage>(body)
+                    .unwrap()
+                    .channel_id
+            })
+            .collect();
+        assert_eq!(channels, [1, 2, 3, 1, 2, 3, 1]);
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //! - [`run`]: a whole run: database, prefix, services, scenarios, cleanup, report.
 //! - [`ceilings`]: HTTP (bare axum, [`ceiling_server`]), Redis LPUSH ([`redis_ceiling`]), `psql \copy`.
 //! - [`measure`]: one load measured from outside (backlog, drain, CPU, RSS, the rows check).
-//! - [`scenarios`]: (1) single POSTs, (2) bulk, (3) /simulate; [`latency`]: (4) fixed-rate latency.
+//! - [`scenarios`]: (1) single POSTs, (2) bulk, (3) /simulate; [`latency`]: (4) fixed-rate latency;
+//!   [`fanout`]: (5) channel fan-out to WebSocket subscribers.
 //! - [`load`]: closed- and open-loop generators over [`client`] connections, paced by [`pacing`].
 //! - [`events`]: `batch_persisted` from the notifier's WebSocket, joined into creation→commit latency.
 //! - [`monitor`]: rows committed and backlog, sampled and drained; [`trend`] judges "sustained";
@@ -22,6 +23,7 @@ mod client;
 mod corpus;
 mod db;
 mod events;
+mod fanout;
 mod latency;
 mod load;
 mod measure;

@@ -2,6 +2,7 @@
 //! transaction) and the backlog (`queue_depth`: pending plus held by batchers), sampled while a load runs
 //! and polled until it drains.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -271,6 +272,19 @@ impl Monitor {
             .batch_execute(sql)
             .await
             .with_context(|| format!("Failed: {sql}"))
+    }
+
+    /// The head (last offset) of each of the channels `1..=channels` that has a message.
+    pub async fn channel_heads(&self, channels: u64) -> anyhow::Result<HashMap<i64, i64>> {
+        let rows = self
+            .pg
+            .query(
+                "SELECT channel_id, head FROM channel_heads WHERE channel_id BETWEEN 1 AND $1",
+                &[&(channels as i64)],
+            )
+            .await
+            .context("cannot read channel_heads")?;
+        Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
     }
 
     /// Counts rows of a table (only the scratch table: `messages` is counted through `pipeline_totals`).

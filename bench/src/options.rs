@@ -48,6 +48,9 @@ pub enum Scenario {
     Simulate,
     /// (4) fixed-rate open-loop POST /messages, HTTP and creation→commit latency.
     Latency,
+    /// (5) channel fan-out: WebSocket subscribers on /ws/channels, fixed-rate POST /messages over their
+    /// channels; deliveries/s, creation→delivered latency, notifier CPU and RSS.
+    Fanout,
 }
 
 #[derive(Debug, Args)]
@@ -134,6 +137,17 @@ pub struct RunArgs {
     /// Seconds per rate of the latency scenario. [default: 20; smoke 1]
     #[arg(long)]
     pub latency_duration: Option<f64>,
+    /// WebSocket subscribers of the fan-out scenario, each on one channel (round-robin). [default: 1000;
+    /// smoke 20]
+    #[arg(long)]
+    pub subscribers: Option<usize>,
+    /// Channels the fan-out scenario's load and subscribers are spread over. [default: 100; smoke 4]
+    #[arg(long)]
+    pub channels: Option<u64>,
+    /// Fixed rate (msg/s) of the fan-out scenario's POST /messages, for --duration seconds. [default: 20000;
+    /// smoke 200]
+    #[arg(long)]
+    pub fanout_rate: Option<f64>,
     /// `LPUSH` commands redis-benchmark sends. [default: 10000; smoke 100]
     #[arg(long)]
     pub redis_requests: Option<u64>,
@@ -165,6 +179,9 @@ pub struct Plan {
     pub simulate_count: u64,
     pub rates: Vec<f64>,
     pub latency_duration: Duration,
+    pub subscribers: usize,
+    pub channels: u64,
+    pub fanout_rate: f64,
     pub redis_requests: u64,
     pub redis_values: u32,
     pub redis_clients: u32,
@@ -211,6 +228,10 @@ impl Plan {
         {
             return Err("--rates must be positive msg/s, at most 1,000,000".into());
         }
+        let fanout_rate = args.fanout_rate.unwrap_or(pick(smoke, 20_000.0, 200.0));
+        if !(fanout_rate.is_finite() && fanout_rate > 0.0 && fanout_rate <= 1e6) {
+            return Err("--fanout-rate must be positive msg/s, at most 1,000,000".into());
+        }
         if args
             .bulk_sustain
             .is_some_and(|f| !(f.is_finite() && (0.0..=10.0).contains(&f)))
@@ -234,6 +255,9 @@ impl Plan {
             simulate_count: args.simulate_count.unwrap_or(pick(smoke, 1_000_000, 5_000)),
             rates,
             latency_duration: secs(args.latency_duration, 20.0, 1.0, "latency-duration")?,
+            subscribers: args.subscribers.unwrap_or(pick(smoke, 1_000, 20)),
+            channels: args.channels.unwrap_or(pick(smoke, 100, 4)),
+            fanout_rate,
             redis_requests: args.redis_requests.unwrap_or(pick(smoke, 10_000, 100)),
             redis_values: args.redis_values.unwrap_or(100),
             redis_clients: pick(smoke, 50, 4),
@@ -271,6 +295,8 @@ impl Plan {
         within(self.bulk_size, 1, 10_000, "bulk-size")?;
         within(self.bulk_connections as u64, 1, 64, "bulk-connections")?;
         within(self.simulate_count, 1, 100_000_000, "simulate-count")?;
+        within(self.subscribers as u64, 1, MAX_SUBSCRIBERS, "subscribers")?;
+        within(self.channels, 1, 100_000, "channels")?;
         within(self.redis_requests, 1, 1_000_000, "redis-requests")?;
         within(u64::from(self.redis_values), 1, 10_000, "redis-values")?;
         within(
@@ -291,12 +317,21 @@ impl Plan {
         within(self.copy_rows, 1, 100_000_000, "copy-rows")
     }
 
+    /// `MAX_WS_CLIENTS` of the notifier under test: the fan-out subscribers, `/ws/stats` and some room.
+    pub fn max_ws_clients(&self) -> u32 {
+        self.subscribers as u32 + 64
+    }
+
     /// Whether the cluster part runs: seeds given and a scenario it repeats planned.
     pub fn cluster_part(&self) -> bool {
         !self.cluster_nodes.is_empty()
             && self.scenarios.iter().any(|s| CLUSTER_SCENARIOS.contains(s))
     }
 }
+
+/// The most fan-out subscribers: each is a socket on both ends, within this process's and the notifier's
+/// open-file limits (scripts/bench's environment has 20,000).
+pub const MAX_SUBSCRIBERS: u64 = 5_000;
 
 /// The scenarios the cluster part runs again on the cluster.
 pub const CLUSTER_SCENARIOS: [Scenario; 2] = [Scenario::Single, Scenario::Bulk];
@@ -336,6 +371,11 @@ mod tests {
         assert_eq!(plan.connections, 64);
         assert_eq!(plan.simulate_count, 1_000_000);
         assert_eq!(plan.rates, [10_000.0, 20_000.0]);
+        assert_eq!(
+            (plan.subscribers, plan.channels, plan.fanout_rate),
+            (1_000, 100, 20_000.0)
+        );
+        assert!(plan.scenarios.contains(&Scenario::Fanout));
         assert_eq!(plan.scenarios.len(), Scenario::value_variants().len());
     }
 
@@ -346,6 +386,8 @@ mod tests {
         assert_eq!(plan.duration, Duration::from_secs(1));
         assert_eq!(plan.simulate_count, 777);
         assert!(plan.copy_rows <= 10_000);
+        assert!(plan.scenarios.contains(&Scenario::Fanout));
+        assert_eq!((plan.subscribers, plan.channels), (20, 4));
 
         let plan = Plan::resolve(&args(&["--rates", "5000,1000", "--duration", "2.5"])).unwrap();
         assert_eq!(plan.rates, [5_000.0, 1_000.0]);
@@ -392,5 +434,9 @@ mod tests {
         assert!(error.contains("--duration"), "{error}");
         let error = Plan::resolve(&args(&["--rates=-1"])).unwrap_err();
         assert!(error.contains("--rates"), "{error}");
+        let error = Plan::resolve(&args(&["--subscribers", "0"])).unwrap_err();
+        assert!(error.contains("--subscribers"), "{error}");
+        let error = Plan::resolve(&args(&["--fanout-rate", "0"])).unwrap_err();
+        assert!(error.contains("--fanout-rate"), "{error}");
     }
 }

@@ -89,6 +89,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<bool> {
         batch_size: plan.batch_size,
         batch_timeout: plan.batch_timeout,
         max_queue_depth: plan.max_queue_depth,
+        max_ws_clients: plan.max_ws_clients(),
         log_dir: log_dir.clone(),
         log_filter: args.service_log.clone(),
     };
@@ -246,6 +247,7 @@ impl Bench {
                 Scenario::Bulk => self.bulk().await,
                 Scenario::Simulate => self.simulate().await,
                 Scenario::Latency => self.latency().await,
+                Scenario::Fanout => self.fanout().await,
             };
             if let Err(error) = result {
                 let name = format!("{scenario:?}{}", self.redis_label());
@@ -355,7 +357,13 @@ it); each rate of (4) is measured after 3 s of unmeasured load at that rate and 
 and pools). p50/p99: HTTP latency per
 request (open loop: from the request's due time, so a stall counts for every request it delayed);
 creation→commit: `worker_timestamp` of the `batch_persisted` event received on `/ws/stats` minus the
-`queued_at` of the message's 201 (both taken by the services on this machine's clock, µs). Peak RSS:
+`queued_at` of the message's 201 (both taken by the services on this machine's clock, µs). Fan-out (5):
+WebSocket subscribers on the notifier's `/ws/channels`, each on one channel (round-robin), subscribed live
+(no `after`) before an open-loop load at a fixed rate spread over those channels; p50/p99 = the time a
+subscriber read the message's frame minus its `created_at` (this machine's clock, µs); delivered/expected:
+messages received against, for each subscriber, its channel's head after the drain minus its head at
+subscription; deliveries/s: messages received by all subscribers per second from the load's start to the
+last one received; notifier cores: its CPU while the load ran. Peak RSS:
 `VmHWM`, reset before each scenario. Flush figures: the batcher's `batcher_flush_duration_seconds`.
 Ceilings: the same generator against a bare axum JSON endpoint (HTTP), redis-benchmark multi-value LPUSH
 of the same elements (Redis), `psql \\copy` (CSV) of the same rows into

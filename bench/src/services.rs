@@ -28,6 +28,8 @@ pub struct ServiceConfig {
     pub batch_size: usize,
     pub batch_timeout: Duration,
     pub max_queue_depth: u64,
+    /// MAX_WS_CLIENTS of the notifier (the fan-out scenario's subscribers must fit).
+    pub max_ws_clients: u32,
     pub log_dir: PathBuf,
     /// RUST_LOG of the services.
     pub log_filter: String,
@@ -112,6 +114,7 @@ impl Services {
             &with(&[
                 ("NOTIFIER_ADDR", notifier_addr.to_string()),
                 ("INGESTOR_URL", format!("http://{ingestor_addr}")),
+                ("MAX_WS_CLIENTS", config.max_ws_clients.to_string()),
                 // No dashboard needed: the notifier serves its fallback page.
                 (
                     "DASHBOARD_DIR",
