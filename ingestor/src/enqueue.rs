@@ -39,16 +39,17 @@ impl WaitReplicas {
 
 /// KEYS[1] = pending list, KEYS[2] = set of batcher ids; ARGV[1] = processing-list key prefix, ARGV[2] = room,
 /// ARGV[3..] = elements, oldest first. Returns -1 after pushing, or the shard's depth when the elements would
-/// take it past the room (nothing pushed). Pushes 1000 elements per `LPUSH`, as Redis's Lua cannot `unpack`
-/// more than about 8000 values at once; chunk after chunk still leaves the oldest element rightmost.
+/// take it past the room (nothing pushed). Pushes `LUA_CHUNK` elements per `LPUSH`, as Redis's Lua cannot
+/// `unpack` more than about 8000 values at once; chunk after chunk still leaves the oldest element rightmost.
 static PUSH_ADMITTED: LazyLock<redis::Script> = LazyLock::new(|| {
+    let chunk = pipeline::keys::LUA_CHUNK;
     redis::Script::new(&format!(
         "{SHARD_DEPTH_LUA}
 if depth + #ARGV - 2 > tonumber(ARGV[2]) then
   return depth
 end
-for first = 3, #ARGV, 1000 do
-  redis.call('LPUSH', KEYS[1], unpack(ARGV, first, math.min(first + 999, #ARGV)))
+for first = 3, #ARGV, {chunk} do
+  redis.call('LPUSH', KEYS[1], unpack(ARGV, first, math.min(first + {chunk} - 1, #ARGV)))
 end
 return -1
 "

@@ -36,8 +36,7 @@ pub(crate) fn derive(
     batch_size: u64,
     messages_per_second: f64,
 ) -> Stats {
-    let threshold = batch_size.max(1);
-    let batch_progress = queue_depth % threshold;
+    let progress = pipeline::events::BatchProgress::of(queue_depth, batch_size);
     Stats {
         total_messages: totals.messages,
         queue_depth,
@@ -48,10 +47,10 @@ pub(crate) fn derive(
         } else {
             one_decimal(totals.messages as f64 / totals.batches as f64)
         },
-        batch_threshold: threshold,
-        batch_progress,
-        batch_progress_percent: one_decimal(batch_progress as f64 * 100.0 / threshold as f64),
-        batches_ready: queue_depth / threshold,
+        batch_threshold: progress.threshold,
+        batch_progress: progress.progress,
+        batch_progress_percent: one_decimal(progress.percent()),
+        batches_ready: progress.ready,
         dead_letters: totals.dead_letters,
     }
 }

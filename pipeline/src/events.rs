@@ -101,9 +101,51 @@ pub fn merge_ranges(ranges: &mut Vec<ChannelRange>, more: &[ChannelRange]) {
     ranges.sort_unstable_by_key(|r| r.channel_id);
 }
 
+/// Where the queue stands against the flush threshold (`BATCH_SIZE`): the one formula behind `/health`,
+/// `/queue/status` and `stats_update` (which report it under the original's names: `batch_progress`,
+/// `batches_ready` or `batches_pending`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchProgress {
+    /// The flush threshold, at least 1.
+    pub threshold: u64,
+    /// Messages toward the next full batch: `queue_depth % threshold`.
+    pub progress: u64,
+    /// Full batches waiting: `queue_depth / threshold`.
+    pub ready: u64,
+}
+
+impl BatchProgress {
+    /// The progress of `queue_depth` messages toward batches of `threshold` (0 counts as 1).
+    pub fn of(queue_depth: u64, threshold: u64) -> Self {
+        let threshold = threshold.max(1);
+        Self {
+            threshold,
+            progress: queue_depth % threshold,
+            ready: queue_depth / threshold,
+        }
+    }
+
+    /// `progress` as a percentage of `threshold`.
+    pub fn percent(self) -> f64 {
+        self.progress as f64 * 100.0 / self.threshold as f64
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn progress_is_the_remainder_and_ready_the_quotient() {
+        let progress = BatchProgress::of(1234, 500);
+        assert_eq!(
+            (progress.threshold, progress.progress, progress.ready),
+            (500, 234, 2)
+        );
+        assert_eq!(progress.percent(), 46.8);
+        assert_eq!(BatchProgress::of(7, 0), BatchProgress::of(7, 1));
+        assert_eq!(BatchProgress::of(0, 50).percent(), 0.0);
+    }
 
     #[test]
     fn events_are_tagged_with_the_seeds_type_names() {

@@ -16,6 +16,10 @@
 //! shard, in order. Keys that are not per shard (the events channel, batcher membership, the layouts in use)
 //! sit under shard 0's tag.
 
+/// Elements per `LPUSH`/`RPUSH` inside a Lua script (every script that pushes many elements pushes them this
+/// many at a time): Redis's Lua `unpack` fails past about 8000 values.
+pub const LUA_CHUNK: usize = 1000;
+
 /// Key and channel names under one `REDIS_KEY_PREFIX`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Keys {

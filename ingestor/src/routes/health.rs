@@ -49,7 +49,7 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>)
     );
     let redis_ok = depth.is_some();
     let word = pipeline::probe::word;
-    let batch_threshold = state.batch_size.max(1);
+    let progress = depth.map(|depth| pipeline::events::BatchProgress::of(depth, state.batch_size));
     let healthy = redis_ok && postgres_ok;
     let status = if healthy {
         StatusCode::OK
@@ -61,9 +61,9 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>)
         redis: word(redis_ok),
         postgres: word(postgres_ok),
         queue_length: depth,
-        batch_threshold,
-        batch_progress: depth.map(|depth| depth % batch_threshold),
-        batches_pending: depth.map(|depth| depth / batch_threshold),
+        batch_threshold: state.batch_size.max(1),
+        batch_progress: progress.map(|progress| progress.progress),
+        batches_pending: progress.map(|progress| progress.ready),
     };
     (status, Json(body))
 }

@@ -25,12 +25,12 @@ use crate::state::AppState;
 pub async fn queue_status(State(state): State<AppState>) -> Result<Json<QueueStatus>, ApiError> {
     let (queue, last_batch) = tokio::try_join!(queue(&state), last_batch(&state))?;
     let (depth, oldest) = queue;
-    let batch_threshold = state.batch_size;
+    let progress = pipeline::events::BatchProgress::of(depth, state.batch_size);
     Ok(Json(QueueStatus {
         queue_length: depth,
-        batch_threshold,
-        batch_progress: depth % batch_threshold,
-        batches_ready: depth / batch_threshold,
+        batch_threshold: progress.threshold,
+        batch_progress: progress.progress,
+        batches_ready: progress.ready,
         queued_message_ids: oldest,
         last_batch,
     }))
