@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    backoff::Backoff,
+    backoff::retry_backoff,
     link::RedisLink,
     policy::FlushReason,
     queue::{Cleared, Queue},
@@ -218,7 +218,7 @@ impl Flusher {
     /// a smaller piece could avoid, if `may_split`.
     async fn commit_piece(&mut self, batch: &BatchToCommit<'_>, may_split: bool) -> Piece {
         let mut attempts = Attempts::default();
-        let mut backoff = Backoff::default();
+        let mut backoff = retry_backoff();
         let mut size_failures = 0;
         loop {
             let try_commit =
@@ -260,7 +260,7 @@ impl Flusher {
 
     /// Clears the batch from the processing list and publishes the event, with retries.
     async fn clear(&mut self, job: &FlushJob, event: &str) -> FlushOutcome {
-        let mut backoff = Backoff::default();
+        let mut backoff = retry_backoff();
         loop {
             match self
                 .queue

@@ -125,7 +125,7 @@ fn batch_persisted(payload: Vec<u8>) -> Option<Utf8Bytes> {
 
 /// Relays until `shutdown` is cancelled, reconnecting with capped exponential backoff. Never fails.
 pub(crate) async fn run(relay: Relay, shutdown: CancellationToken) {
-    let mut backoff = MIN_BACKOFF;
+    let mut backoff = pipeline::backoff::Backoff::new(MIN_BACKOFF, MAX_BACKOFF);
     let mut failing = false;
     for attempt in 0.. {
         let mut was_subscribed = false;
@@ -134,7 +134,7 @@ pub(crate) async fn run(relay: Relay, shutdown: CancellationToken) {
             outcome = relay.session(attempt, || was_subscribed = true) => outcome,
         };
         if was_subscribed {
-            backoff = MIN_BACKOFF;
+            backoff.reset();
             failing = false;
         }
         match outcome {
@@ -145,14 +145,13 @@ pub(crate) async fn run(relay: Relay, shutdown: CancellationToken) {
                 tracing::warn!(%error, "cannot subscribe to batch events; retrying with backoff");
             }
             Err(error) => {
-                tracing::debug!(%error, ?backoff, "still cannot subscribe to batch events")
+                tracing::debug!(%error, "still cannot subscribe to batch events")
             }
         }
         tokio::select! {
             () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(backoff) => {}
+            () = tokio::time::sleep(backoff.next_delay()) => {}
         }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
 

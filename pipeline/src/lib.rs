@@ -21,6 +21,7 @@
 //! - [`shutdown`]: the SIGTERM / Ctrl-C signal as a cancellation token.
 
 pub mod api;
+pub mod backoff;
 pub mod events;
 pub mod queued;
 pub mod rules;

@@ -29,7 +29,7 @@ use self::{
     step::{Course, Situation, Step},
 };
 use crate::{
-    backoff::{Backoff, pause},
+    backoff::{pause, retry_backoff},
     flush::{FlushJob, FlushOutcome, Flusher},
     link::{QueueError, RedisLink},
     policy::{Batch, FlushPolicy, FlushReason},
@@ -360,7 +360,7 @@ impl Worker {
 
     /// Flushes the processing list, oldest first, in chunks of `BATCH_SIZE`, until it is empty.
     async fn drain(&mut self, reason: FlushReason) -> Result<(), WorkerError> {
-        let mut backoff = Backoff::default();
+        let mut backoff = retry_backoff();
         while self.course.goes_on() {
             let items = match self
                 .queue
