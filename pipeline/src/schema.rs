@@ -80,3 +80,17 @@ pub fn pool(database_url: &str, max_size: usize) -> anyhow::Result<deadpool_post
         .build()
         .context("Failed to build the PostgreSQL pool")
 }
+/// A `messages` row as the channel feeds' message object; the row must have the columns `channel_id`,
+/// `channel_offset`, `tracking_id`, `user_id`, `content`, `created_at` and `inserted_at` (the history endpoint
+/// and the notifier's feeds both read them).
+pub fn channel_message(row: &tokio_postgres::Row) -> crate::api::ChannelMessage {
+    crate::api::ChannelMessage {
+        channel_id: row.get("channel_id"),
+        offset: row.get("channel_offset"),
+        message_id: row.get("tracking_id"),
+        user_id: row.get("user_id"),
+        content: row.get("content"),
+        created_at: row.get("created_at"),
+        inserted_at: row.get("inserted_at"),
+    }
+}

@@ -92,15 +92,7 @@ pub async fn history(
     .await?;
     let messages = rows
         .iter()
-        .map(|row| ChannelMessage {
-            channel_id: row.get("channel_id"),
-            offset: row.get("channel_offset"),
-            message_id: row.get("tracking_id"),
-            user_id: row.get("user_id"),
-            content: row.get("content"),
-            created_at: row.get("created_at"),
-            inserted_at: row.get("inserted_at"),
-        })
-        .collect();
+        .map(pipeline::schema::channel_message)
+        .collect::<Vec<_>>();
     Ok(Json(messages))
 }

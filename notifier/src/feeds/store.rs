@@ -86,7 +86,7 @@ impl Store {
             let rows = client
                 .query(&statement, &[&channel_id, &after, &limit])
                 .await?;
-            Ok(rows.iter().map(message).collect())
+            Ok(rows.iter().map(pipeline::schema::channel_message).collect())
         })
         .await
     }
@@ -111,20 +111,8 @@ impl Store {
             let rows = client
                 .query(&statement, &[&channels, &afters, &uptos])
                 .await?;
-            Ok(rows.iter().map(message).collect())
+            Ok(rows.iter().map(pipeline::schema::channel_message).collect())
         })
         .await
-    }
-}
-
-fn message(row: &tokio_postgres::Row) -> ChannelMessage {
-    ChannelMessage {
-        channel_id: row.get("channel_id"),
-        offset: row.get("channel_offset"),
-        message_id: row.get("tracking_id"),
-        user_id: row.get("user_id"),
-        content: row.get("content"),
-        created_at: row.get("created_at"),
-        inserted_at: row.get("inserted_at"),
     }
 }
