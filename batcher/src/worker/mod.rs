@@ -203,6 +203,10 @@ impl Worker {
             match step::next(&situation) {
                 Step::Recover => self.recover().await?,
                 Step::Flush(reason) => self.dispatch(reason).await?,
+                Step::Take => {
+                    self.gather_until = None;
+                    self.take().await;
+                }
                 Step::Wait(block) => {
                     self.gather_until = None;
                     match self.fill.conn().await {

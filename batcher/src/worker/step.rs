@@ -59,6 +59,10 @@ pub enum Step {
     Recover,
     /// Hand the batch to the flusher.
     Flush(FlushReason),
+    /// Move what arrived while gathering, at once: pending almost surely holds some, and waiting for it
+    /// first (a `BLMOVE` that returns at once) would cost a round trip per take. A take that finds nothing
+    /// leads back to waiting.
+    Take,
     /// Start waiting for pending elements, for at most this long.
     Wait(Duration),
     /// Wait for the next event (pending elements, a flush done, stop, fencing), or until this instant.
@@ -66,7 +70,8 @@ pub enum Step {
 }
 
 /// Decides the next step: recovery first, then a due flush, then a replay that has all its elements, then a
-/// wait for pending elements unless one is outstanding or the worker is gathering.
+/// take when a gathering has just ended, else a wait for pending elements unless one is outstanding or the
+/// worker is gathering.
 pub fn next<T>(situation: &Situation<'_, T>) -> Step {
     let Situation {
         now,
@@ -89,6 +94,9 @@ pub fn next<T>(situation: &Situation<'_, T>) -> Step {
     // While gathering, no take: the worker wakes at the end of the gathering (or the batch's deadline).
     let gathering = gather_until.filter(|until| *until > now);
     if gathering.is_none() && !waiting {
+        if gather_until.is_some() {
+            return Step::Take;
+        }
         let block = batch.deadline().map_or(IDLE_BLOCK, |deadline| {
             deadline.saturating_duration_since(now).min(IDLE_BLOCK)
         });
@@ -203,7 +211,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn gathering_holds_back_the_next_wait_until_it_ends_or_the_deadline_comes() {
+    async fn gathering_holds_back_the_next_take_until_it_ends_or_the_deadline_comes() {
         let mut batch = Batch::new(POLICY);
         batch.extend([1], Instant::now());
         let until = Instant::now() + Duration::from_millis(5);
@@ -217,7 +225,12 @@ mod tests {
             gather_until: Some(until),
             ..situation(&batch)
         };
-        assert_eq!(next(&gathered), Step::Wait(Duration::from_millis(95)));
+        assert_eq!(next(&gathered), Step::Take);
+        let taken = Situation {
+            gather_until: None,
+            ..situation(&batch)
+        };
+        assert_eq!(next(&taken), Step::Wait(Duration::from_millis(95)));
     }
 
     #[test]
