@@ -73,6 +73,13 @@ pub enum ApiError {
         total: usize,
         detail: String,
     },
+    /// 503 + `Retry-After`: the large-body memory budget stayed spent by other requests for `waited`
+    /// (see `extract::LARGE_BODIES_BUDGET`); nothing of this request was read or queued.
+    #[error(
+        "the ingestor is reading as many large bodies as its memory budget allows and none finished within \
+         {waited:?}; nothing was queued, retry later"
+    )]
+    Busy { waited: std::time::Duration },
     /// 503 + `Retry-After`: PostgreSQL refused, failed or timed out.
     #[error("PostgreSQL is unavailable: {0}")]
     DatabaseUnavailable(String),
@@ -135,6 +142,7 @@ impl ApiError {
             Self::QueueFull { .. } => "queue_full",
             Self::RedisUnavailable(_) | Self::PartlyQueued { .. } => "redis_unavailable",
             Self::DatabaseUnavailable(_) => "database_unavailable",
+            Self::Busy { .. } => "busy",
             Self::Internal(_) => "internal",
         }
     }
@@ -154,7 +162,8 @@ impl ApiError {
             Self::QueueFull { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::RedisUnavailable(_)
             | Self::PartlyQueued { .. }
-            | Self::DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            | Self::DatabaseUnavailable(_)
+            | Self::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -192,7 +201,8 @@ impl IntoResponse for ApiError {
             Self::RedisUnavailable(_)
             | Self::PartlyQueued { .. }
             | Self::DatabaseUnavailable(_)
-            | Self::NotifierUnavailable(_) => {
+            | Self::NotifierUnavailable(_)
+            | Self::Busy { .. } => {
                 tracing::warn!(error = %self, "request failed");
             }
             _ => {}

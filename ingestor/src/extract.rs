@@ -9,6 +9,8 @@
 //!
 //! Unknown fields are ignored, as the seed's clients may send more than we read.
 
+use std::time::Duration;
+
 use axum::body::Body;
 use axum::extract::{FromRequest, Request};
 use axum::http::header;
@@ -34,6 +36,12 @@ pub const BATCH_BODY_LIMIT: usize = 32 * 1024 * 1024;
 /// lazily), so the resident size can exceed the budget: 8 bodies of 32 MiB at once peak well under 256 MiB
 /// (`ingestor/tests/memory.rs`).
 pub const LARGE_BODIES_BUDGET: usize = 32 * 1024 * 1024;
+
+/// Longest a request waits for its share of [`LARGE_BODIES_BUDGET`] before it is answered 503 `busy`. Bodies
+/// are read in milliseconds on a healthy link, so a longer wait means clients uploading slowly hold the budget
+/// (a client may declare 32 MiB and trickle it): the others get a clear answer to retry instead of waiting
+/// with no limit.
+pub const BODY_BUDGET_WAIT: Duration = Duration::from_secs(2);
 
 /// The budget in KiB (a semaphore counts in `u32`).
 static LARGE_BODIES: Semaphore = Semaphore::const_new(LARGE_BODIES_BUDGET / 1024);
@@ -69,8 +77,15 @@ impl<S: Send + Sync, const LIMIT: usize> FromRequest<S> for JsonBytes<LIMIT> {
         let expected = declared.map_or(LIMIT, |length| length as usize);
         let permit = if LIMIT > SMALL_BODY_LIMIT {
             let kib = expected.div_ceil(1024).max(1) as u32;
-            // Never closed, so `acquire_many` cannot fail.
-            LARGE_BODIES.acquire_many(kib).await.ok()
+            match tokio::time::timeout(BODY_BUDGET_WAIT, LARGE_BODIES.acquire_many(kib)).await {
+                // Never closed, so `acquire_many` cannot fail.
+                Ok(permit) => permit.ok(),
+                Err(_) => {
+                    return Err(ApiError::Busy {
+                        waited: BODY_BUDGET_WAIT,
+                    });
+                }
+            }
         } else {
             None
         };
