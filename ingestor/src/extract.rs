@@ -41,7 +41,7 @@ pub const LARGE_BODIES_BUDGET: usize = 32 * 1024 * 1024;
 /// are read in milliseconds on a healthy link, so a longer wait means clients uploading slowly hold the budget
 /// (a client may declare 32 MiB and trickle it): the others get a clear answer to retry instead of waiting
 /// with no limit.
-pub const BODY_BUDGET_WAIT: Duration = Duration::from_secs(2);
+pub const BODY_BUDGET_WAIT: Duration = Duration::from_secs(5);
 
 /// The budget in KiB (a semaphore counts in `u32`).
 static LARGE_BODIES: Semaphore = Semaphore::const_new(LARGE_BODIES_BUDGET / 1024);
