@@ -181,13 +181,13 @@ impl Hub {
         let Heads { resets, heads } = self.store.heads(&channels).await?;
         let seen = self.resets().replace(resets);
         let everything_reset = seen.is_some_and(|seen| seen != resets);
+        // A channel read but missing from channel_heads has no message (0).
+        let mut read: HashMap<i64, i64> = channels.iter().map(|channel| (*channel, 0)).collect();
+        read.extend(heads);
         let mut feeds = self.feeds();
         for (channel_id, feed) in feeds.iter_mut() {
-            // A channel missing from channel_heads has no message (0).
-            let head = heads
-                .iter()
-                .find(|(channel, _)| channel == channel_id)
-                .map_or(0, |(_, head)| *head);
+            // `None`: subscribed since the list was taken, so not read this time.
+            let head = read.get(channel_id).copied();
             if resume::restarted(feed.delivered, head, everything_reset) {
                 // Fan the channel out again from its start, since what was committed since the reset is
                 // unknown; told first, so a subscriber that takes a message of the new history has heard.
@@ -195,8 +195,8 @@ impl Hub {
                 if feed.delivered.is_some() {
                     feed.delivered = Some(0);
                 }
-                feed.target = head;
-            } else {
+                feed.target = head.unwrap_or(0);
+            } else if let Some(head) = head {
                 feed.target = feed.target.max(head);
             }
         }
