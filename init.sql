@@ -72,3 +72,16 @@ CREATE TABLE IF NOT EXISTS pipeline_totals (
     dead_letters bigint  NOT NULL DEFAULT 0
 );
 INSERT INTO pipeline_totals (singleton) VALUES (true) ON CONFLICT DO NOTHING;
+-- How many times `DELETE /reset` has emptied the tables: channel offsets start again at 1 after each, and a
+-- notifier that sees this change tells its channel subscribers to start over. Only when missing, for the
+-- reason given for `channel_offset` (the batches' UPDATE holds the row's lock).
+DO $$
+BEGIN
+    IF NOT EXISTS (
+        SELECT 1 FROM information_schema.columns
+        WHERE table_schema = current_schema() AND table_name = 'pipeline_totals' AND column_name = 'resets'
+    ) THEN
+        ALTER TABLE pipeline_totals ADD COLUMN resets bigint NOT NULL DEFAULT 0;
+    END IF;
+END
+$$;

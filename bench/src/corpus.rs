@@ -27,16 +27,23 @@ pub fn single_bodies(count: u64) -> Vec<Bytes> {
         .collect()
 }
 
-/// `count` distinct `POST /messages` bodies over channels `1..=channels` in turn (the fan-out load: each
-/// subscribed channel gets its share).
-pub fn channel_bodies(count: u64, channels: u64) -> Vec<Bytes> {
+/// `count` request bodies of `size` messages each, over channels `1..=channels` in turn, continuing from
+/// one body to the next (the fan-out load: each subscribed channel gets its share). A body of one message
+/// is a `POST /messages` object, a larger one a `POST /messages/batch` array.
+pub fn channel_bodies(count: u64, size: u64, channels: u64) -> Vec<Bytes> {
+    let message = |index: u64| NewMessage {
+        channel_id: 1 + (index % channels) as i64,
+        ..message(index)
+    };
     (0..count)
-        .map(|index| {
-            let message = NewMessage {
-                channel_id: 1 + (index % channels) as i64,
-                ..message(index)
+        .map(|body| {
+            let first = body * size;
+            let encoded = if size == 1 {
+                serde_json::to_vec(&message(first))
+            } else {
+                serde_json::to_vec(&(first..first + size).map(message).collect::<Vec<_>>())
             };
-            Bytes::from(serde_json::to_vec(&message).expect("a message encodes"))
+            Bytes::from(encoded.expect("messages encode"))
         })
         .collect()
 }
@@ -115,15 +122,22 @@ mod tests {
 
     #[test]
     fn channel_bodies_take_the_channels_in_turn() {
-        let channels: Vec<i64> = channel_bodies(7, 3)
+        let channel = |message: &NewMessage| message.channel_id;
+        let singles: Vec<i64> = channel_bodies(7, 1, 3)
+            .iter()
+            .map(|body| channel(&serde_json::from_slice(body).unwrap()))
+            .collect();
+        assert_eq!(singles, [1, 2, 3, 1, 2, 3, 1]);
+
+        // Batches continue the round where the previous body left it.
+        let batches: Vec<Vec<i64>> = channel_bodies(3, 2, 3)
             .iter()
             .map(|body| {
-                serde_json::from_slice::<NewMessage>(body)
-                    .unwrap()
-                    .channel_id
+                let messages: Vec<NewMessage> = serde_json::from_slice(body).unwrap();
+                messages.iter().map(channel).collect()
             })
             .collect();
-        assert_eq!(channels, [1, 2, 3, 1, 2, 3, 1]);
+        assert_eq!(batches, [[1, 2], [3, 1], [2, 3]]);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! (5) Channel fan-out: `subscribers` WebSockets on the notifier's `GET /ws/channels`, spread round-robin
-//! over `channels` channels and subscribed live (no `after`) before the load starts, then a fixed-rate
-//! open-loop `POST /messages` spread over those channels. Every message must reach every subscriber of its
+//! over `channels` channels and subscribed live (no `after`) before the load starts, then a fixed message
+//! rate offered open loop as `POST /messages/batch` requests of `--fanout-batch` messages (1: single
+//! `POST /messages`), spread evenly over those channels. Every message must reach every subscriber of its
 //! channel; the row shows deliveries per second, creation → delivered latency, the notifier's CPU and RSS.
 //!
 //! The subscriber side shares two cores with the services: one task per socket, each parsing only the
@@ -18,13 +19,12 @@ use chrono::{DateTime, Utc};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{Semaphore, oneshot};
 use tokio::task::JoinHandle;
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::{Message, protocol::WebSocketConfig};
 use tokio_util::sync::CancellationToken;
 
 use crate::corpus;
-use crate::latency::{OPEN_LOOP_GRACE, SATURATED};
-use crate::load::{Workload, open_loop};
-use crate::pacing::Schedule;
+use crate::load::Workload;
+use crate::measure::{OPEN_LOOP_GRACE, saturation};
 use crate::report::{self, Row, rate};
 use crate::run::{Bench, say};
 use crate::samples::Samples;
@@ -41,6 +41,10 @@ const DELIVERY_GRACE: Duration = Duration::from_secs(10);
 const DELIVERY_POLL: Duration = Duration::from_millis(20);
 /// Beyond the load, the drain and the grace, how long a subscriber task may live at most.
 const TASK_SLACK: Duration = Duration::from_secs(60);
+/// Each subscriber socket's read buffer. tungstenite zero-fills the free part of its read buffer before every
+/// read, 128 KiB by default, while a read here brings a frame or two of ~300 bytes: most of the subscribers'
+/// CPU went to that. A larger frame still arrives whole (the buffer grows for it).
+const READ_BUFFER: usize = 8 * 1024;
 /// Latency goal beyond `BATCH_TIMEOUT` (issue 11).
 const GOAL_SLACK: Duration = Duration::from_millis(50);
 
@@ -208,6 +212,39 @@ pub fn goal(
     }
 }
 
+/// The load over `channels` channels in requests of `size` messages: `POST /messages/batch`, or single
+/// `POST /messages` when `size` is 1. Bodies for about 1,024 messages or more, a whole number of rounds
+/// over the channels, so that used in turn they give every channel the same share.
+fn fanout_workload(size: u64, channels: u64) -> Workload {
+    let rounds = (1024 / channels).max(1);
+    // Bodies in multiples of `per_round`, so that `bodies × size` is a multiple of `channels`.
+    let per_round = channels / gcd(channels, size);
+    let bodies = (rounds * channels).div_ceil(size).div_ceil(per_round) * per_round;
+    let encoded = corpus::channel_bodies(bodies, size, channels);
+    if size == 1 {
+        Workload::singles("/messages", encoded, false)
+    } else {
+        Workload::batches(encoded, size)
+    }
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+/// How the load was offered: `20,000 msg/s as 200 × POST /messages/batch of 100 per second`.
+fn offered(target: f64, size: u64) -> String {
+    if size == 1 {
+        format!("{} msg/s as single POST /messages", rate(target))
+    } else {
+        format!(
+            "{} msg/s as {} × POST /messages/batch of {size} per second",
+            rate(target),
+            rate(target / size as f64)
+        )
+    }
+}
+
 /// The channel of subscriber `index`: round-robin over `1..=channels`.
 pub fn channel_of(index: usize, channels: u64) -> i64 {
     1 + (index as u64 % channels) as i64
@@ -358,7 +395,8 @@ type Socket =
 
 /// Connects and subscribes to `channel` live; the socket and the channel's head.
 async fn subscribe(url: &str, channel: i64) -> anyhow::Result<(Socket, i64)> {
-    let (mut socket, _) = tokio_tungstenite::connect_async(url)
+    let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER);
+    let (mut socket, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), false)
         .await
         .with_context(|| format!("cannot connect to {url}"))?;
     let request = format!(r#"{{"type":"subscribe","channel_id":{channel}}}"#);
@@ -385,12 +423,17 @@ impl Bench {
     /// (5) Channel fan-out: subscribers first, then the fixed-rate load, then every delivery waited for.
     pub async fn fanout(&mut self) -> anyhow::Result<()> {
         let plan = &self.plan;
-        let (subscribers, channels, target) = (plan.subscribers, plan.channels, plan.fanout_rate);
+        let (subscribers, channels, target, size) = (
+            plan.subscribers,
+            plan.channels,
+            plan.fanout_rate,
+            plan.fanout_batch,
+        );
         let (connections, duration) = (plan.connections, plan.duration);
         say(&format!(
-            "(5) fan-out: {subscribers} WebSocket subscribers over {channels} channels, {} msg/s open \
-             loop for {duration:?}",
-            rate(target)
+            "(5) fan-out: {subscribers} WebSocket subscribers over {channels} channels, {} open loop \
+             for {duration:?}",
+            offered(target, size)
         ));
         let lifetime = SUBSCRIBE_TIMEOUT
             + duration
@@ -405,25 +448,9 @@ impl Bench {
             lifetime,
         )
         .await?;
-        let addr = self.services.ingestor.addr();
-        let workload = Arc::new(Workload::singles(
-            "/messages",
-            // A whole number of rounds over the channels, so each gets the same share.
-            corpus::channel_bodies((1024 / channels).max(1) * channels, channels),
-            false,
-        ));
-        let schedule = Schedule::new(target, duration);
+        let workload = Arc::new(fanout_workload(size, channels));
         let measured = self
-            .measure(|progress| {
-                open_loop(
-                    addr,
-                    workload,
-                    connections,
-                    schedule,
-                    duration + OPEN_LOOP_GRACE,
-                    progress,
-                )
-            })
+            .measure_open_loop(workload, connections, target, duration)
             .await?;
         let heads = self.monitor.channel_heads(channels).await?;
         // Every due message reached its subscribers, or the grace ran out.
@@ -445,6 +472,7 @@ impl Bench {
             .find(|(name, _)| name == "notifier")
             .map(|(_, pct)| pct / 100.0);
         let mut notes = vec![
+            offered(target, size),
             format!(
                 "{} deliveries/s; delivered {} of {} expected",
                 rate(per_second),
@@ -467,14 +495,7 @@ impl Bench {
                 report::duration(http.p99)
             ));
         }
-        let achieved = measured.outcome.accepted_rate();
-        if achieved < SATURATED * target {
-            notes.push(format!(
-                "saturated: {} of {} msg/s",
-                rate(achieved),
-                rate(target)
-            ));
-        }
+        notes.extend(saturation(&measured, target));
         if delivery.out_of_order > 0 {
             notes.push(format!("{} out of order", delivery.out_of_order));
         }
@@ -589,6 +610,56 @@ mod tests {
     fn subscribers_take_the_channels_in_turn() {
         let channels: Vec<i64> = (0..5).map(|i| channel_of(i, 2)).collect();
         assert_eq!(channels, [1, 2, 1, 2, 1]);
+    }
+
+    #[test]
+    fn the_load_gives_every_channel_the_same_share() {
+        let channel_counts = |workload: &Workload, channels: u64| {
+            let mut counts = vec![0_u64; channels as usize];
+            for body in &workload.bodies {
+                let messages: Vec<pipeline::api::NewMessage> = if body.messages == 1 {
+                    vec![serde_json::from_slice(&body.bytes).unwrap()]
+                } else {
+                    serde_json::from_slice(&body.bytes).unwrap()
+                };
+                assert_eq!(messages.len() as u64, body.messages);
+                for message in messages {
+                    counts[message.channel_id as usize - 1] += 1;
+                }
+            }
+            counts
+        };
+        for (size, channels) in [
+            (100, 100),
+            (1, 100),
+            (10, 4),
+            (7, 3),
+            (64, 100),
+            (100, 1000),
+        ] {
+            let workload = fanout_workload(size, channels);
+            assert_eq!(workload.messages_per_request(), size);
+            let counts = channel_counts(&workload, channels);
+            assert!(counts[0] > 0, "{size} over {channels}");
+            assert!(
+                counts.iter().all(|&n| n == counts[0]),
+                "{size} over {channels}: {counts:?}"
+            );
+        }
+        assert_eq!(fanout_workload(1, 100).path, "/messages");
+        assert_eq!(fanout_workload(100, 100).path, "/messages/batch");
+    }
+
+    #[test]
+    fn the_notes_say_how_the_load_was_offered() {
+        assert_eq!(
+            offered(20_000.0, 100),
+            "20,000 msg/s as 200 × POST /messages/batch of 100 per second"
+        );
+        assert_eq!(
+            offered(20_000.0, 1),
+            "20,000 msg/s as single POST /messages"
+        );
     }
 
     #[test]

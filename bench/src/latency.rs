@@ -10,20 +10,16 @@ use anyhow::bail;
 use crate::corpus;
 use crate::events::{self, EventLog};
 use crate::load::{Workload, open_loop};
-use crate::measure::sustained;
+use crate::measure::{OPEN_LOOP_GRACE, saturation, sustained};
 use crate::pacing::Schedule;
 use crate::report::{Row, rate};
 use crate::run::{Bench, say};
 
 /// How long after the drain the last `batch_persisted` events may take to arrive over the WebSocket.
 const EVENT_GRACE: Duration = Duration::from_millis(500);
-/// Beyond its duration, how long an open-loop load may run late before its unsent requests are dropped.
-pub const OPEN_LOOP_GRACE: Duration = Duration::from_secs(10);
 /// Unmeasured load at the same rate before each measured one, then a drain: connections, pools, allocator
 /// pages and the table's first pages are warm, so one-off start-up costs do not land in the p99.
 const WARMUP: Duration = Duration::from_secs(3);
-/// An open-loop load that achieves less than this share of its target rate is saturated.
-pub const SATURATED: f64 = 0.95;
 
 impl Bench {
     /// (4) Open-loop `POST /messages` at each fixed rate: HTTP latency, and creation→commit latency from
@@ -42,7 +38,6 @@ impl Bench {
             rate(target)
         ));
         let addr = self.services.ingestor.addr();
-        let schedule = Schedule::new(target, duration);
         let workload = Arc::new(Workload::singles(
             "/messages",
             corpus::single_bodies(1024),
@@ -71,16 +66,7 @@ impl Bench {
         }
         let log = EventLog::subscribe(self.services.notifier.addr()).await?;
         let measured = self
-            .measure(|progress| {
-                open_loop(
-                    addr,
-                    workload,
-                    connections,
-                    schedule,
-                    duration + OPEN_LOOP_GRACE,
-                    progress,
-                )
-            })
+            .measure_open_loop(workload, connections, target, duration)
             .await;
         tokio::time::sleep(EVENT_GRACE).await;
         let events = log.stop().await?;
@@ -93,14 +79,7 @@ impl Bench {
             );
         }
         let mut notes = vec![sustained(&measured, duration, self.plan.batch_timeout)];
-        let achieved = measured.outcome.accepted_rate();
-        if achieved < SATURATED * target {
-            notes.push(format!(
-                "saturated: {} of {} msg/s",
-                rate(achieved),
-                rate(target)
-            ));
-        }
+        notes.extend(saturation(&measured, target));
         if measured.outcome.unsent > 0 {
             notes.push(format!(
                 "{} requests unsent (saturated)",

@@ -55,6 +55,29 @@ impl Workload {
         }
     }
 
+    /// `POST /messages/batch` bodies of `size` messages each.
+    pub fn batches(bodies: Vec<Bytes>, size: u64) -> Self {
+        Self {
+            path: "/messages/batch",
+            bodies: bodies
+                .into_iter()
+                .map(|bytes| Body {
+                    bytes,
+                    messages: size,
+                })
+                .collect(),
+            expect: StatusCode::CREATED,
+            keep_ids: false,
+        }
+    }
+
+    /// Messages per request, the same for every body of a fixed-rate load (an open loop paces requests).
+    pub fn messages_per_request(&self) -> u64 {
+        let size = self.bodies.first().map_or(1, |body| body.messages);
+        debug_assert!(self.bodies.iter().all(|body| body.messages == size));
+        size
+    }
+
     fn body(&self, index: usize) -> &Body {
         &self.bodies[index % self.bodies.len()]
     }

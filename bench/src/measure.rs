@@ -10,16 +10,22 @@ use anyhow::bail;
 use tokio_util::sync::CancellationToken;
 
 use crate::ceilings::failures_note;
-use crate::load::Outcome;
+use crate::load::{Outcome, Workload, open_loop};
 use crate::monitor::{BatchStats, Snapshot};
+use crate::pacing::Schedule;
 use crate::prometheus::{self, Flushes};
-use crate::report::{Row, mib};
+use crate::report::{Row, mib, rate};
 use crate::resources::{Probe, Usage};
 use crate::run::Bench;
 use crate::trend::{self, Point};
 
 /// What a sustained load may leave to drain when it stops, beyond two batch timeouts: a flush or two.
 const DRAIN_ALLOWANCE: Duration = Duration::from_secs(1);
+
+/// Beyond its duration, how long an open-loop load may run late before its unsent requests are dropped.
+pub const OPEN_LOOP_GRACE: Duration = Duration::from_secs(10);
+/// An open-loop load that achieves less than this share of its target rate is saturated.
+pub const SATURATED: f64 = 0.95;
 
 /// A load, measured from outside.
 #[derive(Debug)]
@@ -165,6 +171,26 @@ impl Bench {
 }
 
 impl Bench {
+    /// Offers `target` messages per second of `workload` for `duration`, open loop on `connections`
+    /// connections (requests paced at `target` / messages per request), measured by [`Bench::measure`].
+    /// Requests not sent [`OPEN_LOOP_GRACE`] after the duration count as unsent.
+    pub async fn measure_open_loop(
+        &mut self,
+        workload: Arc<Workload>,
+        connections: usize,
+        target: f64,
+        duration: Duration,
+    ) -> anyhow::Result<Measured> {
+        let addr = self.services.ingestor.addr();
+        let requests = target / workload.messages_per_request() as f64;
+        let schedule = Schedule::new(requests, duration);
+        let deadline = duration + OPEN_LOOP_GRACE;
+        self.measure(|progress| {
+            open_loop(addr, workload, connections, schedule, deadline, progress)
+        })
+        .await
+    }
+
     /// The batcher's flush counters, if its `/metrics` answers (a diagnostic: never fails a scenario).
     async fn batcher_flushes(&self) -> Option<Flushes> {
         let text = prometheus::scrape(self.services.batcher.addr())
@@ -184,6 +210,14 @@ pub fn sustained(measured: &Measured, duration: Duration, batch_timeout: Duratio
     let drain = measured.drain_time().as_secs_f64();
     let allowance = (DRAIN_ALLOWANCE + 2 * batch_timeout).as_secs_f64();
     trend::verdict(backlog, measured.outcome.failed(), drain, allowance)
+}
+
+/// `saturated: 16,034 of 20,000 msg/s` if an open-loop load achieved less than [`SATURATED`] of its
+/// `target` rate.
+pub fn saturation(measured: &Measured, target: f64) -> Option<String> {
+    let achieved = measured.outcome.accepted_rate();
+    (achieved < SATURATED * target)
+        .then(|| format!("saturated: {} of {} msg/s", rate(achieved), rate(target)))
 }
 
 /// `ing 45 / bat 30 / not 12 MiB`.

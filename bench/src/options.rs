@@ -48,7 +48,7 @@ pub enum Scenario {
     Simulate,
     /// (4) fixed-rate open-loop POST /messages, HTTP and creation→commit latency.
     Latency,
-    /// (5) channel fan-out: WebSocket subscribers on /ws/channels, fixed-rate POST /messages over their
+    /// (5) channel fan-out: WebSocket subscribers on /ws/channels, fixed-rate POST /messages/batch over their
     /// channels; deliveries/s, creation→delivered latency, notifier CPU and RSS.
     Fanout,
 }
@@ -144,10 +144,14 @@ pub struct RunArgs {
     /// Channels the fan-out scenario's load and subscribers are spread over. [default: 100; smoke 4]
     #[arg(long)]
     pub channels: Option<u64>,
-    /// Fixed rate (msg/s) of the fan-out scenario's POST /messages, for --duration seconds. [default: 20000;
+    /// Fixed rate (msg/s) of the fan-out scenario's load, for --duration seconds. [default: 20000;
     /// smoke 200]
     #[arg(long)]
     pub fanout_rate: Option<f64>,
+    /// Messages per request of the fan-out scenario's load: POST /messages/batch of this many, open loop at
+    /// --fanout-rate / N requests per second (1: single POST /messages). [default: 100; smoke 10]
+    #[arg(long)]
+    pub fanout_batch: Option<u64>,
     /// `LPUSH` commands redis-benchmark sends. [default: 10000; smoke 100]
     #[arg(long)]
     pub redis_requests: Option<u64>,
@@ -182,6 +186,7 @@ pub struct Plan {
     pub subscribers: usize,
     pub channels: u64,
     pub fanout_rate: f64,
+    pub fanout_batch: u64,
     pub redis_requests: u64,
     pub redis_values: u32,
     pub redis_clients: u32,
@@ -258,6 +263,7 @@ impl Plan {
             subscribers: args.subscribers.unwrap_or(pick(smoke, 1_000, 20)),
             channels: args.channels.unwrap_or(pick(smoke, 100, 4)),
             fanout_rate,
+            fanout_batch: args.fanout_batch.unwrap_or(pick(smoke, 100, 10)),
             redis_requests: args.redis_requests.unwrap_or(pick(smoke, 10_000, 100)),
             redis_values: args.redis_values.unwrap_or(100),
             redis_clients: pick(smoke, 50, 4),
@@ -297,6 +303,7 @@ impl Plan {
         within(self.simulate_count, 1, 100_000_000, "simulate-count")?;
         within(self.subscribers as u64, 1, MAX_SUBSCRIBERS, "subscribers")?;
         within(self.channels, 1, 100_000, "channels")?;
+        within(self.fanout_batch, 1, 10_000, "fanout-batch")?;
         within(self.redis_requests, 1, 1_000_000, "redis-requests")?;
         within(u64::from(self.redis_values), 1, 10_000, "redis-values")?;
         within(
@@ -372,8 +379,13 @@ mod tests {
         assert_eq!(plan.simulate_count, 1_000_000);
         assert_eq!(plan.rates, [10_000.0, 20_000.0]);
         assert_eq!(
-            (plan.subscribers, plan.channels, plan.fanout_rate),
-            (1_000, 100, 20_000.0)
+            (
+                plan.subscribers,
+                plan.channels,
+                plan.fanout_rate,
+                plan.fanout_batch
+            ),
+            (1_000, 100, 20_000.0, 100)
         );
         assert!(plan.scenarios.contains(&Scenario::Fanout));
         assert_eq!(plan.scenarios.len(), Scenario::value_variants().len());
@@ -438,5 +450,7 @@ mod tests {
         assert!(error.contains("--subscribers"), "{error}");
         let error = Plan::resolve(&args(&["--fanout-rate", "0"])).unwrap_err();
         assert!(error.contains("--fanout-rate"), "{error}");
+        let error = Plan::resolve(&args(&["--fanout-batch", "0"])).unwrap_err();
+        assert!(error.contains("--fanout-batch"), "{error}");
     }
 }

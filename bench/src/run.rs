@@ -359,7 +359,8 @@ request (open loop: from the request's due time, so a stall counts for every req
 creation→commit: `worker_timestamp` of the `batch_persisted` event received on `/ws/stats` minus the
 `queued_at` of the message's 201 (both taken by the services on this machine's clock, µs). Fan-out (5):
 WebSocket subscribers on the notifier's `/ws/channels`, each on one channel (round-robin), subscribed live
-(no `after`) before an open-loop load at a fixed rate spread over those channels; p50/p99 = the time a
+(no `after`) before an open-loop load at a fixed message rate spread evenly over those channels, in
+`POST /messages/batch` requests of `--fanout-batch` messages (the row says how); p50/p99 = the time a
 subscriber read the message's frame minus its `created_at` (this machine's clock, µs); delivered/expected:
 messages received against, for each subscriber, its channel's head after the drain minus its head at
 subscription; deliveries/s: messages received by all subscribers per second from the load's start to the

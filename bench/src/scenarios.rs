@@ -9,10 +9,8 @@ use bytes::Bytes;
 use pipeline::api::MAX_SIMULATE_COUNT;
 
 use crate::corpus;
-use crate::latency::{OPEN_LOOP_GRACE, SATURATED};
-use crate::load::{Body, Workload, closed_loop, open_loop, sequential};
-use crate::measure::{Measured, sustained};
-use crate::pacing::Schedule;
+use crate::load::{Body, Workload, closed_loop, sequential};
+use crate::measure::{Measured, saturation, sustained};
 use crate::report::{Row, rate, ratio, ratio_to_single};
 use crate::run::{Bench, RedisSide, say};
 
@@ -85,22 +83,11 @@ impl Bench {
             100.0 * self.plan.bulk_sustain,
             rate(target)
         ));
-        let schedule = Schedule::new(target / size as f64, duration);
-        let deadline = duration + OPEN_LOOP_GRACE;
         let measured = self
-            .measure(|progress| {
-                open_loop(addr, workload, connections, schedule, deadline, progress)
-            })
+            .measure_open_loop(workload, connections, target, duration)
             .await?;
         let mut notes = vec![sustained(&measured, duration, self.plan.batch_timeout)];
-        let achieved = measured.outcome.accepted_rate();
-        if achieved < SATURATED * target {
-            notes.push(format!(
-                "saturated: {} of {} msg/s",
-                rate(achieved),
-                rate(target)
-            ));
-        }
+        notes.extend(saturation(&measured, target));
         let name = format!(
             "(2b) bulk ×{size} at {:.0}% of COPY, open loop{}",
             100.0 * self.plan.bulk_sustain,
@@ -218,18 +205,8 @@ impl Bench {
 
 /// Four different `POST /messages/batch` bodies of `size` messages.
 fn bulk_workload(size: u64) -> Workload {
-    let bodies = (0..4)
-        .map(|i| Body {
-            bytes: corpus::batch_body(i * size, size),
-            messages: size,
-        })
-        .collect();
-    Workload {
-        path: "/messages/batch",
-        bodies,
-        expect: StatusCode::CREATED,
-        keep_ids: false,
-    }
+    let bodies = (0..4).map(|i| corpus::batch_body(i * size, size)).collect();
+    Workload::batches(bodies, size)
 }
 
 pub fn ratios(parts: &[Option<String>]) -> String {

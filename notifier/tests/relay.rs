@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{Notifier, WAIT, batch_event, next_batch, publish, wait_subscribed};
+use common::{Notifier, batch_event, next_batch, publish, wait_subscribed};
 use serde_json::Value;
 use testkit::TestEnv;
 use uuid::Uuid;
@@ -68,59 +68,13 @@ async fn a_payload_that_is_not_a_batch_persisted_event_is_not_relayed() {
     notifier.stop().await;
 }
 
-/// `(id, name, subscriptions)` of every client Redis lists.
-async fn redis_clients(env: &TestEnv) -> Vec<(String, String, u64)> {
-    let mut redis = env.redis().await;
-    let list: String = redis::cmd("CLIENT")
-        .arg("LIST")
-        .query_async(&mut redis)
-        .await
-        .unwrap();
-    list.lines()
-        .map(|line| {
-            let field = |name: &str| {
-                line.split(' ')
-                    .find_map(|kv| {
-                        kv.strip_prefix(name)
-                            .and_then(|rest| rest.strip_prefix('='))
-                    })
-                    .unwrap_or_default()
-                    .to_owned()
-            };
-            (
-                field("id"),
-                field("name"),
-                field("sub").parse().unwrap_or(0),
-            )
-        })
-        .collect()
-}
-
-/// The id of this test's notifier's subscriber connection, once there is one.
-async fn subscriber_id(env: &TestEnv, not: Option<&str>) -> String {
-    let name = format!("notifier-{}", env.prefix);
-    testkit::eventually(WAIT, "the notifier's named subscriber connection", || {
-        let name = name.clone();
-        async move {
-            redis_clients(env)
-                .await
-                .into_iter()
-                .find(|(id, client, subs)| {
-                    *client == name && *subs == 1 && Some(id.as_str()) != not
-                })
-                .map(|(id, _, _)| id)
-        }
-    })
-    .await
-}
-
 #[tokio::test]
 async fn the_relay_resubscribes_after_its_redis_connection_is_killed() {
     let env = TestEnv::new().await;
     let notifier = Notifier::start(common::config(&env)).await;
     let mut ws = notifier.connect().await;
     wait_subscribed(&env).await;
-    let before = subscriber_id(&env, None).await;
+    let before = common::relay_connection_id(&env, None).await;
 
     let mut redis = env.redis().await;
     let killed: u64 = redis::cmd("CLIENT")
@@ -133,7 +87,7 @@ async fn the_relay_resubscribes_after_its_redis_connection_is_killed() {
     assert_eq!(killed, 1);
 
     // A new connection, under the same name, subscribed again.
-    let after = subscriber_id(&env, Some(&before)).await;
+    let after = common::relay_connection_id(&env, Some(&before)).await;
     assert_ne!(after, before);
     wait_subscribed(&env).await;
 

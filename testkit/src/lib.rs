@@ -87,6 +87,39 @@ impl TestEnv {
             .expect("init.sql applies");
     }
 
+    /// Lets new connections into this test's database, or refuses them (`ALTER DATABASE … ALLOW_CONNECTIONS`;
+    /// sessions already open stay).
+    pub async fn allow_database_connections(&self, allowed: bool) {
+        let sql = format!(
+            "ALTER DATABASE \"{}\" WITH ALLOW_CONNECTIONS {allowed}",
+            self.database_name
+        );
+        self.admin()
+            .await
+            .batch_execute(&sql)
+            .await
+            .expect("can change the test database's ALLOW_CONNECTIONS");
+    }
+
+    /// Terminates every session of this test's database (this process's own clients included); how many.
+    pub async fn terminate_database_sessions(&self) -> i64 {
+        self.admin()
+            .await
+            .query_one(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = $1",
+                &[&self.database_name],
+            )
+            .await
+            .expect("can terminate the test database's sessions")
+            .get(0)
+    }
+
+    async fn admin(&self) -> tokio_postgres::Client {
+        pipeline::schema::connect(&self.admin_url)
+            .await
+            .expect("PostgreSQL is reachable at TEST_DATABASE_URL")
+    }
+
     /// A fresh Redis connection.
     pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
         redis::Client::open(self.redis_url.as_str())

@@ -73,6 +73,10 @@ pub enum ServerFrame {
         channel_id: i64,
         last_offset: i64,
     },
+    /// The channel started over from offset 1 (the data was reset); its messages from offset 1 follow.
+    Reset {
+        channel_id: i64,
+    },
     /// Bad input from the page, or a refused request about `channel_id`; the connection stays usable.
     Error {
         message: String,
@@ -103,6 +107,10 @@ impl ServerFrame {
             last_offset: i64,
         }
         #[derive(Deserialize)]
+        struct Reset {
+            channel_id: i64,
+        }
+        #[derive(Deserialize)]
         struct Error {
             message: String,
             channel_id: Option<i64>,
@@ -122,6 +130,10 @@ impl ServerFrame {
                     channel_id,
                     last_offset,
                 }
+            }
+            "reset" => {
+                let Reset { channel_id } = serde_json::from_str(text).ok()?;
+                Self::Reset { channel_id }
             }
             "error" => {
                 let Error {
@@ -279,6 +291,14 @@ impl ChannelFeed {
             }
             ServerFrame::Lagged { channel_id, .. } if channel_id == self.channel_id => {
                 self.lagged = self.lagged.saturating_add(1);
+                Outcome::Nothing
+            }
+            ServerFrame::Reset { channel_id } if channel_id == self.channel_id => {
+                // What is shown is another history; the notifier sends the channel's from offset 1 next,
+                // on the same subscription.
+                self.messages.clear();
+                self.last = 0;
+                self.head = 0;
                 Outcome::Nothing
             }
             ServerFrame::Error {
@@ -481,6 +501,30 @@ mod tests {
             assert_eq!(live(&mut feed, offset), Outcome::Nothing);
         }
         assert_eq!(shown(&feed), (1..=8).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_reset_frame_clears_the_view_and_the_channel_continues_from_offset_1() {
+        let mut feed = ChannelFeed::open(7, &page(7, 1..=5));
+        feed.subscribe();
+        feed.apply(ServerFrame::Subscribed {
+            channel_id: 7,
+            head: 5,
+        });
+        let reset = ServerFrame::parse(r#"{"type":"reset","channel_id":7}"#).unwrap();
+        assert_eq!(reset, ServerFrame::Reset { channel_id: 7 });
+        // Another channel's reset changes nothing here.
+        assert_eq!(
+            feed.apply(ServerFrame::Reset { channel_id: 8 }),
+            Outcome::Nothing
+        );
+        assert_eq!(shown(&feed), [1, 2, 3, 4, 5]);
+        assert_eq!(feed.apply(reset), Outcome::Nothing);
+        assert_eq!((shown(&feed), feed.last(), feed.head()), (vec![], 0, 0));
+        for offset in [1, 2, 3] {
+            assert_eq!(live(&mut feed, offset), Outcome::Nothing);
+        }
+        assert_eq!((shown(&feed), feed.last()), (vec![1, 2, 3], 3));
     }
 
     #[test]

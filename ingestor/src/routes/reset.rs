@@ -3,9 +3,9 @@
 //!
 //! Takes a PostgreSQL connection first (503 and nothing cleared while PostgreSQL is down), clears Redis
 //! ([`clear_queue`]: in every queue shard, pending, every registered batcher's processing list, idempotency
-//! keys), then PostgreSQL (`TRUNCATE`, restarting message ids but not batch ids, and zero totals, in one
-//! transaction). Answers as the original does: `{"status": "reset_complete", "deleted_messages",
-//! "cleared_queue"}`. A batch a batcher is committing at that very moment may still land after the reset;
+//! keys), then PostgreSQL ([`pipeline::schema::RESET_TABLES`]: `TRUNCATE`, restarting message ids and
+//! channel offsets but not batch ids, zero totals, one more `resets`, in one transaction). Answers as the
+//! original does: `{"status": "reset_complete", "deleted_messages", "cleared_queue"}`. A batch a batcher is committing at that very moment may still land after the reset;
 //! nothing accepted after the reset is lost to it.
 
 use axum::Json;
@@ -59,17 +59,8 @@ pub async fn reset(
             .query_one("SELECT count(*) FROM messages", &[])
             .await?
             .get(0);
-        // Batch ids keep counting up: a batcher takes its batch's id before its transaction and, on a retry,
-        // takes a `batches` row with that id as proof that an earlier try committed. Restarting the sequence
-        // would let a later batch draw an id that a batch in flight at the reset commits under, and count
-        // itself committed without a row.
         transaction
-            .batch_execute(
-                // The heads go with the rows: offsets start again at 1.
-                "TRUNCATE messages, dead_letters, channel_heads RESTART IDENTITY; \
-                 TRUNCATE batches CONTINUE IDENTITY; \
-                 UPDATE pipeline_totals SET messages = 0, batches = 0, dead_letters = 0",
-            )
+            .batch_execute(pipeline::schema::RESET_TABLES)
             .await?;
         transaction.commit().await?;
         Ok(u64::try_from(rows).unwrap_or(0))

@@ -6,6 +6,10 @@
 //! Targets come from the batchers' `batch_persisted` events (`channels`: each channel's committed offsets),
 //! and, as a safety net for an event that was lost (a relay reconnect) or that came from an older batcher,
 //! from `channel_heads`, re-read after each relay reconnect and every [`HEADS_EVERY`].
+//!
+//! The same re-read notices a reset (`DELETE /reset`: `pipeline_totals.resets` changed, or a head below what
+//! was fanned out): offsets start again at 1, so the hub fans the channel out again from its start and
+//! tells its subscribers to start over (each feed's `restarts`).
 
 use std::{
     collections::HashMap,
@@ -16,13 +20,13 @@ use std::{
 use axum::extract::ws::Utf8Bytes;
 use pipeline::events::ChannelRange;
 use serde::Deserialize;
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::{Notify, broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::{
     protocol::Delivered,
     resume,
-    store::{ReadError, Store},
+    store::{Heads, Ranges, ReadError, Store},
 };
 
 /// Messages a channel's broadcast keeps for subscribers that have not taken them yet; one further behind
@@ -45,12 +49,27 @@ struct Feed {
     delivered: Option<i64>,
     /// The highest offset known to be committed.
     target: i64,
+    /// Counts the channel's restarts from offset 1 (resets) seen by this hub.
+    restarts: watch::Sender<u64>,
+}
+
+/// A subscriber's hold on a channel's feed.
+#[derive(Debug)]
+pub(crate) struct Joined {
+    /// The channel's live messages.
+    pub(crate) live: broadcast::Receiver<Arc<Delivered>>,
+    /// Changes when the channel starts over from offset 1 (a reset): what was delivered is another history.
+    pub(crate) restarts: watch::Receiver<u64>,
+    /// The channel's head when it was joined.
+    pub(crate) head: i64,
 }
 
 /// The channels with subscribers; shared by the hub's task and the subscribing connections.
 #[derive(Debug)]
 pub(crate) struct Hub {
     feeds: Mutex<HashMap<i64, Feed>>,
+    /// `pipeline_totals.resets` at the last heads re-read (`None` before the first).
+    resets: Mutex<Option<i64>>,
     store: Store,
 }
 
@@ -65,6 +84,7 @@ impl Hub {
     pub(crate) fn new(store: Store) -> Self {
         Self {
             feeds: Mutex::new(HashMap::new()),
+            resets: Mutex::new(None),
             store,
         }
     }
@@ -82,28 +102,32 @@ impl Hub {
 
     /// Registers for the channel's live messages, then reads its head: every message fanned out after this
     /// returns is in the receiver, and every one fanned out before has an offset at most `head`.
-    pub(crate) async fn subscribe(
-        &self,
-        channel_id: i64,
-    ) -> Result<(broadcast::Receiver<Arc<Delivered>>, i64), ReadError> {
-        let receiver = self
-            .feeds()
-            .entry(channel_id)
-            .or_insert_with(|| Feed {
+    pub(crate) async fn subscribe(&self, channel_id: i64) -> Result<Joined, ReadError> {
+        let (live, restarts) = {
+            let mut feeds = self.feeds();
+            let feed = feeds.entry(channel_id).or_insert_with(|| Feed {
                 sender: broadcast::channel(FEED_CAPACITY).0,
                 delivered: None,
                 target: 0,
-            })
-            .sender
-            .subscribe();
-        let head = self.store.head(channel_id).await?;
+                restarts: watch::channel(0).0,
+            });
+            (feed.sender.subscribe(), feed.restarts.subscribe())
+        };
+        let (resets, head) = self.store.head(channel_id).await?;
+        // The first subscriber since the hub last looked tells it where the resets counter stands, so a
+        // reset from now on is noticed before any row of the new history is fanned out.
+        self.resets().get_or_insert(resets);
         if let Some(feed) = self.feeds().get_mut(&channel_id) {
             // The hub fans out from the first subscriber's head; later subscribers skip what they already
             // have, and each one's own catch-up covers anything between.
             feed.delivered.get_or_insert(head);
             feed.target = feed.target.max(head);
         }
-        Ok((receiver, head))
+        Ok(Joined {
+            live,
+            restarts,
+            head,
+        })
     }
 
     /// Raises the targets of subscribed channels.
@@ -134,29 +158,46 @@ impl Hub {
             .collect()
     }
 
-    /// Re-reads the heads of every subscribed channel (the safety net).
+    fn resets(&self) -> std::sync::MutexGuard<'_, Option<i64>> {
+        self.resets
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Whether `resets` (read from PostgreSQL) differs from the value the last heads re-read saw.
+    fn resets_changed(&self, resets: i64) -> bool {
+        self.resets().is_some_and(|seen| seen != resets)
+    }
+
+    /// Re-reads the heads of every subscribed channel (the safety net), and starts over the channels that
+    /// were reset.
     async fn reread_heads(&self) -> Result<(), ReadError> {
         let channels: Vec<i64> = self.standing().iter().map(|(c, ..)| *c).collect();
         if channels.is_empty() {
+            // Nobody to tell: a reset from now on is new to subscribers that come later.
+            *self.resets() = None;
             return Ok(());
         }
-        let heads = self.store.heads(&channels).await?;
+        let Heads { resets, heads } = self.store.heads(&channels).await?;
+        let seen = self.resets().replace(resets);
+        let everything_reset = seen.is_some_and(|seen| seen != resets);
+        // A channel read but missing from channel_heads has no message (0).
+        let mut read: HashMap<i64, i64> = channels.iter().map(|channel| (*channel, 0)).collect();
+        read.extend(heads);
         let mut feeds = self.feeds();
         for (channel_id, feed) in feeds.iter_mut() {
-            // A channel missing from channel_heads has no message (0).
-            let head = heads
-                .iter()
-                .find(|(channel, _)| channel == channel_id)
-                .map_or(0, |(_, head)| *head);
-            match feed.delivered {
-                // Below what was fanned out: the data was reset (DELETE /reset). Fan the channel out again
-                // from its start (subscribers drop what they already have), since what was fanned out since
-                // the reset is unknown.
-                Some(delivered) if head < delivered => {
+            // `None`: subscribed since the list was taken, so not read this time.
+            let head = read.get(channel_id).copied();
+            if resume::restarted(feed.delivered, head, everything_reset) {
+                // Fan the channel out again from its start, since what was committed since the reset is
+                // unknown; told first, so a subscriber that takes a message of the new history has heard.
+                feed.restarts.send_modify(|restarts| *restarts += 1);
+                if feed.delivered.is_some() {
                     feed.delivered = Some(0);
-                    feed.target = head;
                 }
-                _ => feed.target = feed.target.max(head),
+                feed.target = head.unwrap_or(0);
+            } else if let Some(head) = head {
+                feed.target = feed.target.max(head);
             }
         }
         Ok(())
@@ -170,7 +211,13 @@ impl Hub {
             if fetches.is_empty() {
                 return Ok(false);
             }
-            let rows = self.store.ranges(&fetches).await?;
+            let Ranges { resets, rows } = self.store.ranges(&fetches).await?;
+            if resets.is_some_and(|resets| self.resets_changed(resets)) {
+                // These rows may belong to the history that started after a reset, and subscribers are at
+                // offsets of the old one: start the channels over first.
+                self.reread_heads().await?;
+                continue;
+            }
             // Encoded before taking the lock, which subscribing connections wait for.
             let rows: Vec<Arc<Delivered>> = rows
                 .iter()

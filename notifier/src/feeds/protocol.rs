@@ -77,6 +77,11 @@ pub(crate) enum Reply {
         channel_id: i64,
         last_offset: i64,
     },
+    /// The channel started over from offset 1 (the data was reset): drop what was received of it; its
+    /// messages from offset 1 follow.
+    Reset {
+        channel_id: i64,
+    },
     Error {
         message: String,
         /// The channel the error is about, when there is one.
@@ -224,6 +229,10 @@ mod tests {
             }
             .json(),
             r#"{"type":"lagged","channel_id":7,"last_offset":9}"#
+        );
+        assert_eq!(
+            Reply::Reset { channel_id: 7 }.json(),
+            r#"{"type":"reset","channel_id":7}"#
         );
         assert_eq!(
             Reply::error(NO_TYPE, None).json(),

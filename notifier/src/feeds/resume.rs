@@ -24,6 +24,15 @@ pub(crate) fn accept(last: i64, offset: i64) -> Accept {
     }
 }
 
+/// Whether a channel whose feed has fanned out up to `delivered` (`None`: not yet known) starts over from
+/// offset 1, given its `head` just read (`None`: not read this time): when the data was reset
+/// (`everything_reset`: the resets counter changed), or when its head is below what was fanned out (its rows
+/// were deleted by other means).
+pub(crate) fn restarted(delivered: Option<i64>, head: Option<i64>, everything_reset: bool) -> bool {
+    everything_reset
+        || matches!((delivered, head), (Some(delivered), Some(head)) if head < delivered)
+}
+
 /// How many of `offsets` (ascending) continue `delivered` without a hole: the hub fans out only those.
 pub(crate) fn contiguous(delivered: i64, offsets: impl IntoIterator<Item = i64>) -> usize {
     offsets
@@ -97,6 +106,21 @@ mod tests {
         assert_eq!(accept(41, 41), Accept::Duplicate);
         assert_eq!(accept(41, 3), Accept::Duplicate);
         assert_eq!(accept(41, 43), Accept::Gap);
+    }
+
+    #[test]
+    fn a_channel_starts_over_after_a_reset_or_when_its_head_went_down() {
+        // The resets counter changed: every channel, even one already past its old position again.
+        assert!(restarted(Some(40), Some(55), true));
+        assert!(restarted(None, Some(3), true));
+        assert!(restarted(Some(40), None, true));
+        // Rows deleted without the counter: the head is below what was fanned out.
+        assert!(restarted(Some(40), Some(2), false));
+        assert!(!restarted(Some(40), Some(40), false));
+        assert!(!restarted(Some(40), Some(41), false));
+        assert!(!restarted(None, Some(0), false));
+        // A channel subscribed while the heads were being read has no head in that read: not a reset.
+        assert!(!restarted(Some(40), None, false));
     }
 
     #[test]

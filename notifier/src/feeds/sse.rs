@@ -3,7 +3,8 @@
 //! `retry:` first, then `event: message` / `id: <offset>` / `data: <message object>` for every message after
 //! the resume point (`Last-Event-ID`, else `last_event_id`, else the channel's head: live only), keep-alive
 //! comments while nothing happens. A resume point past the head gets one `event: error` naming the head, and
-//! the stream ends. A subscriber that falls behind gets `event: lagged` and is caught up from PostgreSQL.
+//! the stream ends. A subscriber that falls behind gets `event: lagged` and is caught up from PostgreSQL; after
+//! a reset, `event: reset`, then the channel's messages from offset 1.
 
 use std::{convert::Infallible, time::Duration};
 
@@ -111,6 +112,9 @@ pub(crate) async fn stream(
                 Item::Lagged { last_offset } => Event::default().event("lagged").data(
                     json!({"channel_id": channel_id, "last_offset": last_offset}).to_string(),
                 ),
+                Item::Reset => Event::default()
+                    .event("reset")
+                    .data(json!({"channel_id": channel_id}).to_string()),
                 Item::Failed { last_offset, error } => {
                     tracing::warn!(%error, channel_id, "an SSE subscription ends: PostgreSQL unavailable");
                     Event::default().event("error").data(

@@ -6,14 +6,20 @@
 //! older ones are dropped, and a jump (a lost event, or this subscriber lagging behind the broadcast) sends
 //! it back to PostgreSQL for the gap. So the switch from replay to live, a lost event and a slow subscriber
 //! can delay messages but never skip or repeat one.
+//!
+//! When the hub sees the channel start over from offset 1 (a reset), the subscription says so
+//! ([`Item::Reset`]), forgets what it had, and continues from offset 1: replayed, then live.
 
 use std::{collections::VecDeque, sync::Arc, time::Duration};
 
 use futures_util::Stream;
-use tokio::sync::broadcast::{self, error::RecvError};
+use tokio::sync::{
+    broadcast::{self, error::RecvError},
+    watch,
+};
 
 use super::{
-    hub::Hub,
+    hub::{Hub, Joined},
     protocol::Delivered,
     resume::{self, Accept},
     store::{ReadError, Store},
@@ -36,6 +42,9 @@ pub(crate) enum Item {
     /// PostgreSQL could not be read for the replay; the subscription ends after this (resume from
     /// `last_offset`).
     Failed { last_offset: i64, error: String },
+    /// The channel started over from offset 1 (the data was reset): what was delivered before is another
+    /// history; the messages that follow are the channel's from offset 1.
+    Reset,
 }
 
 /// Counts a subscription in `notifier_feed_subscriptions` for as long as it lives.
@@ -62,6 +71,8 @@ pub(crate) struct Subscription {
     /// The last offset delivered (or the resume point).
     last: i64,
     live: broadcast::Receiver<Arc<Delivered>>,
+    /// Changes when the channel starts over (see [`Joined::restarts`]).
+    restarts: watch::Receiver<u64>,
     /// Whether to read PostgreSQL before taking live messages again.
     catching_up: bool,
     /// Rows read from PostgreSQL, not yet delivered.
@@ -81,11 +92,16 @@ impl Subscription {
         after: Option<i64>,
         transport: &'static str,
     ) -> Result<(Self, i64), ReadError> {
-        let (live, head) = hub.subscribe(channel_id).await?;
+        let Joined {
+            live,
+            restarts,
+            head,
+        } = hub.subscribe(channel_id).await?;
         let subscription = Self {
             channel_id,
             last: after.unwrap_or(head),
             live,
+            restarts,
             // Even live-only subscribers replay once: rows committed since their head may have been fanned
             // out before they registered.
             catching_up: true,
@@ -108,6 +124,12 @@ impl Subscription {
             return None;
         }
         loop {
+            // Checked before anything is delivered: the hub tells a restart before it fans out a message of
+            // the new history, so a message taken after that is never mistaken for the old one's next.
+            if self.restarts.has_changed().unwrap_or(false) {
+                self.restarts.borrow_and_update();
+                return Some(self.start_over());
+            }
             if let Some(message) = self.replayed.pop_front() {
                 match resume::accept(self.last, message.offset) {
                     Accept::Deliver => return Some(self.deliver(message)),
@@ -135,7 +157,19 @@ impl Subscription {
                 }
                 continue;
             }
-            match self.live.recv().await {
+            let received = tokio::select! {
+                biased;
+                // Marks the restart seen. A closed sender (never while this holds the feed's broadcast)
+                // disables this branch.
+                Ok(()) = self.restarts.changed() => None,
+                received = self.live.recv() => Some(received),
+            };
+            let Some(received) = received else {
+                return Some(self.start_over());
+            };
+            match received {
+                // A restart told meanwhile: the loop's first check handles it (and drops this message).
+                Ok(_) if self.restarts.has_changed().unwrap_or(false) => {}
                 Ok(message) => match resume::accept(self.last, message.offset) {
                     Accept::Deliver => return Some(self.deliver(message)),
                     Accept::Duplicate => {}
@@ -152,6 +186,16 @@ impl Subscription {
                 Err(RecvError::Closed) => return None,
             }
         }
+    }
+
+    /// Forgets the old history: from offset 1 on, read from PostgreSQL first; live messages queued before
+    /// the restart are dropped with the old receiver.
+    fn start_over(&mut self) -> Item {
+        self.live = self.live.resubscribe();
+        self.replayed.clear();
+        self.last = 0;
+        self.catching_up = true;
+        Item::Reset
     }
 
     fn deliver(&mut self, message: Arc<Delivered>) -> Item {

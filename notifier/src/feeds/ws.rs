@@ -83,6 +83,7 @@ async fn serve(socket: WebSocket, state: AppState, _permit: OwnedSemaphorePermit
                 replies.push(match item {
                     Item::Message(message) => Message::Text(message.frame.clone()),
                     Item::Lagged { last_offset } => text(&Reply::Lagged { channel_id, last_offset }),
+                    Item::Reset => text(&Reply::Reset { channel_id }),
                     // The subscription's stream ends after this, which removes it.
                     Item::Failed { last_offset, error } => {
                         tracing::warn!(%error, channel_id, "a channel subscription ends: PostgreSQL unavailable");

@@ -3,6 +3,8 @@
 // Each test file uses a different subset of these helpers.
 #![allow(dead_code)]
 
+pub mod feeds;
+
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use futures_util::StreamExt;
@@ -223,4 +225,51 @@ pub fn temp_dir(env: &TestEnv, name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("{}-{name}", env.prefix));
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// `(id, name, subscriptions)` of every client Redis lists.
+pub async fn redis_clients(env: &TestEnv) -> Vec<(String, String, u64)> {
+    let mut redis = env.redis().await;
+    let list: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    list.lines()
+        .map(|line| {
+            let field = |name: &str| {
+                line.split(' ')
+                    .find_map(|kv| {
+                        kv.strip_prefix(name)
+                            .and_then(|rest| rest.strip_prefix('='))
+                    })
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            (
+                field("id"),
+                field("name"),
+                field("sub").parse().unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+/// The Redis client id of this test's notifier's relay (its named, subscribed connection), once there is
+/// one other than `not`.
+pub async fn relay_connection_id(env: &TestEnv, not: Option<&str>) -> String {
+    let name = format!("notifier-{}", env.prefix);
+    testkit::eventually(WAIT, "the notifier's named subscriber connection", || {
+        let name = name.clone();
+        async move {
+            redis_clients(env)
+                .await
+                .into_iter()
+                .find(|(id, client, subs)| {
+                    *client == name && *subs == 1 && Some(id.as_str()) != not
+                })
+                .map(|(id, _, _)| id)
+        }
+    })
+    .await
 }
