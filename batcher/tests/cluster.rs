@@ -10,7 +10,6 @@ mod common;
 
 use std::{
     collections::{HashMap, HashSet},
-    process::Stdio,
     sync::atomic::{AtomicUsize, Ordering},
     time::Duration,
 };
@@ -19,7 +18,7 @@ use chrono::{DateTime, Utc};
 use clap::Parser;
 use futures_util::future::join_all;
 use testkit::{TestEnv, cluster};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -245,20 +244,12 @@ struct Batchers {
 impl Batchers {
     /// Starts the batcher binary as `id`.
     fn spawn(&mut self, id: &str) {
-        let child = Command::new(env!("CARGO_BIN_EXE_batcher"))
-            .env("REDIS_CLUSTER_NODES", &self.nodes)
-            .env("QUEUE_SHARDS", self.shards.to_string())
-            .env("DATABASE_URL", &self.database_url)
-            .env("REDIS_KEY_PREFIX", &self.prefix)
-            .env("BATCH_SIZE", "1000")
-            .env("BATCH_TIMEOUT", "0.05")
-            .env("BATCHER_ID", id)
-            .env("BATCHER_ADDR", "127.0.0.1:0")
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("the batcher binary starts");
+        let child =
+            common::batcher_command(&self.database_url, &self.prefix, id, 1000, "0.05", "error")
+                .env("REDIS_CLUSTER_NODES", &self.nodes)
+                .env("QUEUE_SHARDS", self.shards.to_string())
+                .spawn()
+                .expect("the batcher binary starts");
         self.children.push(child);
     }
 
@@ -282,16 +273,7 @@ async fn a_hundred_thousand_messages_of_50_channels_through_12_shards_keep_every
     deployment.check(&sent).await;
     deployment.assert_drained().await;
     // Every batcher took its share of the shards.
-    let by_batcher: HashSet<String> = deployment
-        .env
-        .db()
-        .await
-        .query("SELECT DISTINCT batcher_id FROM batches", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
+    let by_batcher = common::committers(&deployment.env).await;
     assert_eq!(
         by_batcher,
         HashSet::from(["c1", "c2", "c3"].map(String::from))
@@ -321,16 +303,7 @@ async fn a_batcher_killed_and_another_added_mid_stream_lose_reorder_and_duplicat
     );
     deployment.check(&sent).await;
     deployment.assert_drained().await;
-    let committers: HashSet<String> = deployment
-        .env
-        .db()
-        .await
-        .query("SELECT DISTINCT batcher_id FROM batches", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
+    let committers = common::committers(&deployment.env).await;
     assert!(
         committers.contains("k4"),
         "the added batcher took a share: {committers:?}"

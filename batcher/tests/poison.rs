@@ -5,8 +5,6 @@ mod common;
 use std::{collections::BTreeMap, time::Duration};
 
 use common::*;
-use futures_util::StreamExt;
-use pipeline::events::ServerEvent;
 use testkit::TestEnv;
 
 /// `dead_letters` as raw element → error text.
@@ -44,9 +42,7 @@ async fn totals(env: &TestEnv) -> (i64, i64, i64) {
 #[tokio::test]
 async fn poison_elements_are_dead_lettered_verbatim_and_the_good_ones_commit() {
     let env = TestEnv::new().await;
-    let redis = redis::Client::open(env.redis_url.as_str()).unwrap();
-    let mut events = redis.get_async_pubsub().await.unwrap();
-    events.subscribe(env.keys().events()).await.unwrap();
+    let mut events = subscribe_events(&env).await;
     let batcher = start(&env, config(&env, "b1", 100, 0.1)).await;
 
     let good = messages(5);
@@ -99,15 +95,7 @@ async fn poison_elements_are_dead_lettered_verbatim_and_the_good_ones_commit() {
         (8, 5, 3)
     );
 
-    let payload: String = tokio::time::timeout(WAIT, events.on_message().next())
-        .await
-        .unwrap()
-        .unwrap()
-        .get_payload()
-        .unwrap();
-    let ServerEvent::BatchPersisted(event) = serde_json::from_str(&payload).unwrap() else {
-        panic!("not a batch_persisted event: {payload}");
-    };
+    let (_, event) = next_batch_event(&mut events).await;
     assert_eq!(
         event.ids,
         good.iter().map(|m| m.tracking_id).collect::<Vec<_>>()

@@ -12,18 +12,15 @@ use tokio::process::{Child, Command};
 
 /// The binary for `env`, quiet (warnings only, stdout discarded); the variables are set on the child only.
 fn command(env: &TestEnv, batcher_id: &str, batch_size: usize, timeout: &str) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_batcher"));
-    command
-        .env("REDIS_URL", &env.redis_url)
-        .env("DATABASE_URL", &env.database_url)
-        .env("REDIS_KEY_PREFIX", &env.prefix)
-        .env("BATCH_SIZE", batch_size.to_string())
-        .env("BATCH_TIMEOUT", timeout)
-        .env("BATCHER_ID", batcher_id)
-        .env("BATCHER_ADDR", "127.0.0.1:0")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .kill_on_drop(true);
+    let mut command = batcher_command(
+        &env.database_url,
+        &env.prefix,
+        batcher_id,
+        batch_size,
+        timeout,
+        "warn",
+    );
+    command.env("REDIS_URL", &env.redis_url);
     command
 }
 
@@ -249,12 +246,9 @@ async fn signal(child: &Child, signal: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batcher_stopped_mid_flush_past_its_lease_then_resumed_duplicates_no_row_and_no_announcement()
  {
-    use futures_util::StreamExt;
     let env = TestEnv::new().await;
     env.apply_schema().await;
-    let redis = redis::Client::open(env.redis_url.as_str()).unwrap();
-    let mut events = redis.get_async_pubsub().await.unwrap();
-    events.subscribe(env.keys().events()).await.unwrap();
+    let mut events = subscribe_events(&env).await;
 
     let mut first = spawn(&env, "paused", 50, "0.05");
     testkit::eventually(WAIT, "the first batcher holds the shard", || async {
@@ -309,24 +303,12 @@ async fn a_batcher_stopped_mid_flush_past_its_lease_then_resumed_duplicates_no_r
     assert_eq!(row_counts(&env).await, (50, 50));
     assert_eq!(persisted(&env).await, sent, "in order");
 
-    let mut announced = Vec::new();
-    let mut stream = events.on_message();
-    while let Ok(Some(message)) =
-        tokio::time::timeout(Duration::from_millis(500), stream.next()).await
-    {
-        let payload: String = message.get_payload().unwrap();
-        if let pipeline::events::ServerEvent::BatchPersisted(event) =
-            serde_json::from_str(&payload).unwrap()
-        {
-            announced.extend(event.ids);
-        }
-    }
+    let announced = announced_ids(&mut events).await;
     let mut unique = announced.clone();
     unique.sort();
     unique.dedup();
     assert_eq!(unique.len(), 50, "every id announced");
     assert_eq!(announced.len(), 50, "and each once");
-    drop(stream);
     terminate(&mut second).await;
     terminate(&mut first).await;
 }

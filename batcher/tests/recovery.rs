@@ -157,16 +157,9 @@ async fn a_paused_batcher_whose_shard_was_taken_over_loses_and_duplicates_nothin
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(row_counts(&env).await, (5, 5));
     assert_eq!(persisted(&env).await, sent);
-    let metrics = reqwest::get(format!("http://{}/metrics", batcher.addr))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = testkit::get_text(&format!("http://{}/metrics", batcher.addr)).await;
     assert!(
-        metrics
-            .lines()
-            .any(|l| l.starts_with("batcher_fenced_total ") && !l.ends_with(" 0")),
+        testkit::metric_value(&metrics, "batcher_fenced_total").is_some_and(|fenced| fenced > 0.0),
         "the batcher noticed it was fenced"
     );
     batcher.stop().await;

@@ -23,18 +23,11 @@ async fn a_batch_in_flight_across_a_reset_costs_no_message_accepted_after_it() {
 
     let (listener, addr) = testkit::listener().await.unwrap();
     let stop = CancellationToken::new();
-    let config = ingestor::Config::try_parse_from([
-        "ingestor",
-        "--redis-url",
-        &env.redis_url,
-        "--redis-key-prefix",
-        &env.prefix,
-        "--database-url",
-        &env.database_url,
-        "--admin-api-key",
-        "admin-key-for-tests",
-    ])
-    .unwrap();
+    let args = ["ingestor"]
+        .into_iter()
+        .chain(env.service_args())
+        .chain(["--admin-api-key", "admin-key-for-tests"]);
+    let config = ingestor::Config::try_parse_from(args).unwrap();
     let ingestor = tokio::spawn(ingestor::run(config, listener, stop.clone()));
     let http = reqwest::Client::new();
     let api = format!("http://{addr}");

@@ -10,17 +10,8 @@ use common::*;
 use testkit::TestEnv;
 
 async fn retries_total(metrics_url: &str) -> f64 {
-    let text = reqwest::get(metrics_url)
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|line| line.strip_prefix("batcher_retries_total "))
-        .expect("batcher_retries_total is exposed")
-        .parse()
-        .unwrap()
+    let text = testkit::get_text(metrics_url).await;
+    testkit::metric_value(&text, "batcher_retries_total").expect("batcher_retries_total is exposed")
 }
 
 #[tokio::test]

@@ -6,8 +6,6 @@ use std::time::Duration;
 
 use chrono::Utc;
 use common::*;
-use futures_util::StreamExt;
-use pipeline::events::ServerEvent;
 use testkit::TestEnv;
 
 #[tokio::test]
@@ -38,9 +36,7 @@ async fn thirty_messages_with_batch_size_ten_make_exactly_three_size_batches() {
 #[tokio::test]
 async fn a_partial_batch_is_flushed_by_the_timer_with_its_ids_published() {
     let env = TestEnv::new().await;
-    let redis = redis::Client::open(env.redis_url.as_str()).unwrap();
-    let mut events = redis.get_async_pubsub().await.unwrap();
-    events.subscribe(env.keys().events()).await.unwrap();
+    let mut events = subscribe_events(&env).await;
     let batcher = start(&env, config(&env, "b1", 1000, 0.2)).await;
 
     let sent = messages(7);
@@ -62,15 +58,7 @@ async fn a_partial_batch_is_flushed_by_the_timer_with_its_ids_published() {
     );
     assert_eq!(persisted(&env).await, sent);
 
-    let payload: String = tokio::time::timeout(WAIT, events.on_message().next())
-        .await
-        .expect("an event within the wait")
-        .expect("the subscription is open")
-        .get_payload()
-        .unwrap();
-    let ServerEvent::BatchPersisted(event) = serde_json::from_str(&payload).unwrap() else {
-        panic!("not a batch_persisted event: {payload}");
-    };
+    let (payload, event) = next_batch_event(&mut events).await;
     assert!(payload.contains(r#""type":"batch_persisted""#));
     assert_eq!(
         event.ids,
@@ -127,12 +115,7 @@ async fn health_reports_both_dependencies_and_metrics_count_flushes() {
         serde_json::json!({"status": "ok", "batcher_id": "b-health", "redis": "ok", "postgres": "ok"})
     );
 
-    let metrics = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = testkit::get_text(&format!("{base}/metrics")).await;
     for name in [
         "batcher_flushes_total{reason=\"size\"}",
         "batcher_messages_persisted_total",
@@ -148,9 +131,7 @@ async fn health_reports_both_dependencies_and_metrics_count_flushes() {
 #[tokio::test]
 async fn an_element_queued_twice_is_one_row_one_id_in_the_event_and_counted_once() {
     let env = TestEnv::new().await;
-    let redis = redis::Client::open(env.redis_url.as_str()).unwrap();
-    let mut events = redis.get_async_pubsub().await.unwrap();
-    events.subscribe(env.keys().events()).await.unwrap();
+    let mut events = subscribe_events(&env).await;
     let batcher = start(&env, config(&env, "b1", 1000, 0.2)).await;
 
     // A group push retried after its reply was lost: the same elements twice.
@@ -168,15 +149,7 @@ async fn an_element_queued_twice_is_one_row_one_id_in_the_event_and_counted_once
             .collect::<Vec<_>>(),
         [(3, 3)]
     );
-    let payload: String = tokio::time::timeout(WAIT, events.on_message().next())
-        .await
-        .expect("an event within the wait")
-        .expect("the subscription is open")
-        .get_payload()
-        .unwrap();
-    let ServerEvent::BatchPersisted(event) = serde_json::from_str(&payload).unwrap() else {
-        panic!("not a batch_persisted event: {payload}");
-    };
+    let (_, event) = next_batch_event(&mut events).await;
     assert_eq!(
         event.ids,
         sent.iter().map(|m| m.tracking_id).collect::<Vec<_>>()

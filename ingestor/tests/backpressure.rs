@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestApp, message, pending_len, spawn_app};
+use common::{TestApp, assert_retry_later, message, pending_len, spawn_app};
 use pipeline::api::MessageAccepted;
 use serde_json::Value;
 use testkit::TestEnv;
@@ -23,10 +23,7 @@ fn submissions() -> [(&'static str, String); 3] {
 }
 
 async fn assert_queue_full(response: reqwest::Response, what: &str) {
-    assert_eq!(response.status(), 429, "{what}");
-    assert_eq!(response.headers()["retry-after"], "1", "{what}");
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["error"], "queue_full", "{what}");
+    let body = assert_retry_later(response, 429, "queue_full", what).await;
     assert!(
         body["message"]
             .as_str()
@@ -95,13 +92,13 @@ async fn over_max_queue_depth_every_write_gets_429_and_queues_nothing_until_the_
     .await;
     assert_eq!(pending_len(&env).await, 10);
 
-    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap();
+    let metrics = app.get("/metrics").await;
     let metrics = metrics.text().await.unwrap();
     assert!(
         metrics.contains(r#"ingestor_messages_rejected_total{reason="queue_full"}"#),
         "{metrics}"
     );
-    assert!(metrics.contains("ingestor_queue_depth "), "{metrics}");
+    assert!(metrics.contains("pipeline_queue_depth "), "{metrics}");
     app.stop().await;
 }
 

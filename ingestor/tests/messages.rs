@@ -240,14 +240,12 @@ async fn the_same_idempotency_key_yields_the_same_id_and_one_element() {
     assert_eq!(ids, [first.message_id, other.message_id]);
 
     let bad = app
-        .client
-        .post(app.url("/messages"))
-        .header("content-type", "application/json")
-        .header("idempotency-key", "k".repeat(129))
-        .body(message(5, 6, "x"))
-        .send()
-        .await
-        .unwrap();
+        .post_json_with(
+            "/messages",
+            message(5, 6, "x"),
+            &[("idempotency-key", &"k".repeat(129))],
+        )
+        .await;
     assert_eq!(bad.status(), 422);
     let error: Value = bad.json().await.unwrap();
     assert_eq!(error["field"], "Idempotency-Key");
@@ -349,14 +347,12 @@ async fn cors_answers_the_dashboard_and_only_marks_other_clients_answers() {
     // The dashboard's POST itself, and a client that is not a browser (no Origin: CORS is skipped, its
     // two unconditional headers are still there).
     let from_dashboard = app
-        .client
-        .post(app.url("/messages"))
-        .header("origin", "http://127.0.0.1:8001")
-        .header("content-type", "application/json")
-        .body(message(1, 1, "from the dashboard"))
-        .send()
-        .await
-        .unwrap();
+        .post_json_with(
+            "/messages",
+            message(1, 1, "from the dashboard"),
+            &[("origin", "http://127.0.0.1:8001")],
+        )
+        .await;
     assert_eq!(from_dashboard.status(), 201);
     let headers = from_dashboard.headers();
     assert_eq!(

@@ -5,7 +5,9 @@ mod common;
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
-use common::{ADMIN_KEY, message, pending, pending_len, spawn_app, with_admin_key};
+use common::{
+    ADMIN_KEY, assert_retry_later, message, pending, pending_len, spawn_app, with_admin_key,
+};
 use pipeline::api::{PersistedMessage, QueueStatus, SimulateAccepted};
 use serde_json::Value;
 use testkit::TestEnv;
@@ -118,15 +120,7 @@ async fn queue_status_reports_exact_numbers_and_the_oldest_ids() {
     .await
     .unwrap();
 
-    let status: QueueStatus = app
-        .client
-        .get(app.url("/queue/status"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status: QueueStatus = app.get_json("/queue/status").await;
     assert_eq!(status.queue_length, 124);
     assert_eq!(status.batch_threshold, 50);
     assert_eq!(status.batch_progress, 24);
@@ -206,14 +200,12 @@ async fn reset_empties_the_tables_the_totals_and_every_queue() {
             .await;
     }
     let idempotent = app
-        .client
-        .post(app.url("/messages"))
-        .header("content-type", "application/json")
-        .header("idempotency-key", "reset-me")
-        .body(message(1, 1, "once"))
-        .send()
-        .await
-        .unwrap();
+        .post_json_with(
+            "/messages",
+            message(1, 1, "once"),
+            &[("idempotency-key", "reset-me")],
+        )
+        .await;
     assert_eq!(idempotent.status(), 201);
     let batch = format!("[{}]", message(1, 1, "batch once"));
     let idempotent_batch = app
@@ -322,15 +314,15 @@ async fn reset_empties_the_tables_the_totals_and_every_queue() {
 async fn health_is_ok_when_redis_and_postgres_answer() {
     let env = TestEnv::new().await;
     let app = spawn_app(&env, |_| {}).await;
-    let response = app.client.get(app.url("/health")).send().await.unwrap();
-    assert_eq!(response.status(), 200);
-    let body: Value = response.json().await.unwrap();
     assert_eq!(
-        body,
-        serde_json::json!({
-            "status": "ok", "redis": "ok", "postgres": "ok",
-            "queue_length": 0, "batch_threshold": 50, "batch_progress": 0, "batches_pending": 0,
-        })
+        app.get_status_json("/health").await,
+        (
+            200,
+            serde_json::json!({
+                "status": "ok", "redis": "ok", "postgres": "ok",
+                "queue_length": 0, "batch_threshold": 50, "batch_progress": 0, "batches_pending": 0,
+            })
+        )
     );
     app.stop().await;
 }
@@ -344,7 +336,7 @@ async fn a_broken_schema_gives_a_500_without_details() {
         .batch_execute("ALTER TABLE messages DROP COLUMN content")
         .await
         .unwrap();
-    let response = app.client.get(app.url("/messages")).send().await.unwrap();
+    let response = app.get("/messages").await;
     assert_eq!(response.status(), 500);
     let body: Value = response.json().await.unwrap();
     assert_eq!(
@@ -358,38 +350,20 @@ async fn a_broken_schema_gives_a_500_without_details() {
 async fn postgres_gone_gives_503_database_unavailable_with_retry_after() {
     let env = TestEnv::new().await;
     let app = spawn_app(&env, |_| {}).await;
-    assert_eq!(
-        app.client
-            .get(app.url("/messages"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    let name = env.database_url.rsplit('/').next().unwrap().to_owned();
-    let admin = pipeline::schema::connect(&env.database_url.replace(&name, "postgres"))
-        .await
-        .unwrap();
-    admin
-        .batch_execute(&format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
-        .await
-        .unwrap();
+    assert_eq!(app.get("/messages").await.status(), 200);
+    env.drop_database().await;
 
-    let response = app.client.get(app.url("/messages")).send().await.unwrap();
-    assert_eq!(response.status(), 503);
-    assert_eq!(response.headers()["retry-after"], "1");
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["error"], "database_unavailable");
-    let health = app.client.get(app.url("/health")).send().await.unwrap();
-    assert_eq!(health.status(), 503);
-    let body: Value = health.json().await.unwrap();
+    let response = app.get("/messages").await;
+    assert_retry_later(response, 503, "database_unavailable", "GET /messages").await;
     assert_eq!(
-        body,
-        serde_json::json!({
-            "status": "degraded", "redis": "ok", "postgres": "unavailable",
-            "queue_length": 0, "batch_threshold": 50, "batch_progress": 0, "batches_pending": 0,
-        })
+        app.get_status_json("/health").await,
+        (
+            503,
+            serde_json::json!({
+                "status": "degraded", "redis": "ok", "postgres": "unavailable",
+                "queue_length": 0, "batch_threshold": 50, "batch_progress": 0, "batches_pending": 0,
+            })
+        )
     );
     app.stop().await;
 }

@@ -90,15 +90,7 @@ async fn messages_go_to_their_channels_shard_in_order() {
     // The shard-0 list of earlier versions is shard 0; the channels above use at least two shards.
     assert!(expected.values().filter(|c| !c.is_empty()).count() >= 2);
 
-    let status: serde_json::Value = app
-        .client
-        .get(app.url("/queue/status"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status: serde_json::Value = app.get_json("/queue/status").await;
     assert_eq!(status["queue_length"], 24, "the depth counts every shard");
     assert_eq!(status["queued_message_ids"].as_array().unwrap().len(), 24);
     app.stop().await;

@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::Notifier;
+use common::*;
 use futures_util::SinkExt;
 use pipeline::access::parse_api_keys;
 use serde_json::{Value, json};
@@ -435,9 +435,6 @@ async fn with_api_keys_the_feeds_need_a_key_and_ws_stats_stays_open() {
 
     // /ws/stats carries ids, not content: open as before.
     let mut stats = notifier.connect().await;
-    common::next_matching(&mut stats, "a stats update", |v| {
-        v["type"] == "stats_update"
-    })
-    .await;
+    common::next_stats(&mut stats, "a stats update").await;
     notifier.stop().await;
 }

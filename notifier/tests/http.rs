@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Notifier, close_code, next_matching};
+use common::*;
 use serde_json::{Value, json};
 use testkit::TestEnv;
 use tokio_tungstenite::tungstenite::{self, protocol::frame::coding::CloseCode};
@@ -125,10 +125,7 @@ async fn health_is_degraded_but_stats_keep_flowing_when_redis_is_down() {
 
     // The stats task keeps going on what it can read: the totals from PostgreSQL.
     let mut ws = notifier.connect().await;
-    next_matching(&mut ws, "a first stats_update", |v| {
-        v["type"] == "stats_update"
-    })
-    .await;
+    next_stats(&mut ws, "a first stats_update").await;
     env.db()
         .await
         .execute("UPDATE pipeline_totals SET messages = 10, batches = 1", &[])
@@ -151,10 +148,7 @@ async fn clients_beyond_max_ws_clients_get_503() {
     let notifier = Notifier::start(config).await;
 
     let mut first = notifier.connect().await;
-    next_matching(&mut first, "a first stats_update", |v| {
-        v["type"] == "stats_update"
-    })
-    .await;
+    next_stats(&mut first, "a first stats_update").await;
     match tokio_tungstenite::connect_async(notifier.ws_url()).await {
         Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 503),
         other => panic!("a second client was not refused: {other:?}"),
@@ -170,23 +164,15 @@ async fn clients_beyond_max_ws_clients_get_503() {
             .map(|(ws, _)| ws)
     })
     .await;
-    next_matching(&mut again, "a stats_update", |v| {
-        v["type"] == "stats_update"
-    })
-    .await;
+    next_stats(&mut again, "a stats_update").await;
 
     notifier.stop().await;
 }
 
 #[tokio::test]
 async fn shutdown_closes_websockets_and_stops_the_server() {
-    let env = TestEnv::new().await;
-    let notifier = Notifier::start(common::config(&env)).await;
-    let mut ws = notifier.connect().await;
-    next_matching(&mut ws, "a first stats_update", |v| {
-        v["type"] == "stats_update"
-    })
-    .await;
+    let (_env, notifier, mut ws) = start_with_client().await;
+    next_stats(&mut ws, "a first stats_update").await;
     let addr = notifier.addr;
 
     let started = tokio::time::Instant::now();

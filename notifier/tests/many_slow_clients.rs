@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Notifier, batch_event, next_batch, wait_subscribed};
+use common::*;
 use uuid::Uuid;
 
 const SLOW_CLIENTS: usize = 50;

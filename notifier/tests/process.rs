@@ -4,7 +4,7 @@ mod common;
 
 use std::{process::Stdio, time::Duration};
 
-use common::{close_code, next_matching};
+use common::*;
 use testkit::TestEnv;
 use tokio::process::Command;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -34,10 +34,7 @@ async fn sigterm_closes_websockets_and_exits_zero() {
             .map(|(ws, _)| ws)
     })
     .await;
-    next_matching(&mut ws, "a first stats_update", |v| {
-        v["type"] == "stats_update"
-    })
-    .await;
+    next_stats(&mut ws, "a first stats_update").await;
 
     let pid = child.id().unwrap().to_string();
     assert!(

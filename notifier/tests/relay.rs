@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{Notifier, WAIT, batch_event, next_batch, publish, wait_subscribed};
+use common::*;
 use serde_json::Value;
 use testkit::TestEnv;
 use uuid::Uuid;
@@ -36,9 +36,7 @@ async fn a_batch_persisted_event_reaches_every_client_with_its_ids() {
 
 #[tokio::test]
 async fn a_payload_that_is_not_a_batch_persisted_event_is_not_relayed() {
-    let env = TestEnv::new().await;
-    let notifier = Notifier::start(common::config(&env)).await;
-    let mut ws = notifier.connect().await;
+    let (env, notifier, mut ws) = start_with_client().await;
     wait_subscribed(&env).await;
 
     publish(&env, "not json at all").await;
@@ -116,9 +114,7 @@ async fn subscriber_id(env: &TestEnv, not: Option<&str>) -> String {
 
 #[tokio::test]
 async fn the_relay_resubscribes_after_its_redis_connection_is_killed() {
-    let env = TestEnv::new().await;
-    let notifier = Notifier::start(common::config(&env)).await;
-    let mut ws = notifier.connect().await;
+    let (env, notifier, mut ws) = start_with_client().await;
     wait_subscribed(&env).await;
     let before = subscriber_id(&env, None).await;
 

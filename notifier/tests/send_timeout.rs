@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Notifier, batch_event, wait_subscribed};
+use common::*;
 use uuid::Uuid;
 
 /// 60 events of 2,000 ids (~80 KB each, ~5 MB in all): far more than the client's socket buffers take, far

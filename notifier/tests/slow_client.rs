@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Notifier, batch_event, wait_subscribed};
+use common::*;
 use futures_util::StreamExt;
 use tokio_tungstenite::tungstenite::{Message, protocol::frame::coding::CloseCode};
 use uuid::Uuid;

@@ -2,50 +2,23 @@
 
 mod common;
 
-use common::{BATCH_SIZE, Notifier, next_matching};
+use common::*;
 use testkit::TestEnv;
-
-/// The seed's `stats_update` fields.
-const SEED_FIELDS: [&str; 9] = [
-    "total_messages",
-    "queue_depth",
-    "messages_per_second",
-    "total_batches",
-    "avg_batch_size",
-    "batch_threshold",
-    "batch_progress",
-    "batch_progress_percent",
-    "batches_ready",
-];
 
 #[tokio::test]
 async fn a_client_first_receives_a_stats_update_with_the_seeds_fields() {
-    let env = TestEnv::new().await;
-    let notifier = Notifier::start(common::config(&env)).await;
-    let mut ws = notifier.connect().await;
+    let (_env, notifier, mut ws) = start_with_client().await;
 
     let first = next_matching(&mut ws, "the first message", |_| true).await;
-    assert_eq!(first["type"], "stats_update", "first message: {first}");
-    for field in SEED_FIELDS {
-        assert!(
-            first[field].is_number(),
-            "{field} missing or not a number in {first}"
-        );
-    }
+    testkit::seed::assert_stats_update(&first);
     assert_eq!(first["batch_threshold"], BATCH_SIZE);
     assert_eq!(first["total_messages"], 0);
     assert_eq!(first["queue_depth"], 0);
 
     // And then one every 500 ms.
     let started = tokio::time::Instant::now();
-    next_matching(&mut ws, "a second stats_update", |v| {
-        v["type"] == "stats_update"
-    })
-    .await;
-    next_matching(&mut ws, "a third stats_update", |v| {
-        v["type"] == "stats_update"
-    })
-    .await;
+    next_stats(&mut ws, "a second stats_update").await;
+    next_stats(&mut ws, "a third stats_update").await;
     assert!(started.elapsed() < std::time::Duration::from_secs(3));
 
     notifier.stop().await;
@@ -53,14 +26,9 @@ async fn a_client_first_receives_a_stats_update_with_the_seeds_fields() {
 
 #[tokio::test]
 async fn stats_count_messages_waiting_and_held_by_batchers_and_the_persisted_totals() {
-    let env = TestEnv::new().await;
-    let notifier = Notifier::start(common::config(&env)).await;
-    let mut ws = notifier.connect().await;
+    let (env, notifier, mut ws) = start_with_client().await;
     // The first stats_update means the notifier is serving, so the schema is applied.
-    next_matching(&mut ws, "the first stats_update", |v| {
-        v["type"] == "stats_update"
-    })
-    .await;
+    next_stats(&mut ws, "the first stats_update").await;
 
     let keys = env.keys().shard(0);
     let mut redis = env.redis().await;
@@ -118,12 +86,7 @@ async fn stats_count_messages_waiting_and_held_by_batchers_and_the_persisted_tot
     );
 
     // The gauge follows the same number.
-    let metrics = reqwest::get(notifier.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = testkit::get_text(&notifier.url("/metrics")).await;
     assert!(
         metrics
             .lines()
@@ -142,10 +105,7 @@ async fn stats_update_is_rounded_as_the_original_rounds_it() {
     config.batch.batch_size = 3;
     let notifier = Notifier::start(config).await;
     let mut ws = notifier.connect().await;
-    next_matching(&mut ws, "the first stats_update", |v| {
-        v["type"] == "stats_update"
-    })
-    .await;
+    next_stats(&mut ws, "the first stats_update").await;
 
     let mut redis = env.redis().await;
     let _: u64 = redis::cmd("LPUSH")

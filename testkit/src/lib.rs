@@ -14,6 +14,10 @@ pub mod feeds;
 
 pub mod redis_server;
 
+pub mod seed;
+
+pub mod ws;
+
 use std::{future::Future, time::Duration};
 
 use anyhow::Context;
@@ -71,6 +75,45 @@ impl TestEnv {
             redis_key_prefix: self.prefix.clone(),
             queue_shards: 1,
         }
+    }
+
+    /// The services' database configuration for this test.
+    pub fn database_config(&self) -> pipeline::config::DatabaseConfig {
+        pipeline::config::DatabaseConfig {
+            database_url: self.database_url.clone(),
+        }
+    }
+
+    /// Every element of the list `key`, as `LRANGE key 0 -1` returns them (newest first for the pending
+    /// lists, which are pushed on the left).
+    pub async fn lrange(&self, key: &str) -> Vec<String> {
+        lrange(&self.redis_url, key).await
+    }
+
+    /// The command-line arguments of a service on this test's Redis, key prefix and database.
+    pub fn service_args(&self) -> [&str; 6] {
+        [
+            "--redis-url",
+            &self.redis_url,
+            "--redis-key-prefix",
+            &self.prefix,
+            "--database-url",
+            &self.database_url,
+        ]
+    }
+
+    /// Drops this test's database now, its connections with it: PostgreSQL is gone for the services
+    /// using it (as when it is unreachable) while Redis stays.
+    pub async fn drop_database(&self) {
+        pipeline::schema::connect(&self.admin_url)
+            .await
+            .expect("PostgreSQL is reachable at TEST_DATABASE_URL")
+            .batch_execute(&format!(
+                "DROP DATABASE \"{}\" WITH (FORCE)",
+                self.database_name
+            ))
+            .await
+            .expect("can drop the test database");
     }
 
     /// A fresh connection to this test's database.
@@ -180,6 +223,93 @@ where
     }
 }
 
+/// `LRANGE key 0 -1` on the Redis at `redis_url` (this test's, or a private [`redis_server::RedisServer`]).
+pub async fn lrange(redis_url: &str, key: &str) -> Vec<String> {
+    let mut redis = redis::Client::open(redis_url)
+        .expect("a valid Redis URL")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("Redis is reachable");
+    redis::cmd("LRANGE")
+        .arg(key)
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut redis)
+        .await
+        .expect("LRANGE of a list")
+}
+
+/// The flush threshold and timeout of a test's services.
+pub fn batch_config(batch_size: usize, batch_timeout: Duration) -> pipeline::config::BatchConfig {
+    pipeline::config::BatchConfig {
+        batch_size,
+        batch_timeout,
+    }
+}
+
+/// Plain-text logs with `filter` (e.g. `"warn"`), the format a test's output is read in.
+pub fn text_log(filter: &str) -> pipeline::config::LogConfig {
+    pipeline::config::LogConfig {
+        log_format: pipeline::config::LogFormat::Text,
+        log_filter: filter.into(),
+    }
+}
+
+/// `GET url` with `client`, its body parsed as `T` whatever the status; panics when nothing answers or the
+/// body is not that JSON.
+pub async fn get_json<T: serde::de::DeserializeOwned>(client: &reqwest::Client, url: &str) -> T {
+    client
+        .get(url)
+        .send()
+        .await
+        .unwrap_or_else(|error| panic!("GET {url}: {error}"))
+        .json()
+        .await
+        .unwrap_or_else(|error| panic!("GET {url}: not the expected JSON: {error}"))
+}
+
+/// `GET url`, its body as text whatever the status (e.g. a service's `/metrics`).
+pub async fn get_text(url: &str) -> String {
+    reqwest::get(url)
+        .await
+        .unwrap_or_else(|error| panic!("GET {url}: {error}"))
+        .text()
+        .await
+        .unwrap_or_else(|error| panic!("GET {url}: no text body: {error}"))
+}
+
+/// `GET url`: its status and its body as JSON (e.g. a service's `/health` or `/ready`, 200 or 503).
+pub async fn get_status_json(url: &str) -> (u16, serde_json::Value) {
+    let response = reqwest::get(url)
+        .await
+        .unwrap_or_else(|error| panic!("GET {url}: {error}"));
+    let status = response.status().as_u16();
+    let body = response
+        .json()
+        .await
+        .unwrap_or_else(|error| panic!("GET {url}: not JSON: {error}"));
+    (status, body)
+}
+
+/// The value of the sample `series` (a metric name with its labels as exposed, e.g.
+/// `notifier_clients_disconnected_total{reason="idle"}`) in a Prometheus text exposition; `None` when absent.
+pub fn metric_value(exposition: &str, series: &str) -> Option<f64> {
+    exposition
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .map(|value| value.trim().parse().expect("a sample value is a number"))
+}
+
+/// The error `run` (a service's `run`, on something it must refuse) stops with, as `{error:#}`; panics
+/// naming `service` unless it returns one within 10 s.
+pub async fn start_error(service: &str, run: impl Future<Output = anyhow::Result<()>>) -> String {
+    match tokio::time::timeout(Duration::from_secs(10), run).await {
+        Ok(Err(error)) => format!("{error:#}"),
+        Ok(Ok(())) => panic!("the {service} must not start"),
+        Err(_) => panic!("the {service} did not give up within 10 s"),
+    }
+}
+
 /// Binds `127.0.0.1:0` and returns the listener with its address.
 pub async fn listener() -> anyhow::Result<(tokio::net::TcpListener, std::net::SocketAddr)> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -192,6 +322,17 @@ pub async fn listener() -> anyhow::Result<(tokio::net::TcpListener, std::net::So
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sample_is_found_by_its_whole_series_name() {
+        let exposition =
+            "# TYPE a_total counter\na_total 3\na_total_bytes 9\nb{reason=\"idle\"} 1.5\n";
+        assert_eq!(metric_value(exposition, "a_total"), Some(3.0));
+        assert_eq!(metric_value(exposition, "a_total_bytes"), Some(9.0));
+        assert_eq!(metric_value(exposition, "b{reason=\"idle\"}"), Some(1.5));
+        assert_eq!(metric_value(exposition, "b"), None);
+        assert_eq!(metric_value(exposition, "c_total"), None);
+    }
 
     #[test]
     fn database_name_is_replaced_keeping_host_and_query() {

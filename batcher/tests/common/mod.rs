@@ -7,7 +7,7 @@ use std::time::Duration;
 use batcher::Config;
 use chrono::{DateTime, SubsecRound, Utc};
 use pipeline::{
-    config::{BatchConfig, DatabaseConfig, LogConfig, LogFormat},
+    events::{BatchPersisted, ServerEvent},
     queued::QueuedMessage,
 };
 use testkit::TestEnv;
@@ -22,17 +22,9 @@ pub const WAIT: Duration = Duration::from_secs(10);
 pub fn config(env: &TestEnv, batcher_id: &str, batch_size: usize, timeout_secs: f64) -> Config {
     Config {
         redis: env.redis_config(),
-        database: DatabaseConfig {
-            database_url: env.database_url.clone(),
-        },
-        batch: BatchConfig {
-            batch_size,
-            batch_timeout: Duration::from_secs_f64(timeout_secs),
-        },
-        log: LogConfig {
-            log_format: LogFormat::Text,
-            log_filter: "warn".into(),
-        },
+        database: env.database_config(),
+        batch: testkit::batch_config(batch_size, Duration::from_secs_f64(timeout_secs)),
+        log: testkit::text_log("warn"),
         batcher_addr: "127.0.0.1:0".parse().unwrap(),
         batcher_id: batcher_id.into(),
     }
@@ -69,6 +61,31 @@ pub async fn start(env: &TestEnv, config: Config) -> Running {
         task,
         addr,
     }
+}
+
+/// The batcher binary as `batcher_id` on the database at `database_url` and the key prefix `prefix` (the
+/// caller adds where Redis is), flushing at `batch_size` or after `timeout` seconds, logging at `rust_log`;
+/// its stdout discarded, killed on drop. The variables are set on the child only.
+pub fn batcher_command(
+    database_url: &str,
+    prefix: &str,
+    batcher_id: &str,
+    batch_size: usize,
+    timeout: &str,
+    rust_log: &str,
+) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_batcher"));
+    command
+        .env("DATABASE_URL", database_url)
+        .env("REDIS_KEY_PREFIX", prefix)
+        .env("BATCH_SIZE", batch_size.to_string())
+        .env("BATCH_TIMEOUT", timeout)
+        .env("BATCHER_ID", batcher_id)
+        .env("BATCHER_ADDR", "127.0.0.1:0")
+        .env("RUST_LOG", rust_log)
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true);
+    command
 }
 
 /// A valid message, as the ingestor would queue it (created_at in whole microseconds, like PostgreSQL).
@@ -138,6 +155,58 @@ pub async fn wait_empty(env: &TestEnv, key: &str) {
         (llen(env, key).await == 0).then_some(())
     })
     .await;
+}
+
+/// A subscription to this test's events channel, open before the test publishes anything.
+pub async fn subscribe_events(env: &TestEnv) -> redis::aio::PubSub {
+    let redis = redis::Client::open(env.redis_url.as_str()).unwrap();
+    let mut events = redis.get_async_pubsub().await.unwrap();
+    events.subscribe(env.keys().events()).await.unwrap();
+    events
+}
+
+/// The next event on `events` (within [`WAIT`]), as published and parsed; panics unless it is a
+/// `batch_persisted` event.
+pub async fn next_batch_event(events: &mut redis::aio::PubSub) -> (String, BatchPersisted) {
+    use futures_util::StreamExt;
+    let payload: String = tokio::time::timeout(WAIT, events.on_message().next())
+        .await
+        .expect("an event within the wait")
+        .expect("the subscription is open")
+        .get_payload()
+        .unwrap();
+    let ServerEvent::BatchPersisted(event) = serde_json::from_str(&payload).unwrap() else {
+        panic!("not a batch_persisted event: {payload}");
+    };
+    (payload, event)
+}
+
+/// The ids of every `batch_persisted` event on `events`, in order, until none arrives for 500 ms.
+pub async fn announced_ids(events: &mut redis::aio::PubSub) -> Vec<Uuid> {
+    use futures_util::StreamExt;
+    let mut announced = Vec::new();
+    let mut stream = events.on_message();
+    while let Ok(Some(message)) =
+        tokio::time::timeout(Duration::from_millis(500), stream.next()).await
+    {
+        let payload: String = message.get_payload().unwrap();
+        if let ServerEvent::BatchPersisted(event) = serde_json::from_str(&payload).unwrap() {
+            announced.extend(event.ids);
+        }
+    }
+    announced
+}
+
+/// The distinct `batcher_id`s of the `batches` rows.
+pub async fn committers(env: &TestEnv) -> std::collections::HashSet<String> {
+    env.db()
+        .await
+        .query("SELECT DISTINCT batcher_id FROM batches", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
 }
 
 /// One `batches` row.

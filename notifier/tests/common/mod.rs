@@ -5,16 +5,11 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use futures_util::StreamExt;
 use notifier::Config;
-use pipeline::config::{BatchConfig, DatabaseConfig, LogConfig, LogFormat};
 use serde_json::Value;
 use testkit::TestEnv;
-use tokio::{net::TcpStream, task::JoinHandle};
-use tokio_tungstenite::{
-    MaybeTlsStream, WebSocketStream,
-    tungstenite::{Message, protocol::frame::coding::CloseCode},
-};
+use tokio::task::JoinHandle;
+use tokio_tungstenite::{MaybeTlsStream, tungstenite::protocol::frame::coding::CloseCode};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -24,39 +19,21 @@ pub const BATCH_SIZE: usize = 2;
 pub const WAIT: Duration = Duration::from_secs(10);
 
 /// A client of `/ws/stats`.
-pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub use testkit::ws::Ws;
 
 /// The code of the Close frame `ws` receives within `within`, skipping the frames before it; panics if the
 /// connection ends without one.
 pub async fn close_code(ws: &mut Ws, within: Duration) -> Option<CloseCode> {
-    tokio::time::timeout(within, async {
-        loop {
-            match ws.next().await {
-                Some(Ok(Message::Close(frame))) => return frame.map(|f| f.code),
-                Some(Ok(_)) => {}
-                other => panic!("no Close frame: {other:?}"),
-            }
-        }
-    })
-    .await
-    .expect("the Close frame arrives")
+    testkit::ws::close_frame(ws, within).await.map(|f| f.code)
 }
 
 /// The configuration of a test's notifier: its own database and key prefix, no built dashboard.
 pub fn config(env: &TestEnv) -> Config {
     Config {
         redis: env.redis_config(),
-        database: DatabaseConfig {
-            database_url: env.database_url.clone(),
-        },
-        batch: BatchConfig {
-            batch_size: BATCH_SIZE,
-            batch_timeout: Duration::from_millis(100),
-        },
-        log: LogConfig {
-            log_format: LogFormat::Text,
-            log_filter: "info".into(),
-        },
+        database: env.database_config(),
+        batch: testkit::batch_config(BATCH_SIZE, Duration::from_millis(100)),
+        log: testkit::text_log("info"),
         notifier_addr: "127.0.0.1:0".parse().unwrap(),
         // A directory that does not exist: the fallback page is served.
         dashboard_dir: std::env::temp_dir().join(format!("{}-no-dashboard", env.prefix)),
@@ -111,15 +88,8 @@ impl Notifier {
     /// The value of the metric line starting with `series` (e.g. `notifier_ws_clients` or
     /// `notifier_clients_disconnected_total{reason="idle"}`), 0 when absent.
     pub async fn metric(&self, series: &str) -> f64 {
-        let text = reqwest::get(self.url("/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-            .map_or(0.0, |value| value.trim().parse().unwrap())
+        let text = testkit::get_text(&self.url("/metrics")).await;
+        testkit::metric_value(&text, series).unwrap_or(0.0)
     }
 
     pub async fn connect(&self) -> Ws {
@@ -140,29 +110,22 @@ impl Notifier {
     }
 }
 
+/// A test's environment, a notifier on it with [`config`], and a `/ws/stats` client of it.
+pub async fn start_with_client() -> (TestEnv, Notifier, Ws) {
+    let env = TestEnv::new().await;
+    let notifier = Notifier::start(config(&env)).await;
+    let ws = notifier.connect().await;
+    (env, notifier, ws)
+}
+
 /// Reads until a text message satisfies `wanted`, for at most [`WAIT`]; returns it as JSON.
-pub async fn next_matching(
-    ws: &mut Ws,
-    what: &str,
-    mut wanted: impl FnMut(&Value) -> bool,
-) -> Value {
-    let read = async {
-        loop {
-            match ws.next().await {
-                Some(Ok(Message::Text(text))) => {
-                    let value: Value = serde_json::from_str(&text).expect("every message is JSON");
-                    if wanted(&value) {
-                        return value;
-                    }
-                }
-                Some(Ok(_)) => {}
-                other => panic!("the WebSocket ended while waiting for {what}: {other:?}"),
-            }
-        }
-    };
-    tokio::time::timeout(WAIT, read)
-        .await
-        .unwrap_or_else(|_| panic!("timed out after {WAIT:?} waiting for {what}"))
+pub async fn next_matching(ws: &mut Ws, what: &str, wanted: impl FnMut(&Value) -> bool) -> Value {
+    testkit::ws::next_matching(ws, WAIT, what, wanted).await
+}
+
+/// The next `stats_update`.
+pub async fn next_stats(ws: &mut Ws, what: &str) -> Value {
+    next_matching(ws, what, |v| v["type"] == "stats_update").await
 }
 
 /// The next `batch_persisted` event.
