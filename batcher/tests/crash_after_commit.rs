@@ -89,13 +89,8 @@ async fn a_batcher_killed_between_commit_and_clear_is_replayed_without_committin
         (50, 0, "recovery", "replays"),
         "a replay counts what it took and inserted nothing"
     );
-    let totals = env
-        .db()
-        .await
-        .query_one("SELECT messages, batches FROM pipeline_totals", &[])
-        .await
-        .unwrap();
-    assert_eq!((totals.get::<_, i64>(0), totals.get::<_, i64>(1)), (50, 2));
+    let (messages, batches, _) = env.totals().await;
+    assert_eq!((messages, batches), (50, 2));
 
     // The dead batcher announced nothing (the event goes with the clear); the replay announces each id once.
     let announced = announced_ids(&mut events).await;

@@ -104,15 +104,12 @@ fn expected_ranges(
 /// Asserts each channel's offsets are exactly 1..=n in `id` (commit) order, and its head is n.
 async fn assert_contiguous(env: &TestEnv) -> BTreeMap<i64, Vec<(String, i64)>> {
     let by_channel = offsets_by_channel(env).await;
-    let heads: BTreeMap<i64, i64> = env
-        .db()
-        .await
-        .query("SELECT channel_id, head FROM channel_heads", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| (row.get(0), row.get(1)))
-        .collect();
+    let heads = env
+        .rows("SELECT channel_id, head FROM channel_heads", |row| {
+            (row.get::<_, i64>(0), row.get::<_, i64>(1))
+        })
+        .await;
+    let heads: BTreeMap<i64, i64> = heads.into_iter().collect();
     for (channel, rows) in &by_channel {
         let offsets: Vec<i64> = rows.iter().map(|(_, offset)| *offset).collect();
         let expected: Vec<i64> = (1..=rows.len() as i64).collect();
@@ -202,14 +199,7 @@ async fn a_replayed_batch_numbers_only_its_new_rows() {
 #[tokio::test]
 async fn dead_letters_and_refused_rows_take_no_offset() {
     let env = TestEnv::new().await;
-    env.apply_schema().await;
-    env.db()
-        .await
-        .batch_execute(
-            "ALTER TABLE messages ADD CONSTRAINT no_forbidden CHECK (content <> 'forbidden')",
-        )
-        .await
-        .unwrap();
+    common::forbid_content(&env).await;
     let mut store = Store::new(&env.database_url);
     commit(&mut store, &rows(10, 2, "before"), &[]).await;
     let mut batch = rows(20, 2, "ok");

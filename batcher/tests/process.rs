@@ -129,13 +129,7 @@ async fn batchers_killed_again_and_again_mid_stream_lose_and_duplicate_nothing()
     let mut expected = sent.clone();
     expected.sort_by_key(|m| m.tracking_id);
     assert_eq!(persisted, expected);
-    let totals: i64 = env
-        .db()
-        .await
-        .query_one("SELECT messages FROM pipeline_totals", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let (totals, _, _) = env.totals().await;
     assert_eq!(
         totals, MESSAGES as i64,
         "the running total counts each row once"
@@ -172,12 +166,9 @@ async fn sigterm_commits_the_held_partial_batch_and_exits_zero() {
     );
     assert_eq!(llen(&env, &processing).await, 0);
     assert!(!registered(&env, "t1").await);
-    let mut redis = env.redis().await;
-    let lease: bool = redis::cmd("EXISTS")
-        .arg(env.keys().shard(0).lease())
-        .query_async(&mut redis)
-        .await
-        .unwrap();
+    let lease: bool = env
+        .redis_query(redis::cmd("EXISTS").arg(env.keys().shard(0).lease()))
+        .await;
     assert!(!lease, "the shard was released");
 }
 

@@ -63,13 +63,13 @@ async fn the_list_of_a_dead_batcher_is_reclaimed_first_by_the_shards_next_holder
     let env = TestEnv::new().await;
     let ghost_held = messages(20);
     fill_processing(&env, "ghost", &ghost_held).await;
-    let mut redis = env.redis().await;
-    let _: i64 = redis::cmd("SADD")
-        .arg(env.keys().shard(0).batchers())
-        .arg("ghost")
-        .query_async(&mut redis)
-        .await
-        .unwrap();
+    let _: i64 = env
+        .redis_query(
+            redis::cmd("SADD")
+                .arg(env.keys().shard(0).batchers())
+                .arg("ghost"),
+        )
+        .await;
     // Newer messages wait in pending; the reclaimed (older) ones go before them.
     let newer = messages(3);
     push(&env, &newer).await;
@@ -170,13 +170,9 @@ async fn messages_left_in_the_shards_of_a_larger_earlier_layout_are_persisted_af
  {
     let env = TestEnv::new().await;
     // The ingestors ran with QUEUE_SHARDS=4 (they record it) and left messages in shards 2 and 3.
-    let mut redis = env.redis().await;
-    let _: i64 = redis::cmd("SADD")
-        .arg(env.keys().layouts())
-        .arg(4)
-        .query_async(&mut redis)
-        .await
-        .unwrap();
+    let _: i64 = env
+        .redis_query(redis::cmd("SADD").arg(env.keys().layouts()).arg(4))
+        .await;
     let (two, three) = (messages(6), messages(4));
     lpush(
         &env,

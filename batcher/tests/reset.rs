@@ -63,16 +63,9 @@ async fn a_batch_in_flight_across_a_reset_costs_no_message_accepted_after_it() {
         assert_eq!(response.status(), 201);
     }
     wait_rows(&env, 3).await;
-    let ids: Vec<i64> = db
-        .query(
-            "SELECT id FROM batches WHERE batcher_id = 'r1' ORDER BY id",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
+    let ids: Vec<i64> = env
+        .column("SELECT id FROM batches WHERE batcher_id = 'r1' ORDER BY id")
+        .await;
     assert_eq!(ids.len(), 3);
     assert!(
         ids.iter().all(|id| *id > in_flight),

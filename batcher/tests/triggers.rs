@@ -156,13 +156,7 @@ async fn an_element_queued_twice_is_one_row_one_id_in_the_event_and_counted_once
     );
     assert_eq!(event.batch_size, 3);
     wait_empty(&env, &env.keys().shard(0).processing("b1")).await;
-    let totals: i64 = env
-        .db()
-        .await
-        .query_one("SELECT messages FROM pipeline_totals", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let (totals, _, _) = env.totals().await;
     assert_eq!(totals, 3);
     batcher.stop().await;
 }

@@ -30,10 +30,8 @@ struct Service {
 impl Service {
     async fn stop(self) {
         self.shutdown.cancel();
-        tokio::time::timeout(WAIT, self.task)
+        testkit::join_service("service", self.task, WAIT)
             .await
-            .expect("the service stops in time")
-            .expect("the service task does not panic")
             .expect("the service stops cleanly");
     }
 }

@@ -234,14 +234,8 @@ impl Pipeline {
 
     /// Tracking ids in `messages`, failing on duplicates.
     async fn persisted_ids(&self) -> HashSet<Uuid> {
-        let rows = self
-            .env
-            .db()
-            .await
-            .query("SELECT tracking_id FROM messages", &[])
-            .await
-            .unwrap();
-        let ids: HashSet<Uuid> = rows.iter().map(|row| row.get(0)).collect();
+        let rows: Vec<Uuid> = self.env.column("SELECT tracking_id FROM messages").await;
+        let ids: HashSet<Uuid> = rows.iter().copied().collect();
         assert_eq!(ids.len(), rows.len(), "duplicate tracking_id in messages");
         ids
     }
@@ -296,14 +290,8 @@ async fn thousands_of_concurrent_posts_become_exactly_those_rows() {
         assert_eq!(pipeline.env.count("messages").await, MESSAGES);
         assert_eq!(pipeline.persisted_ids().await, returned);
 
-        let totals = pipeline
-            .env
-            .db()
-            .await
-            .query_one("SELECT messages FROM pipeline_totals", &[])
-            .await
-            .unwrap();
-        assert_eq!(totals.get::<_, i64>(0), MESSAGES);
+        let (persisted, _, _) = pipeline.env.totals().await;
+        assert_eq!(persisted, MESSAGES);
         pipeline.stop().await;
     })
     .await;
@@ -445,14 +433,8 @@ async fn two_of_each_service_persist_every_message_once_and_every_notifier_relay
     // Both batchers took part (each holds its share of the shards), each under its own id.
     let batchers: Vec<String> = pipeline
         .env
-        .db()
-        .await
-        .query("SELECT DISTINCT batcher_id FROM batches ORDER BY 1", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
+        .column("SELECT DISTINCT batcher_id FROM batches ORDER BY 1")
+        .await;
     assert_eq!(batchers, ["e2e-1", "e2e-2"]);
 
     // Every notifier relays every batch, whichever batcher committed it.

@@ -35,13 +35,13 @@ async fn assert_queue_full(response: reqwest::Response, what: &str) {
 
 /// Pushes `n` raw elements onto the pending list, as if clients had queued them.
 async fn fill(env: &TestEnv, n: usize) {
-    let mut redis = env.redis().await;
-    let _: () = redis::cmd("LPUSH")
-        .arg(env.keys().shard(0).pending())
-        .arg(vec!["filler"; n])
-        .query_async(&mut redis)
-        .await
-        .unwrap();
+    let _: () = env
+        .redis_query(
+            redis::cmd("LPUSH")
+                .arg(env.keys().shard(0).pending())
+                .arg(vec!["filler"; n]),
+        )
+        .await;
 }
 
 /// Posts single messages until one is refused (the cached depth has caught up), at most for 5 s.
@@ -68,12 +68,9 @@ async fn over_max_queue_depth_every_write_gets_429_and_queues_nothing_until_the_
     assert_eq!(pending_len(&env).await, before, "a 429 queues nothing");
 
     // The batchers drain the queue: submissions are admitted again without anyone stepping in.
-    let mut redis = env.redis().await;
-    let _: () = redis::cmd("DEL")
-        .arg(env.keys().shard(0).pending())
-        .query_async(&mut redis)
-        .await
-        .unwrap();
+    let _: () = env
+        .redis_query(redis::cmd("DEL").arg(env.keys().shard(0).pending()))
+        .await;
     testkit::eventually(Duration::from_secs(5), "a 201 after draining", || async {
         let response = app.post_json("/messages", message(1, 1, "again")).await;
         (response.status() == 201).then_some(())

@@ -386,12 +386,9 @@ async fn an_idempotency_key_is_forgotten_after_idempotency_ttl() {
     let first = post().await;
     assert_eq!(post().await, first, "a repeat within the TTL");
     assert_eq!(pending_len(&env).await, 1);
-    let mut redis = env.redis().await;
-    let ttl_ms: i64 = redis::cmd("PTTL")
-        .arg(env.keys().shard(0).idempotency("ttl-key"))
-        .query_async(&mut redis)
-        .await
-        .unwrap();
+    let ttl_ms: i64 = env
+        .redis_query(redis::cmd("PTTL").arg(env.keys().shard(0).idempotency("ttl-key")))
+        .await;
     assert!((1..=1000).contains(&ttl_ms), "PTTL {ttl_ms}");
 
     tokio::time::sleep(Duration::from_millis(1_200)).await;
@@ -436,13 +433,8 @@ async fn a_keyed_batch_of_10000_is_remembered_in_38_bytes_plus_16_per_message() 
         .await;
     assert_eq!(response.status(), 201);
     let first: Value = response.json().await.unwrap();
-    let mut redis = env.redis().await;
     let record = env.keys().shard(0).idempotency("batch compact");
-    let length: usize = redis::cmd("STRLEN")
-        .arg(&record)
-        .query_async(&mut redis)
-        .await
-        .unwrap();
+    let length: usize = env.redis_query(redis::cmd("STRLEN").arg(&record)).await;
     assert_eq!(
         length,
         ingestor::idempotency::BATCH_RECORD_HEADER_LEN + 16 * 10_000

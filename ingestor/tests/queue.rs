@@ -18,20 +18,17 @@ async fn simulate_500_queues_500_distinct_messages_and_reports_the_seeds_fields(
     let env = TestEnv::new().await;
     let app = spawn_app(&env, |config| config.batch.batch_size = 50).await;
     // 7 messages already held by a batcher count towards the queue too.
-    let mut redis = env.redis().await;
     let keys = env.keys().shard(0);
-    let _: () = redis::cmd("SADD")
-        .arg(keys.batchers())
-        .arg("b1")
-        .query_async(&mut redis)
-        .await
-        .unwrap();
-    let _: () = redis::cmd("RPUSH")
-        .arg(keys.processing("b1"))
-        .arg(vec!["held"; 7])
-        .query_async(&mut redis)
-        .await
-        .unwrap();
+    let _: () = env
+        .redis_query(redis::cmd("SADD").arg(keys.batchers()).arg("b1"))
+        .await;
+    let _: () = env
+        .redis_query(
+            redis::cmd("RPUSH")
+                .arg(keys.processing("b1"))
+                .arg(vec!["held"; 7]),
+        )
+        .await;
 
     let response = app.post_json("/simulate", r#"{"count": 500}"#).await;
     assert_eq!(response.status(), 202);
@@ -104,13 +101,13 @@ async fn queue_status_reports_exact_numbers_and_the_oldest_ids() {
         );
     }
     // An element that is not a message is skipped in the ids but still counts.
-    let mut redis = env.redis().await;
-    let _: () = redis::cmd("RPUSH")
-        .arg(env.keys().shard(0).pending())
-        .arg("garbage")
-        .query_async(&mut redis)
-        .await
-        .unwrap();
+    let _: () = env
+        .redis_query(
+            redis::cmd("RPUSH")
+                .arg(env.keys().shard(0).pending())
+                .arg("garbage"),
+        )
+        .await;
     let db = env.db().await;
     let committed_at: DateTime<Utc> = "2024-05-06T07:08:09Z".parse().unwrap();
     db.execute(
@@ -213,19 +210,12 @@ async fn reset_empties_the_tables_the_totals_and_every_queue() {
         .await;
     assert_eq!(idempotent_batch.status(), 201);
     let keys = env.keys().shard(0);
-    let mut redis = env.redis().await;
-    let _: () = redis::cmd("SADD")
-        .arg(keys.batchers())
-        .arg("b1")
-        .query_async(&mut redis)
-        .await
-        .unwrap();
-    let _: () = redis::cmd("RPUSH")
-        .arg(keys.processing("b1"))
-        .arg("held")
-        .query_async(&mut redis)
-        .await
-        .unwrap();
+    let _: () = env
+        .redis_query(redis::cmd("SADD").arg(keys.batchers()).arg("b1"))
+        .await;
+    let _: () = env
+        .redis_query(redis::cmd("RPUSH").arg(keys.processing("b1")).arg("held"))
+        .await;
     let db = env.db().await;
     db.batch_execute(
         "INSERT INTO messages (tracking_id, user_id, channel_id, content, created_at, channel_offset) \
@@ -238,12 +228,13 @@ async fn reset_empties_the_tables_the_totals_and_every_queue() {
     .await
     .unwrap();
 
-    let remembered: u64 = redis::cmd("EXISTS")
-        .arg(keys.idempotency("reset-me"))
-        .arg(keys.idempotency("batch reset-me"))
-        .query_async(&mut redis)
-        .await
-        .unwrap();
+    let remembered: u64 = env
+        .redis_query(
+            redis::cmd("EXISTS")
+                .arg(keys.idempotency("reset-me"))
+                .arg(keys.idempotency("batch reset-me")),
+        )
+        .await;
     assert_eq!(
         remembered, 2,
         "both idempotency records exist before the reset"
@@ -277,14 +268,15 @@ async fn reset_empties_the_tables_the_totals_and_every_queue() {
         ),
         (0, 0, 0)
     );
-    let exists: u64 = redis::cmd("EXISTS")
-        .arg(keys.pending())
-        .arg(keys.processing("b1"))
-        .arg(keys.idempotency("reset-me"))
-        .arg(keys.idempotency("batch reset-me"))
-        .query_async(&mut redis)
-        .await
-        .unwrap();
+    let exists: u64 = env
+        .redis_query(
+            redis::cmd("EXISTS")
+                .arg(keys.pending())
+                .arg(keys.processing("b1"))
+                .arg(keys.idempotency("reset-me"))
+                .arg(keys.idempotency("batch reset-me")),
+        )
+        .await;
     assert_eq!(exists, 0);
     // Message ids restart; batch ids go on (a batch in flight at the reset keeps the id it drew, see
     // batcher/tests/reset.rs).

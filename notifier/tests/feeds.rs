@@ -23,13 +23,17 @@ const WAIT: Duration = Duration::from_secs(10);
 /// How long a test listens to be sure nothing more comes.
 const QUIET: Duration = Duration::from_millis(300);
 
-async fn start(env: &TestEnv, keys: &str) -> Notifier {
+/// A test's environment, a notifier on it with `keys` as API_KEYS (its relay subscribed), and a connection to
+/// the test's database (schema applied).
+async fn start(keys: &str) -> (TestEnv, Notifier, tokio_postgres::Client) {
+    let env = TestEnv::new().await;
     env.apply_schema().await;
-    let mut config = common::config(env);
+    let mut config = common::config(&env);
     config.api_keys = parse_api_keys(keys).unwrap();
     let notifier = Notifier::start(config).await;
-    common::wait_subscribed(env).await;
-    notifier
+    common::wait_subscribed(&env).await;
+    let db = env.db().await;
+    (env, notifier, db)
 }
 
 fn ws_url(notifier: &Notifier, query: &str) -> String {
@@ -61,9 +65,7 @@ fn error(message: &str) -> Value {
 
 #[tokio::test]
 async fn every_bad_request_is_answered_and_the_connection_stays_usable() {
-    let env = TestEnv::new().await;
-    let notifier = start(&env, "").await;
-    let db = env.db().await;
+    let (_env, notifier, db) = start("").await;
     commit_rows(&db, 7, 3).await;
     let mut ws = connect(&notifier).await;
 
@@ -156,9 +158,7 @@ async fn every_bad_request_is_answered_and_the_connection_stays_usable() {
 
 #[tokio::test]
 async fn a_subscriber_gets_the_replay_then_live_messages_with_no_gap_and_no_duplicate() {
-    let env = TestEnv::new().await;
-    let notifier = start(&env, "").await;
-    let db = env.db().await;
+    let (env, notifier, db) = start("").await;
     commit_rows(&db, 5, 30).await;
     commit_rows(&db, 6, 2).await;
 
@@ -228,9 +228,7 @@ async fn a_subscriber_gets_the_replay_then_live_messages_with_no_gap_and_no_dupl
 
 #[tokio::test]
 async fn after_a_reset_new_subscribers_get_the_new_offsets() {
-    let env = TestEnv::new().await;
-    let notifier = start(&env, "").await;
-    let db = env.db().await;
+    let (env, notifier, db) = start("").await;
     commit_rows(&db, 8, 5).await;
     let mut old = connect(&notifier).await;
     old.subscribe(8, Some(0)).await;
@@ -255,9 +253,7 @@ async fn after_a_reset_new_subscribers_get_the_new_offsets() {
 
 #[tokio::test]
 async fn a_slow_subscriber_is_never_silently_skipped() {
-    let env = TestEnv::new().await;
-    let notifier = start(&env, "").await;
-    let db = env.db().await;
+    let (env, notifier, db) = start("").await;
     let mut ws = FeedWs::connect_with_tiny_buffer(notifier.addr).await;
     ws.subscribe(9, Some(0)).await;
     assert_eq!(ws.expect(WAIT, "subscribed").await["head"], 0);
@@ -314,9 +310,7 @@ async fn sse_messages(sse: &mut FeedSse, n: usize) -> Vec<i64> {
 
 #[tokio::test]
 async fn sse_resumes_after_the_header_or_the_query_parameter() {
-    let env = TestEnv::new().await;
-    let notifier = start(&env, "").await;
-    let db = env.db().await;
+    let (env, notifier, db) = start("").await;
     commit_rows(&db, 4, 10).await;
     let url = |query: &str| format!("http://{}/sse/channels/4{query}", notifier.addr);
 
@@ -382,9 +376,7 @@ async fn sse_resumes_after_the_header_or_the_query_parameter() {
 
 #[tokio::test]
 async fn with_api_keys_the_feeds_need_a_key_and_ws_stats_stays_open() {
-    let env = TestEnv::new().await;
-    let notifier = start(&env, "k1,k2").await;
-    let db = env.db().await;
+    let (_env, notifier, db) = start("k1,k2").await;
     commit_rows(&db, 3, 2).await;
 
     assert_eq!(

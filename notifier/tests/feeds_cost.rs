@@ -72,15 +72,7 @@ async fn event_ranges_or_rows() {
             .await
             .unwrap()
             .iter()
-            .map(|row| ChannelMessage {
-                channel_id: row.get(0),
-                offset: row.get(1),
-                message_id: row.get(2),
-                user_id: row.get(3),
-                content: row.get(4),
-                created_at: row.get(5),
-                inserted_at: row.get(6),
-            })
+            .map(pipeline::schema::channel_message)
             .collect();
         let batch = BatchPersisted {
             ids: rows.iter().map(|r| r.message_id).collect::<Vec<Uuid>>(),
@@ -146,17 +138,7 @@ async fn event_ranges_or_rows() {
             assert_eq!(found.len() as i64, n);
             let bytes: usize = found
                 .iter()
-                .map(|row| {
-                    encode(&ChannelMessage {
-                        channel_id: row.get(0),
-                        offset: row.get(1),
-                        message_id: row.get(2),
-                        user_id: row.get(3),
-                        content: row.get(4),
-                        created_at: row.get(5),
-                        inserted_at: row.get(6),
-                    })
-                })
+                .map(|row| encode(&pipeline::schema::channel_message(row)))
                 .sum();
             assert!(bytes > 0);
         }

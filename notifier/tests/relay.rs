@@ -68,12 +68,7 @@ async fn a_payload_that_is_not_a_batch_persisted_event_is_not_relayed() {
 
 /// `(id, name, subscriptions)` of every client Redis lists.
 async fn redis_clients(env: &TestEnv) -> Vec<(String, String, u64)> {
-    let mut redis = env.redis().await;
-    let list: String = redis::cmd("CLIENT")
-        .arg("LIST")
-        .query_async(&mut redis)
-        .await
-        .unwrap();
+    let list: String = env.redis_query(redis::cmd("CLIENT").arg("LIST")).await;
     list.lines()
         .map(|line| {
             let field = |name: &str| {
@@ -118,14 +113,9 @@ async fn the_relay_resubscribes_after_its_redis_connection_is_killed() {
     wait_subscribed(&env).await;
     let before = subscriber_id(&env, None).await;
 
-    let mut redis = env.redis().await;
-    let killed: u64 = redis::cmd("CLIENT")
-        .arg("KILL")
-        .arg("ID")
-        .arg(&before)
-        .query_async(&mut redis)
-        .await
-        .unwrap();
+    let killed: u64 = env
+        .redis_query(redis::cmd("CLIENT").arg("KILL").arg("ID").arg(&before))
+        .await;
     assert_eq!(killed, 1);
 
     // A new connection, under the same name, subscribed again.

@@ -31,25 +31,23 @@ async fn stats_count_messages_waiting_and_held_by_batchers_and_the_persisted_tot
     next_stats(&mut ws, "the first stats_update").await;
 
     let keys = env.keys().shard(0);
-    let mut redis = env.redis().await;
-    let _: u64 = redis::cmd("LPUSH")
-        .arg(keys.pending())
-        .arg(&["m1", "m2", "m3"])
-        .query_async(&mut redis)
-        .await
-        .unwrap();
-    let _: u64 = redis::cmd("SADD")
-        .arg(keys.batchers())
-        .arg("b1")
-        .query_async(&mut redis)
-        .await
-        .unwrap();
-    let _: u64 = redis::cmd("LPUSH")
-        .arg(keys.processing("b1"))
-        .arg(&["m4", "m5"])
-        .query_async(&mut redis)
-        .await
-        .unwrap();
+    let _: u64 = env
+        .redis_query(
+            redis::cmd("LPUSH")
+                .arg(keys.pending())
+                .arg(&["m1", "m2", "m3"]),
+        )
+        .await;
+    let _: u64 = env
+        .redis_query(redis::cmd("SADD").arg(keys.batchers()).arg("b1"))
+        .await;
+    let _: u64 = env
+        .redis_query(
+            redis::cmd("LPUSH")
+                .arg(keys.processing("b1"))
+                .arg(&["m4", "m5"]),
+        )
+        .await;
     // Two steps, so the rate window surely holds a sample before the last one (the notifier's first read
     // may come late on a busy machine).
     let db = env.db().await;
@@ -107,13 +105,13 @@ async fn stats_update_is_rounded_as_the_original_rounds_it() {
     let mut ws = notifier.connect().await;
     next_stats(&mut ws, "the first stats_update").await;
 
-    let mut redis = env.redis().await;
-    let _: u64 = redis::cmd("LPUSH")
-        .arg(env.keys().shard(0).pending())
-        .arg("m1")
-        .query_async(&mut redis)
-        .await
-        .unwrap();
+    let _: u64 = env
+        .redis_query(
+            redis::cmd("LPUSH")
+                .arg(env.keys().shard(0).pending())
+                .arg("m1"),
+        )
+        .await;
     // 1234 rows in 25 batches: an average of 49.36 unrounded.
     env.db()
         .await

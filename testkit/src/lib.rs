@@ -139,6 +139,45 @@ impl TestEnv {
             .expect("Redis is reachable at TEST_REDIS_URL")
     }
 
+    /// The running totals the batchers keep: `(messages, batches, dead_letters)` of `pipeline_totals`.
+    pub async fn totals(&self) -> (i64, i64, i64) {
+        let row = self
+            .db()
+            .await
+            .query_one(
+                "SELECT messages, batches, dead_letters FROM pipeline_totals",
+                &[],
+            )
+            .await
+            .expect("pipeline_totals has its row");
+        (row.get(0), row.get(1), row.get(2))
+    }
+
+    /// Every row `sql` returns, in order, each made into a `T` by `read`.
+    pub async fn rows<T>(&self, sql: &str, read: impl FnMut(&tokio_postgres::Row) -> T) -> Vec<T> {
+        self.db()
+            .await
+            .query(sql, &[])
+            .await
+            .unwrap_or_else(|error| panic!("{sql}: {error}"))
+            .iter()
+            .map(read)
+            .collect()
+    }
+
+    /// The first column of every row `sql` returns, in order.
+    pub async fn column<T: for<'a> tokio_postgres::types::FromSql<'a>>(&self, sql: &str) -> Vec<T> {
+        self.rows(sql, |row| row.get(0)).await
+    }
+
+    /// Sends `command` to this test's Redis (on a fresh connection) and returns its answer.
+    pub async fn redis_query<T: redis::FromRedisValue>(&self, command: &redis::Cmd) -> T {
+        command
+            .query_async(&mut self.redis().await)
+            .await
+            .unwrap_or_else(|error| panic!("{command:?}: {error}"))
+    }
+
     /// `SELECT count(*) FROM <table>`.
     pub async fn count(&self, table: &str) -> i64 {
         self.db()
@@ -307,6 +346,20 @@ pub async fn start_error(service: &str, run: impl Future<Output = anyhow::Result
         Ok(Err(error)) => format!("{error:#}"),
         Ok(Ok(())) => panic!("the {service} must not start"),
         Err(_) => panic!("the {service} did not give up within 10 s"),
+    }
+}
+
+/// Waits, at most `within`, for `task` (a service's `run`, spawned by the test) to return, and returns what it
+/// returned; panics naming `service` when it takes longer or panicked.
+pub async fn join_service(
+    service: &str,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    within: Duration,
+) -> anyhow::Result<()> {
+    match tokio::time::timeout(within, task).await {
+        Ok(Ok(returned)) => returned,
+        Ok(Err(error)) => panic!("the {service} task panicked: {error}"),
+        Err(_) => panic!("the {service} did not stop within {within:?}"),
     }
 }
 

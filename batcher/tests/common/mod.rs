@@ -41,10 +41,8 @@ impl Running {
     /// Cancels the token and waits for `run` to return; panics if it failed.
     pub async fn stop(self) {
         self.shutdown.cancel();
-        tokio::time::timeout(Duration::from_secs(20), self.task)
+        testkit::join_service("batcher", self.task, Duration::from_secs(20))
             .await
-            .expect("the batcher stops within 20 s")
-            .expect("the batcher task does not panic")
             .expect("the batcher returns Ok");
     }
 }
@@ -88,6 +86,19 @@ pub fn batcher_command(
     command
 }
 
+/// Applies the schema with a rule the batcher does not know about: PostgreSQL refuses rows whose content is
+/// `forbidden`.
+pub async fn forbid_content(env: &TestEnv) {
+    env.apply_schema().await;
+    env.db()
+        .await
+        .batch_execute(
+            "ALTER TABLE messages ADD CONSTRAINT no_forbidden CHECK (content <> 'forbidden')",
+        )
+        .await
+        .unwrap();
+}
+
 /// A valid message, as the ingestor would queue it (created_at in whole microseconds, like PostgreSQL).
 pub fn message(i: usize) -> QueuedMessage {
     QueuedMessage {
@@ -111,13 +122,9 @@ pub fn raw(message: &QueuedMessage) -> Vec<u8> {
 
 /// `LPUSH key e1 e2 …` in one command: `e1` ends up rightmost, i.e. oldest.
 pub async fn lpush(env: &TestEnv, key: &str, elements: &[Vec<u8>]) {
-    let mut redis = env.redis().await;
-    let _: i64 = redis::cmd("LPUSH")
-        .arg(key)
-        .arg(elements)
-        .query_async(&mut redis)
-        .await
-        .unwrap();
+    let _: i64 = env
+        .redis_query(redis::cmd("LPUSH").arg(key).arg(elements))
+        .await;
 }
 
 /// Pushes raw elements onto the pending list, oldest first.
@@ -133,12 +140,7 @@ pub async fn push(env: &TestEnv, messages: &[QueuedMessage]) {
 
 /// `LLEN key`.
 pub async fn llen(env: &TestEnv, key: &str) -> i64 {
-    let mut redis = env.redis().await;
-    redis::cmd("LLEN")
-        .arg(key)
-        .query_async(&mut redis)
-        .await
-        .unwrap()
+    env.redis_query(redis::cmd("LLEN").arg(key)).await
 }
 
 /// Waits until `messages` holds `n` rows.
@@ -199,14 +201,8 @@ pub async fn announced_ids(events: &mut redis::aio::PubSub) -> Vec<Uuid> {
 
 /// The distinct `batcher_id`s of the `batches` rows.
 pub async fn committers(env: &TestEnv) -> std::collections::HashSet<String> {
-    env.db()
-        .await
-        .query("SELECT DISTINCT batcher_id FROM batches", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect()
+    let ids: Vec<String> = env.column("SELECT DISTINCT batcher_id FROM batches").await;
+    ids.into_iter().collect()
 }
 
 /// One `batches` row.
@@ -223,47 +219,32 @@ pub struct BatchRow {
 
 /// Every `batches` row, in commit order.
 pub async fn batches(env: &TestEnv) -> Vec<BatchRow> {
-    env.db()
-        .await
-        .query(
-            "SELECT id, batcher_id, reason, size, inserted, dead_letters, committed_at \
-             FROM batches ORDER BY id",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| BatchRow {
-            id: row.get(0),
-            batcher_id: row.get(1),
-            reason: row.get(2),
-            size: row.get(3),
-            inserted: row.get(4),
-            dead_letters: row.get(5),
-            committed_at: row.get(6),
-        })
-        .collect()
+    let sql = "SELECT id, batcher_id, reason, size, inserted, dead_letters, committed_at \
+               FROM batches ORDER BY id";
+    env.rows(sql, |row| BatchRow {
+        id: row.get(0),
+        batcher_id: row.get(1),
+        reason: row.get(2),
+        size: row.get(3),
+        inserted: row.get(4),
+        dead_letters: row.get(5),
+        committed_at: row.get(6),
+    })
+    .await
 }
 
 /// Every row of `messages` as the message it came from, in insertion order.
 pub async fn persisted(env: &TestEnv) -> Vec<QueuedMessage> {
-    env.db()
-        .await
-        .query(
-            "SELECT tracking_id, user_id, channel_id, content, created_at FROM messages ORDER BY id",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| QueuedMessage {
-            tracking_id: row.get(0),
-            user_id: row.get(1),
-            channel_id: row.get(2),
-            content: row.get(3),
-            created_at: row.get(4),
-        })
-        .collect()
+    let sql =
+        "SELECT tracking_id, user_id, channel_id, content, created_at FROM messages ORDER BY id";
+    env.rows(sql, |row| QueuedMessage {
+        tracking_id: row.get(0),
+        user_id: row.get(1),
+        channel_id: row.get(2),
+        content: row.get(3),
+        created_at: row.get(4),
+    })
+    .await
 }
 
 /// `(count(*), count(DISTINCT tracking_id))` of `messages`.
@@ -282,13 +263,12 @@ pub async fn row_counts(env: &TestEnv) -> (i64, i64) {
 
 /// Whether `id` is in the set of batchers.
 pub async fn registered(env: &TestEnv, id: &str) -> bool {
-    let mut redis = env.redis().await;
-    redis::cmd("SISMEMBER")
-        .arg(env.keys().shard(0).batchers())
-        .arg(id)
-        .query_async(&mut redis)
-        .await
-        .unwrap()
+    env.redis_query(
+        redis::cmd("SISMEMBER")
+            .arg(env.keys().shard(0).batchers())
+            .arg(id),
+    )
+    .await
 }
 
 /// A loopback TCP proxy in front of Redis or PostgreSQL, so a test can cut one service's connections and make

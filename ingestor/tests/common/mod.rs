@@ -147,11 +147,7 @@ impl TestApp {
     /// Cancels the token and waits for `run` to return; it must return Ok.
     pub async fn stop(self) {
         self.token.cancel();
-        tokio::time::timeout(Duration::from_secs(10), self.task)
-            .await
-            .expect("the ingestor stops within 10 s")
-            .expect("the ingestor task does not panic")
-            .expect("run returns Ok");
+        self.join().await.expect("run returns Ok");
     }
 
     /// Cancels the token without waiting.
@@ -161,10 +157,7 @@ impl TestApp {
 
     /// Waits for `run` to return after [`TestApp::cancel`].
     pub async fn join(self) -> anyhow::Result<()> {
-        tokio::time::timeout(Duration::from_secs(10), self.task)
-            .await
-            .expect("the ingestor stops within 10 s")
-            .expect("the ingestor task does not panic")
+        testkit::join_service("ingestor", self.task, Duration::from_secs(10)).await
     }
 }
 
@@ -186,12 +179,8 @@ pub async fn pending_at(env: &TestEnv, redis_url: &str) -> Vec<QueuedMessage> {
 
 /// `LLEN` of the pending list.
 pub async fn pending_len(env: &TestEnv) -> u64 {
-    let mut redis = env.redis().await;
-    redis::cmd("LLEN")
-        .arg(env.keys().shard(0).pending())
-        .query_async(&mut redis)
+    env.redis_query(redis::cmd("LLEN").arg(env.keys().shard(0).pending()))
         .await
-        .unwrap()
 }
 
 /// Asserts `response` is the 401 of a missing or unlisted key (`WWW-Authenticate: Bearer`, error

@@ -102,10 +102,8 @@ impl Notifier {
     /// Cancels the token and expects `run` to return Ok within a bound.
     pub async fn stop(self) {
         self.shutdown.cancel();
-        tokio::time::timeout(Duration::from_secs(10), self.task)
+        testkit::join_service("notifier", self.task, Duration::from_secs(10))
             .await
-            .expect("the notifier stops within 10 s")
-            .expect("the notifier task did not panic")
             .expect("run returns Ok");
     }
 }
@@ -157,13 +155,9 @@ pub async fn wait_subscribed(env: &TestEnv) {
     testkit::eventually(WAIT, "the relay to subscribe", || {
         let channel = channel.clone();
         async move {
-            let mut redis = env.redis().await;
-            let (_, subscribers): (String, u64) = redis::cmd("PUBSUB")
-                .arg("NUMSUB")
-                .arg(&channel)
-                .query_async(&mut redis)
-                .await
-                .unwrap();
+            let (_, subscribers): (String, u64) = env
+                .redis_query(redis::cmd("PUBSUB").arg("NUMSUB").arg(&channel))
+                .await;
             (subscribers == 1).then_some(())
         }
     })
@@ -172,13 +166,9 @@ pub async fn wait_subscribed(env: &TestEnv) {
 
 /// PUBLISHes `payload` on this test's events channel.
 pub async fn publish(env: &TestEnv, payload: &str) {
-    let mut redis = env.redis().await;
-    let _: u64 = redis::cmd("PUBLISH")
-        .arg(env.keys().events())
-        .arg(payload)
-        .query_async(&mut redis)
-        .await
-        .unwrap();
+    let _: u64 = env
+        .redis_query(redis::cmd("PUBLISH").arg(env.keys().events()).arg(payload))
+        .await;
 }
 
 /// A fresh, empty directory named after the test's prefix; the caller removes it.
