@@ -52,7 +52,7 @@ impl TestEnv {
             .batch_execute(&format!("CREATE DATABASE \"{database_name}\""))
             .await
             .expect("can create a test database");
-        let database_url = replace_database(&admin_url, &database_name);
+        let database_url = pipeline::schema::with_database(&admin_url, &database_name);
         Self {
             database_url,
             redis_url,
@@ -223,24 +223,6 @@ impl Drop for TestEnv {
     }
 }
 
-/// `url` with its database name replaced by `database`.
-fn replace_database(url: &str, database: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (url, None),
-    };
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let host_end = base[scheme_end..]
-        .find('/')
-        .map_or(base.len(), |i| scheme_end + i);
-    let mut out = format!("{}/{database}", &base[..host_end]);
-    if let Some(query) = query {
-        out.push('?');
-        out.push_str(query);
-    }
-    out
-}
-
 /// Polls `check` every 20 ms until it returns `Some`, for at most `within`; panics naming `what` otherwise.
 ///
 /// For outcomes that arrive asynchronously (rows persisted by a batcher): the test still asserts the exact
@@ -385,22 +367,6 @@ mod tests {
         assert_eq!(metric_value(exposition, "b{reason=\"idle\"}"), Some(1.5));
         assert_eq!(metric_value(exposition, "b"), None);
         assert_eq!(metric_value(exposition, "c_total"), None);
-    }
-
-    #[test]
-    fn database_name_is_replaced_keeping_host_and_query() {
-        assert_eq!(
-            replace_database("postgres://postgres@127.0.0.1:5432/postgres", "t1"),
-            "postgres://postgres@127.0.0.1:5432/t1"
-        );
-        assert_eq!(
-            replace_database("postgres://u:p@h/db?sslmode=disable", "t2"),
-            "postgres://u:p@h/t2?sslmode=disable"
-        );
-        assert_eq!(
-            replace_database("postgres://h:5432", "t3"),
-            "postgres://h:5432/t3"
-        );
     }
 
     #[tokio::test]
