@@ -60,8 +60,7 @@ impl Deployment {
     async fn start(shards: u32, ingestors: usize, wait_replicas: u32) -> Option<Self> {
         let nodes = cluster_nodes()?;
         let one = ONE_AT_A_TIME.lock().await;
-        let env = TestEnv::new().await;
-        env.apply_schema().await;
+        let env = TestEnv::with_schema().await;
         let mut deployment = Self {
             _one: one,
             env,

@@ -34,8 +34,7 @@ fn spawn(env: &TestEnv, batcher_id: &str, failpoints: Option<&str>) -> Child {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batcher_killed_between_commit_and_clear_is_replayed_without_committing_anything_twice() {
-    let env = TestEnv::new().await;
-    env.apply_schema().await;
+    let env = TestEnv::with_schema().await;
     let mut events = subscribe_events(&env).await;
 
     let sent = messages(50);

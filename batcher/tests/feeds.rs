@@ -224,8 +224,7 @@ async fn start_notifier(
 }
 
 async fn feeds_through_failures(cluster: Option<&str>, messages: usize) {
-    let env = TestEnv::new().await;
-    env.apply_schema().await;
+    let env = TestEnv::with_schema().await;
     let (redis_args, redis_env) = redis_settings(&env, cluster);
     let args = |name: &str| -> Vec<String> {
         [

@@ -124,8 +124,7 @@ async fn rows_postgresql_refuses_are_isolated_and_dead_lettered_with_its_error()
 
 #[tokio::test]
 async fn a_batch_survives_its_postgresql_connection_being_terminated() {
-    let env = TestEnv::new().await;
-    let batcher = start(&env, config(&env, "b1", 1000, 0.3)).await;
+    let (env, batcher) = start_new("b1", 1000, 0.3).await;
     push(&env, &messages(1)).await;
     wait_rows(&env, 1).await;
 

@@ -49,17 +49,13 @@ async fn terminate(child: &mut Child) {
 
 #[tokio::test]
 async fn a_batcher_killed_with_a_full_processing_list_loses_and_duplicates_nothing_on_restart() {
-    let env = TestEnv::new().await;
-    env.apply_schema().await;
+    let env = TestEnv::with_schema().await;
     let sent = messages(500);
     push(&env, &sent).await;
 
     let processing = env.keys().shard(0).processing("k1");
     let mut first = spawn(&env, "k1", 1000, "60");
-    testkit::eventually(WAIT, "500 held by k1", || async {
-        (llen(&env, &processing).await == 500).then_some(())
-    })
-    .await;
+    wait_held(&env, "k1", 500).await;
     first.kill().await.unwrap();
     assert_eq!(env.count("messages").await, 0);
     assert_eq!(llen(&env, &processing).await, 500);
@@ -90,8 +86,7 @@ async fn batchers_killed_again_and_again_mid_stream_lose_and_duplicate_nothing()
     // shard, so the later delays are the lease's TTL plus a little work.
     const KILL_AFTER_MS: [u64; 6] = [300, 5_300, 5_150, 5_500, 5_100, 5_250];
 
-    let env = TestEnv::new().await;
-    env.apply_schema().await;
+    let env = TestEnv::with_schema().await;
     let sent = messages(MESSAGES);
 
     // The stream, a chunk every 800 ms (32 s), while batchers come and go (27 s), so the survivor gets a tail.
@@ -144,16 +139,12 @@ async fn batchers_killed_again_and_again_mid_stream_lose_and_duplicate_nothing()
 
 #[tokio::test]
 async fn sigterm_commits_the_held_partial_batch_and_exits_zero() {
-    let env = TestEnv::new().await;
-    env.apply_schema().await;
+    let env = TestEnv::with_schema().await;
     let mut child = spawn(&env, "t1", 1000, "60");
     let sent = messages(3);
     push(&env, &sent).await;
     let processing = env.keys().shard(0).processing("t1");
-    testkit::eventually(WAIT, "3 held by t1", || async {
-        (llen(&env, &processing).await == 3).then_some(())
-    })
-    .await;
+    wait_held(&env, "t1", 3).await;
     assert_eq!(env.count("messages").await, 0);
 
     terminate(&mut child).await;
@@ -174,8 +165,7 @@ async fn sigterm_commits_the_held_partial_batch_and_exits_zero() {
 
 #[tokio::test]
 async fn json_logs_are_one_object_per_line_with_one_line_per_flush_and_none_per_message() {
-    let env = TestEnv::new().await;
-    env.apply_schema().await;
+    let env = TestEnv::with_schema().await;
     let mut child = command(&env, "log1", 10, "60")
         .env("LOG_FORMAT", "json")
         .env("RUST_LOG", "info")
@@ -186,10 +176,7 @@ async fn json_logs_are_one_object_per_line_with_one_line_per_flush_and_none_per_
     let sent = messages(23);
     push(&env, &sent).await;
     wait_rows(&env, 20).await;
-    testkit::eventually(WAIT, "3 held by log1", || async {
-        (llen(&env, &env.keys().shard(0).processing("log1")).await == 3).then_some(())
-    })
-    .await;
+    wait_held(&env, "log1", 3).await;
     terminate(&mut child).await;
     let mut log = String::new();
     stdout.read_to_string(&mut log).await.unwrap();
@@ -237,8 +224,7 @@ async fn signal(child: &Child, signal: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batcher_stopped_mid_flush_past_its_lease_then_resumed_duplicates_no_row_and_no_announcement()
  {
-    let env = TestEnv::new().await;
-    env.apply_schema().await;
+    let env = TestEnv::with_schema().await;
     let mut events = subscribe_events(&env).await;
 
     let mut first = spawn(&env, "paused", 50, "0.05");
@@ -268,10 +254,7 @@ async fn a_batcher_stopped_mid_flush_past_its_lease_then_resumed_duplicates_no_r
         .unwrap();
     push(&env, &sent).await;
     let processing = env.keys().shard(0).processing("paused");
-    testkit::eventually(WAIT, "50 held by the first batcher", || async {
-        (llen(&env, &processing).await == 50).then_some(())
-    })
-    .await;
+    wait_held(&env, "paused", 50).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     // Stopped past its lease (5 s): the second batcher takes the shard over and moves the 50 back.

@@ -11,8 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 #[tokio::test]
 async fn a_batch_in_flight_across_a_reset_costs_no_message_accepted_after_it() {
-    let env = TestEnv::new().await;
-    env.apply_schema().await;
+    let env = TestEnv::with_schema().await;
     let db = env.db().await;
     // The batch in flight draws its id (a batcher does this before its transaction).
     let in_flight: i64 = db

@@ -10,8 +10,7 @@ use testkit::TestEnv;
 
 #[tokio::test]
 async fn thirty_messages_with_batch_size_ten_make_exactly_three_size_batches() {
-    let env = TestEnv::new().await;
-    let batcher = start(&env, config(&env, "b1", 10, 30.0)).await;
+    let (env, batcher) = start_new("b1", 10, 30.0).await;
     let sent = messages(30);
     push(&env, &sent).await;
 
@@ -75,8 +74,7 @@ async fn a_partial_batch_is_flushed_by_the_timer_with_its_ids_published() {
 
 #[tokio::test]
 async fn the_timer_starts_at_the_first_message_not_at_the_last_flush() {
-    let env = TestEnv::new().await;
-    let batcher = start(&env, config(&env, "b1", 1000, 0.3)).await;
+    let (env, batcher) = start_new("b1", 1000, 0.3).await;
     push(&env, &messages(1)).await;
     wait_rows(&env, 1).await;
 
@@ -101,8 +99,7 @@ async fn the_timer_starts_at_the_first_message_not_at_the_last_flush() {
 
 #[tokio::test]
 async fn health_reports_both_dependencies_and_metrics_count_flushes() {
-    let env = TestEnv::new().await;
-    let batcher = start(&env, config(&env, "b-health", 2, 30.0)).await;
+    let (env, batcher) = start_new("b-health", 2, 30.0).await;
     push(&env, &messages(2)).await;
     wait_rows(&env, 2).await;
 

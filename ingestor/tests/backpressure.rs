@@ -35,12 +35,9 @@ async fn assert_queue_full(response: reqwest::Response, what: &str) {
 
 /// Pushes `n` raw elements onto the pending list, as if clients had queued them.
 async fn fill(env: &TestEnv, n: usize) {
+    let redis_key = env.keys().shard(0).pending();
     let _: () = env
-        .redis_query(
-            redis::cmd("LPUSH")
-                .arg(env.keys().shard(0).pending())
-                .arg(vec!["filler"; n]),
-        )
+        .redis_query(redis::cmd("LPUSH").arg(&redis_key).arg(vec!["filler"; n]))
         .await;
 }
 

@@ -22,12 +22,9 @@ async fn simulate_500_queues_500_distinct_messages_and_reports_the_seeds_fields(
     let _: () = env
         .redis_query(redis::cmd("SADD").arg(keys.batchers()).arg("b1"))
         .await;
+    let redis_key = keys.processing("b1");
     let _: () = env
-        .redis_query(
-            redis::cmd("RPUSH")
-                .arg(keys.processing("b1"))
-                .arg(vec!["held"; 7]),
-        )
+        .redis_query(redis::cmd("RPUSH").arg(&redis_key).arg(vec!["held"; 7]))
         .await;
 
     let response = app.post_json("/simulate", r#"{"count": 500}"#).await;
@@ -97,12 +94,9 @@ async fn queue_status_reports_exact_numbers_and_the_oldest_ids() {
         );
     }
     // An element that is not a message is skipped in the ids but still counts.
+    let redis_key = env.keys().shard(0).pending();
     let _: () = env
-        .redis_query(
-            redis::cmd("RPUSH")
-                .arg(env.keys().shard(0).pending())
-                .arg("garbage"),
-        )
+        .redis_query(redis::cmd("RPUSH").arg(&redis_key).arg("garbage"))
         .await;
     let db = env.db().await;
     let committed_at: DateTime<Utc> = "2024-05-06T07:08:09Z".parse().unwrap();
@@ -224,10 +218,11 @@ async fn reset_empties_the_tables_the_totals_and_every_queue() {
     .await
     .unwrap();
 
+    let redis_key = keys.idempotency("reset-me");
     let remembered: u64 = env
         .redis_query(
             redis::cmd("EXISTS")
-                .arg(keys.idempotency("reset-me"))
+                .arg(&redis_key)
                 .arg(keys.idempotency("batch reset-me")),
         )
         .await;
@@ -264,10 +259,11 @@ async fn reset_empties_the_tables_the_totals_and_every_queue() {
         ),
         (0, 0, 0)
     );
+    let redis_key = keys.pending();
     let exists: u64 = env
         .redis_query(
             redis::cmd("EXISTS")
-                .arg(keys.pending())
+                .arg(&redis_key)
                 .arg(keys.processing("b1"))
                 .arg(keys.idempotency("reset-me"))
                 .arg(keys.idempotency("batch reset-me")),

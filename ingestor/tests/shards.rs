@@ -169,12 +169,9 @@ async fn an_unkeyed_batch_that_failed_in_one_shard_says_how_much_was_queued() {
     let env = TestEnv::new().await;
     let app = spawn_app(&env, |config| config.redis.queue_shards = SHARDS).await;
     let (body, expected) = batch(40);
+    let redis_key = env.keys().shard(3).pending();
     let _: () = env
-        .redis_query(
-            redis::cmd("SET")
-                .arg(env.keys().shard(3).pending())
-                .arg("not a list"),
-        )
+        .redis_query(redis::cmd("SET").arg(&redis_key).arg("not a list"))
         .await;
     let response = app.post_json("/messages/batch", body).await;
     assert_eq!(response.status(), 503);

@@ -26,8 +26,7 @@ const QUIET: Duration = Duration::from_millis(300);
 /// A test's environment, a notifier on it with `keys` as API_KEYS (its relay subscribed), and a connection to
 /// the test's database (schema applied).
 async fn start(keys: &str) -> (TestEnv, Notifier, tokio_postgres::Client) {
-    let env = TestEnv::new().await;
-    env.apply_schema().await;
+    let env = TestEnv::with_schema().await;
     let mut config = common::config(&env);
     config.api_keys = parse_api_keys(keys).unwrap();
     let notifier = Notifier::start(config).await;

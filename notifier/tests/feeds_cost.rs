@@ -46,8 +46,7 @@ fn encode(message: &ChannelMessage) -> usize {
 #[tokio::test]
 #[ignore = "a measurement, not a test"]
 async fn event_ranges_or_rows() {
-    let env = TestEnv::new().await;
-    env.apply_schema().await;
+    let env = TestEnv::with_schema().await;
     let db = env.db().await;
     for n in [1_000_i64, 10_000] {
         db.batch_execute("TRUNCATE messages; TRUNCATE channel_heads")

@@ -27,13 +27,7 @@ async fn sigterm_closes_websockets_and_exits_zero() {
         .expect("the notifier binary starts");
 
     let url = format!("ws://{addr}/ws/stats");
-    let mut ws = testkit::eventually(Duration::from_secs(20), "the notifier accepts", || async {
-        tokio_tungstenite::connect_async(url.as_str())
-            .await
-            .ok()
-            .map(|(ws, _)| ws)
-    })
-    .await;
+    let mut ws = testkit::ws::connect_within(&url, Duration::from_secs(20)).await;
     next_stats(&mut ws, "a first stats_update").await;
 
     let pid = child.id().unwrap().to_string();

@@ -5,6 +5,18 @@ mod common;
 use common::*;
 use testkit::TestEnv;
 
+/// Sets the batchers' running totals: `messages` rows committed in `batches` batches.
+async fn set_totals(env: &TestEnv, messages: i64, batches: i64) {
+    let sql = "UPDATE pipeline_totals SET messages = $1, batches = $2";
+    let updated = env
+        .db()
+        .await
+        .execute(sql, &[&messages, &batches])
+        .await
+        .unwrap();
+    assert_eq!(updated, 1, "pipeline_totals has its row");
+}
+
 #[tokio::test]
 async fn a_client_first_receives_a_stats_update_with_the_seeds_fields() {
     let (_env, notifier, mut ws) = start_with_client().await;
@@ -31,41 +43,25 @@ async fn stats_count_messages_waiting_and_held_by_batchers_and_the_persisted_tot
     next_stats(&mut ws, "the first stats_update").await;
 
     let keys = env.keys().shard(0);
+    let redis_key = keys.pending();
     let _: u64 = env
-        .redis_query(
-            redis::cmd("LPUSH")
-                .arg(keys.pending())
-                .arg(&["m1", "m2", "m3"]),
-        )
+        .redis_query(redis::cmd("LPUSH").arg(&redis_key).arg(&["m1", "m2", "m3"]))
         .await;
     let _: u64 = env
         .redis_query(redis::cmd("SADD").arg(keys.batchers()).arg("b1"))
         .await;
+    let redis_key = keys.processing("b1");
     let _: u64 = env
-        .redis_query(
-            redis::cmd("LPUSH")
-                .arg(keys.processing("b1"))
-                .arg(&["m4", "m5"]),
-        )
+        .redis_query(redis::cmd("LPUSH").arg(&redis_key).arg(&["m4", "m5"]))
         .await;
     // Two steps, so the rate window surely holds a sample before the last one (the notifier's first read
     // may come late on a busy machine).
-    let db = env.db().await;
-    let updated = db
-        .execute("UPDATE pipeline_totals SET messages = 60, batches = 2", &[])
-        .await
-        .unwrap();
-    assert_eq!(updated, 1);
+    set_totals(&env, 60, 2).await;
     next_matching(&mut ws, "stats with the first totals", |v| {
         v["type"] == "stats_update" && v["total_messages"] == 60
     })
     .await;
-    db.execute(
-        "UPDATE pipeline_totals SET messages = 120, batches = 3",
-        &[],
-    )
-    .await
-    .unwrap();
+    set_totals(&env, 120, 3).await;
 
     let stats = next_matching(&mut ws, "stats with the queue and the totals", |v| {
         v["type"] == "stats_update" && v["queue_depth"] == 5 && v["total_messages"] == 120
@@ -105,22 +101,12 @@ async fn stats_update_is_rounded_as_the_original_rounds_it() {
     let mut ws = notifier.connect().await;
     next_stats(&mut ws, "the first stats_update").await;
 
+    let redis_key = env.keys().shard(0).pending();
     let _: u64 = env
-        .redis_query(
-            redis::cmd("LPUSH")
-                .arg(env.keys().shard(0).pending())
-                .arg("m1"),
-        )
+        .redis_query(redis::cmd("LPUSH").arg(&redis_key).arg("m1"))
         .await;
     // 1234 rows in 25 batches: an average of 49.36 unrounded.
-    env.db()
-        .await
-        .execute(
-            "UPDATE pipeline_totals SET messages = 1234, batches = 25",
-            &[],
-        )
-        .await
-        .unwrap();
+    set_totals(&env, 1234, 25).await;
 
     let stats = next_matching(&mut ws, "stats with the new totals and queue", |v| {
         v["type"] == "stats_update" && v["total_messages"] == 1234 && v["queue_depth"] == 1

@@ -123,8 +123,7 @@ async fn existing_rows_get_offsets_in_id_order_per_channel() {
 
 #[tokio::test]
 async fn an_empty_database_gets_the_index_and_no_heads() {
-    let env = TestEnv::new().await;
-    env.apply_schema().await;
+    let env = TestEnv::with_schema().await;
     env.apply_schema().await;
     assert_eq!(env.count("channel_heads").await, 0);
     let db = env.db().await;

@@ -62,6 +62,13 @@ impl TestEnv {
         }
     }
 
+    /// [`TestEnv::new`] with init.sql applied, for tests that query before any service has started.
+    pub async fn with_schema() -> Self {
+        let env = Self::new().await;
+        env.apply_schema().await;
+        env
+    }
+
     /// The Redis key names of this test.
     pub fn keys(&self) -> Keys {
         Keys::new(&self.prefix)

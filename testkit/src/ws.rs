@@ -14,6 +14,18 @@ use tokio_tungstenite::{
 /// A WebSocket client.
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
+/// A client of the WebSocket at `url`, connecting again every 20 ms until the server accepts, for at most
+/// `within` (a service still starting, or at its client limit).
+pub async fn connect_within(url: &str, within: Duration) -> Ws {
+    crate::eventually(within, &format!("{url} to accept a WebSocket"), || async {
+        tokio_tungstenite::connect_async(url)
+            .await
+            .ok()
+            .map(|(ws, _)| ws)
+    })
+    .await
+}
+
 /// Reads until a text message satisfies `wanted`, for at most `within`; returns it as JSON. Panics naming
 /// `what` when the time runs out or the socket ends first.
 pub async fn next_matching(

@@ -99,6 +99,17 @@ pub async fn forbid_content(env: &TestEnv) {
         .unwrap();
 }
 
+/// A test's environment and a batcher on it ([`start`] with [`config`]).
+pub async fn start_new(
+    batcher_id: &str,
+    batch_size: usize,
+    timeout_secs: f64,
+) -> (TestEnv, Running) {
+    let env = TestEnv::new().await;
+    let batcher = start(&env, config(&env, batcher_id, batch_size, timeout_secs)).await;
+    (env, batcher)
+}
+
 /// A valid message, as the ingestor would queue it (created_at in whole microseconds, like PostgreSQL).
 pub fn message(i: usize) -> QueuedMessage {
     QueuedMessage {
@@ -147,6 +158,15 @@ pub async fn llen(env: &TestEnv, key: &str) -> i64 {
 pub async fn wait_rows(env: &TestEnv, n: i64) {
     testkit::eventually(WAIT, &format!("{n} rows"), || async {
         (env.count("messages").await == n).then_some(())
+    })
+    .await;
+}
+
+/// Waits until `batcher_id`'s processing list (shard 0) holds `n` elements.
+pub async fn wait_held(env: &TestEnv, batcher_id: &str, n: i64) {
+    let processing = env.keys().shard(0).processing(batcher_id);
+    testkit::eventually(WAIT, &format!("{n} held by {batcher_id}"), || async {
+        (llen(env, &processing).await == n).then_some(())
     })
     .await;
 }

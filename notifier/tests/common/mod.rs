@@ -164,6 +164,33 @@ pub async fn wait_subscribed(env: &TestEnv) {
     .await;
 }
 
+/// A test's environment and a notifier on it that gives a WebSocket client `send_timeout` to accept a message
+/// (`WS_SEND_TIMEOUT`).
+pub async fn start_with_send_timeout(send_timeout: Duration) -> (TestEnv, Notifier) {
+    let env = TestEnv::new().await;
+    let mut config = config(&env);
+    config.ws_send_timeout = send_timeout;
+    let notifier = Notifier::start(config).await;
+    (env, notifier)
+}
+
+/// PUBLISHes the [`batch_event`] of each of `batch_ids` (with the ids `ids_of` gives it) on this test's
+/// events channel, in one round trip.
+pub async fn publish_batches(
+    env: &TestEnv,
+    batch_ids: impl IntoIterator<Item = i64>,
+    ids_of: impl Fn(i64) -> Vec<Uuid>,
+) {
+    let mut pipe = redis::pipe();
+    for batch_id in batch_ids {
+        pipe.cmd("PUBLISH")
+            .arg(env.keys().events())
+            .arg(batch_event(batch_id, &ids_of(batch_id)))
+            .ignore();
+    }
+    let () = pipe.query_async(&mut env.redis().await).await.unwrap();
+}
+
 /// PUBLISHes `payload` on this test's events channel.
 pub async fn publish(env: &TestEnv, payload: &str) {
     let _: u64 = env
