@@ -1,5 +1,6 @@
 //! Capped exponential backoff between retries, the one implementation behind the batcher's retries, the
-//! notifier's relay reconnects and the dashboard's WebSocket reconnects. Pure and wasm-safe.
+//! notifier's relay reconnects, the ingestor's schema retries and the dashboard's WebSocket reconnects. Pure
+//! and wasm-safe.
 
 use std::time::Duration;
 
