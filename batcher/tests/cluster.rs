@@ -10,7 +10,6 @@ mod common;
 
 use std::{
     collections::{HashMap, HashSet},
-    process::Stdio,
     sync::atomic::{AtomicUsize, Ordering},
     time::Duration,
 };
@@ -19,7 +18,7 @@ use chrono::{DateTime, Utc};
 use clap::Parser;
 use futures_util::future::join_all;
 use testkit::{TestEnv, cluster};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -44,6 +43,8 @@ fn cluster_nodes() -> Option<String> {
 
 /// Ingestors in this process and batcher processes, all on the cluster with `shards` queue shards.
 struct Deployment {
+    /// Held for the deployment's life: one cluster test at a time.
+    _one: tokio::sync::MutexGuard<'static, ()>,
     env: TestEnv,
     nodes: String,
     shards: u32,
@@ -54,10 +55,14 @@ struct Deployment {
 }
 
 impl Deployment {
-    async fn start(nodes: String, shards: u32, ingestors: usize, wait_replicas: u32) -> Self {
-        let env = TestEnv::new().await;
-        env.apply_schema().await;
+    /// On the cluster of `TEST_REDIS_CLUSTER_NODES`, once no other cluster test runs; `None` (with a notice)
+    /// when no cluster is configured.
+    async fn start(shards: u32, ingestors: usize, wait_replicas: u32) -> Option<Self> {
+        let nodes = cluster_nodes()?;
+        let one = ONE_AT_A_TIME.lock().await;
+        let env = TestEnv::with_schema().await;
         let mut deployment = Self {
+            _one: one,
             env,
             nodes,
             shards,
@@ -69,7 +74,12 @@ impl Deployment {
         for _ in 0..ingestors {
             deployment.start_ingestor(wait_replicas).await;
         }
-        deployment
+        Some(deployment)
+    }
+
+    /// The cluster's seed nodes.
+    fn seeds(&self) -> Vec<String> {
+        self.nodes.split(',').map(str::to_owned).collect()
     }
 
     async fn start_ingestor(&mut self, wait_replicas: u32) {
@@ -103,15 +113,19 @@ impl Deployment {
         self.ingestors.push(url);
     }
 
-    /// Batcher processes for this deployment (none started yet).
-    fn batchers(&self) -> Batchers {
-        Batchers {
+    /// Batcher processes for this deployment, one started as each of `ids`.
+    fn batchers(&self, ids: &[&str]) -> Batchers {
+        let mut batchers = Batchers {
             nodes: self.nodes.clone(),
             shards: self.shards,
             database_url: self.env.database_url.clone(),
             prefix: self.env.prefix.clone(),
             children: Vec::new(),
+        };
+        for id in ids {
+            batchers.spawn(id);
         }
+        batchers
     }
 
     /// Feeds `per_channel` messages to each of channels `1..=channels`, each channel by its own sequential
@@ -245,20 +259,12 @@ struct Batchers {
 impl Batchers {
     /// Starts the batcher binary as `id`.
     fn spawn(&mut self, id: &str) {
-        let child = Command::new(env!("CARGO_BIN_EXE_batcher"))
-            .env("REDIS_CLUSTER_NODES", &self.nodes)
-            .env("QUEUE_SHARDS", self.shards.to_string())
-            .env("DATABASE_URL", &self.database_url)
-            .env("REDIS_KEY_PREFIX", &self.prefix)
-            .env("BATCH_SIZE", "1000")
-            .env("BATCH_TIMEOUT", "0.05")
-            .env("BATCHER_ID", id)
-            .env("BATCHER_ADDR", "127.0.0.1:0")
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("the batcher binary starts");
+        let child =
+            common::batcher_command(&self.database_url, &self.prefix, id, 1000, "0.05", "error")
+                .env("REDIS_CLUSTER_NODES", &self.nodes)
+                .env("QUEUE_SHARDS", self.shards.to_string())
+                .spawn()
+                .expect("the batcher binary starts");
         self.children.push(child);
     }
 
@@ -270,28 +276,16 @@ impl Batchers {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_thousand_messages_of_50_channels_through_12_shards_keep_every_channels_order() {
-    let Some(nodes) = cluster_nodes() else { return };
-    let _one = ONE_AT_A_TIME.lock().await;
-    let deployment = Deployment::start(nodes, 12, 2, 0).await;
-    let mut batchers = deployment.batchers();
-    for id in ["c1", "c2", "c3"] {
-        batchers.spawn(id);
-    }
+    let Some(deployment) = Deployment::start(12, 2, 0).await else {
+        return;
+    };
+    let _batchers = deployment.batchers(&["c1", "c2", "c3"]);
     let acked = AtomicUsize::new(0);
     let sent = deployment.feed(50, 2_000, false, &acked).await;
     deployment.check(&sent).await;
     deployment.assert_drained().await;
     // Every batcher took its share of the shards.
-    let by_batcher: HashSet<String> = deployment
-        .env
-        .db()
-        .await
-        .query("SELECT DISTINCT batcher_id FROM batches", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
+    let by_batcher = common::committers(&deployment.env).await;
     assert_eq!(
         by_batcher,
         HashSet::from(["c1", "c2", "c3"].map(String::from))
@@ -301,13 +295,10 @@ async fn a_hundred_thousand_messages_of_50_channels_through_12_shards_keep_every
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batcher_killed_and_another_added_mid_stream_lose_reorder_and_duplicate_nothing() {
-    let Some(nodes) = cluster_nodes() else { return };
-    let _one = ONE_AT_A_TIME.lock().await;
-    let deployment = Deployment::start(nodes, 12, 2, 0).await;
-    let mut batchers = deployment.batchers();
-    for id in ["k1", "k2", "k3"] {
-        batchers.spawn(id);
-    }
+    let Some(deployment) = Deployment::start(12, 2, 0).await else {
+        return;
+    };
+    let mut batchers = deployment.batchers(&["k1", "k2", "k3"]);
     let (channels, per_channel) = (50, 600);
     let acked = AtomicUsize::new(0);
     let faults = async {
@@ -321,16 +312,7 @@ async fn a_batcher_killed_and_another_added_mid_stream_lose_reorder_and_duplicat
     );
     deployment.check(&sent).await;
     deployment.assert_drained().await;
-    let committers: HashSet<String> = deployment
-        .env
-        .db()
-        .await
-        .query("SELECT DISTINCT batcher_id FROM batches", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
+    let committers = common::committers(&deployment.env).await;
     assert!(
         committers.contains("k4"),
         "the added batcher took a share: {committers:?}"
@@ -340,13 +322,11 @@ async fn a_batcher_killed_and_another_added_mid_stream_lose_reorder_and_duplicat
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_master_failover_mid_stream_with_wait_replicas_1_loses_no_acknowledged_message() {
-    let Some(nodes) = cluster_nodes() else { return };
-    let _one = ONE_AT_A_TIME.lock().await;
-    let seeds: Vec<String> = nodes.split(',').map(str::to_owned).collect();
-    let deployment = Deployment::start(nodes, 6, 2, 1).await;
-    let mut batchers = deployment.batchers();
-    batchers.spawn("f1");
-    batchers.spawn("f2");
+    let Some(deployment) = Deployment::start(6, 2, 1).await else {
+        return;
+    };
+    let _batchers = deployment.batchers(&["f1", "f2"]);
+    let seeds = deployment.seeds();
     // The master of shard 0's slot (which also holds the events channel's and the membership's keys).
     let slot = cluster::slot_of(deployment.env.keys().shard(0).pending());
     keyed_stream_through(&deployment, async {
@@ -360,13 +340,11 @@ async fn a_master_failover_mid_stream_with_wait_replicas_1_loses_no_acknowledged
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_busy_shards_slot_migrated_mid_stream_loses_and_duplicates_nothing() {
-    let Some(nodes) = cluster_nodes() else { return };
-    let _one = ONE_AT_A_TIME.lock().await;
-    let seeds: Vec<String> = nodes.split(',').map(str::to_owned).collect();
-    let deployment = Deployment::start(nodes, 6, 2, 0).await;
-    let mut batchers = deployment.batchers();
-    batchers.spawn("m1");
-    batchers.spawn("m2");
+    let Some(deployment) = Deployment::start(6, 2, 0).await else {
+        return;
+    };
+    let _batchers = deployment.batchers(&["m1", "m2"]);
+    let seeds = deployment.seeds();
     // Channel 1's shard: busy for the whole stream.
     let shard = pipeline::keys::shard_of(1, 6);
     let slot = cluster::slot_of(deployment.env.keys().shard(shard).pending());

@@ -9,39 +9,33 @@ use std::os::unix::process::ExitStatusExt;
 use std::{process::Stdio, time::Duration};
 
 use common::*;
-use futures_util::StreamExt;
 use testkit::TestEnv;
 use tokio::process::{Child, Command};
 
 /// The binary for `env`, with `failpoints` as its FAILPOINTS variable if any.
 fn spawn(env: &TestEnv, batcher_id: &str, failpoints: Option<&str>) -> Child {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_batcher"));
+    let mut command = batcher_command(
+        &env.database_url,
+        &env.prefix,
+        batcher_id,
+        1000,
+        "0.1",
+        "warn",
+    );
     if let Some(failpoints) = failpoints {
         command.env("FAILPOINTS", failpoints);
     }
     command
         .env("REDIS_URL", &env.redis_url)
-        .env("DATABASE_URL", &env.database_url)
-        .env("REDIS_KEY_PREFIX", &env.prefix)
-        .env("BATCH_SIZE", "1000")
-        .env("BATCH_TIMEOUT", "0.1")
-        .env("BATCHER_ID", batcher_id)
-        .env("BATCHER_ADDR", "127.0.0.1:0")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .kill_on_drop(true)
         .spawn()
         .expect("the batcher binary starts")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batcher_killed_between_commit_and_clear_is_replayed_without_committing_anything_twice() {
-    let env = TestEnv::new().await;
-    env.apply_schema().await;
-    let redis = redis::Client::open(env.redis_url.as_str()).unwrap();
-    let mut events = redis.get_async_pubsub().await.unwrap();
-    events.subscribe(env.keys().events()).await.unwrap();
+    let env = TestEnv::with_schema().await;
+    let mut events = subscribe_events(&env).await;
 
     let sent = messages(50);
     push(&env, &sent).await;
@@ -94,29 +88,12 @@ async fn a_batcher_killed_between_commit_and_clear_is_replayed_without_committin
         (50, 0, "recovery", "replays"),
         "a replay counts what it took and inserted nothing"
     );
-    let totals = env
-        .db()
-        .await
-        .query_one("SELECT messages, batches FROM pipeline_totals", &[])
-        .await
-        .unwrap();
-    assert_eq!((totals.get::<_, i64>(0), totals.get::<_, i64>(1)), (50, 2));
+    let (messages, batches, _) = env.totals().await;
+    assert_eq!((messages, batches), (50, 2));
 
     // The dead batcher announced nothing (the event goes with the clear); the replay announces each id once.
-    let mut announced = Vec::new();
-    let mut stream = events.on_message();
-    while let Ok(Some(message)) =
-        tokio::time::timeout(Duration::from_millis(500), stream.next()).await
-    {
-        let payload: String = message.get_payload().unwrap();
-        if let pipeline::events::ServerEvent::BatchPersisted(event) =
-            serde_json::from_str(&payload).unwrap()
-        {
-            announced.extend(event.ids);
-        }
-    }
+    let announced = announced_ids(&mut events).await;
     let expected: Vec<_> = sent.iter().map(|message| message.tracking_id).collect();
     assert_eq!(announced, expected);
-    drop(stream);
     second.kill().await.unwrap();
 }

@@ -66,10 +66,7 @@ async fn the_batcher_rides_out_its_redis_connections_being_cut_and_refused() {
     let first = messages(5);
     push(&env, &first).await;
     let processing = env.keys().shard(0).processing("b1");
-    testkit::eventually(WAIT, "5 held", || async {
-        (llen(&env, &processing).await == 5).then_some(())
-    })
-    .await;
+    wait_held(&env, "b1", 5).await;
     proxy.cut_and_refuse();
     let second = messages(4);
     push(&env, &second).await;

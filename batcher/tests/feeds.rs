@@ -7,10 +7,11 @@
 //!
 //! Runs on the single Redis, and (smaller) on the Redis Cluster of `TEST_REDIS_CLUSTER_NODES` when set.
 
+mod common;
+
 use std::{
     collections::HashMap,
     net::SocketAddr,
-    process::Stdio,
     sync::{Arc, RwLock},
     time::Duration,
 };
@@ -22,12 +23,7 @@ use testkit::{
     TestEnv, eventually,
     feeds::{FeedSse, FeedWs},
 };
-use tokio::{
-    process::{Child, Command},
-    sync::watch,
-    task::JoinHandle,
-    time::Instant,
-};
+use tokio::{process::Child, sync::watch, task::JoinHandle, time::Instant};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -187,21 +183,13 @@ fn redis_settings(
 }
 
 fn spawn_batcher(env: &TestEnv, redis: &[(&'static str, String)], id: &str) -> Child {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_batcher"));
+    let mut command =
+        common::batcher_command(&env.database_url, &env.prefix, id, 500, "0.05", "error");
     for (name, value) in redis {
         command.env(name, value);
     }
     command
         .env("QUEUE_SHARDS", SHARDS.to_string())
-        .env("DATABASE_URL", &env.database_url)
-        .env("REDIS_KEY_PREFIX", &env.prefix)
-        .env("BATCH_SIZE", "500")
-        .env("BATCH_TIMEOUT", "0.05")
-        .env("BATCHER_ID", id)
-        .env("BATCHER_ADDR", "127.0.0.1:0")
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
         .spawn()
         .expect("the batcher binary starts")
 }
@@ -236,8 +224,7 @@ async fn start_notifier(
 }
 
 async fn feeds_through_failures(cluster: Option<&str>, messages: usize) {
-    let env = TestEnv::new().await;
-    env.apply_schema().await;
+    let env = TestEnv::with_schema().await;
     let (redis_args, redis_env) = redis_settings(&env, cluster);
     let args = |name: &str| -> Vec<String> {
         [

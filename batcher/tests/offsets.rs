@@ -104,15 +104,12 @@ fn expected_ranges(
 /// Asserts each channel's offsets are exactly 1..=n in `id` (commit) order, and its head is n.
 async fn assert_contiguous(env: &TestEnv) -> BTreeMap<i64, Vec<(String, i64)>> {
     let by_channel = offsets_by_channel(env).await;
-    let heads: BTreeMap<i64, i64> = env
-        .db()
-        .await
-        .query("SELECT channel_id, head FROM channel_heads", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| (row.get(0), row.get(1)))
-        .collect();
+    let heads = env
+        .rows("SELECT channel_id, head FROM channel_heads", |row| {
+            (row.get::<_, i64>(0), row.get::<_, i64>(1))
+        })
+        .await;
+    let heads: BTreeMap<i64, i64> = heads.into_iter().collect();
     for (channel, rows) in &by_channel {
         let offsets: Vec<i64> = rows.iter().map(|(_, offset)| *offset).collect();
         let expected: Vec<i64> = (1..=rows.len() as i64).collect();
@@ -128,8 +125,7 @@ async fn assert_contiguous(env: &TestEnv) -> BTreeMap<i64, Vec<(String, i64)>> {
 
 #[tokio::test]
 async fn offsets_are_contiguous_per_channel_across_batches() {
-    let env = TestEnv::new().await;
-    env.apply_schema().await;
+    let env = TestEnv::with_schema().await;
     let mut store = Store::new(&env.database_url);
     let mut total = 0;
     for batch in 0..6 {
@@ -147,8 +143,7 @@ async fn offsets_are_contiguous_per_channel_across_batches() {
 
 #[tokio::test]
 async fn a_replayed_batch_numbers_only_its_new_rows() {
-    let env = TestEnv::new().await;
-    env.apply_schema().await;
+    let env = TestEnv::with_schema().await;
     let mut store = Store::new(&env.database_url);
     let first = rows(60, 5, "first");
     let committed = commit(&mut store, &first, &[]).await;
@@ -202,14 +197,7 @@ async fn a_replayed_batch_numbers_only_its_new_rows() {
 #[tokio::test]
 async fn dead_letters_and_refused_rows_take_no_offset() {
     let env = TestEnv::new().await;
-    env.apply_schema().await;
-    env.db()
-        .await
-        .batch_execute(
-            "ALTER TABLE messages ADD CONSTRAINT no_forbidden CHECK (content <> 'forbidden')",
-        )
-        .await
-        .unwrap();
+    common::forbid_content(&env).await;
     let mut store = Store::new(&env.database_url);
     commit(&mut store, &rows(10, 2, "before"), &[]).await;
     let mut batch = rows(20, 2, "ok");
@@ -236,8 +224,7 @@ async fn dead_letters_and_refused_rows_take_no_offset() {
 
 #[tokio::test]
 async fn concurrent_batches_sharing_channels_do_not_deadlock() {
-    let env = TestEnv::new().await;
-    env.apply_schema().await;
+    let env = TestEnv::with_schema().await;
     let (mut a, mut b) = (Store::new(&env.database_url), Store::new(&env.database_url));
     // Each round, two stores commit at once: A's rows visit channels 1..=20 upwards, B's downwards (their
     // heads would be locked in opposite orders if they were locked in row order), and half of the rounds
@@ -312,8 +299,7 @@ async fn a_running_batcher_numbers_each_channel_in_queue_order() {
 #[tokio::test]
 async fn the_same_batch_committed_twice_at_once_is_numbered_once() {
     // A fenced batcher committing late while the shard's new holder replays the same elements.
-    let env = TestEnv::new().await;
-    env.apply_schema().await;
+    let env = TestEnv::with_schema().await;
     let (mut a, mut b) = (Store::new(&env.database_url), Store::new(&env.database_url));
     for round in 0..5 {
         let batch = rows(200, 9, &format!("r{round}"));
@@ -337,8 +323,7 @@ async fn the_same_batch_committed_twice_at_once_is_numbered_once() {
 #[tokio::test]
 #[ignore = "a measurement, not a test"]
 async fn copy_cost() {
-    let env = TestEnv::new().await;
-    env.apply_schema().await;
+    let env = TestEnv::with_schema().await;
     let mut store = Store::new(&env.database_url);
     commit(&mut store, &rows(1000, 100, "warm-up"), &[]).await;
     let batches: Vec<Vec<Row<'static>>> = (0..20)

@@ -5,48 +5,25 @@ mod common;
 use std::{collections::BTreeMap, time::Duration};
 
 use common::*;
-use futures_util::StreamExt;
-use pipeline::events::ServerEvent;
 use testkit::TestEnv;
 
 /// `dead_letters` as raw element → error text.
 async fn dead_letters(env: &TestEnv) -> BTreeMap<Vec<u8>, String> {
-    env.db()
-        .await
-        .query(
-            "SELECT raw, error, batcher_id, batch_id FROM dead_letters",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| {
+    let sql = "SELECT raw, error, batcher_id, batch_id FROM dead_letters";
+    let rows = env
+        .rows(sql, |row| {
             assert_eq!(row.get::<_, String>(2), "b1");
             assert!(row.get::<_, Option<i64>>(3).is_some());
             (row.get(0), row.get(1))
         })
-        .collect()
-}
-
-async fn totals(env: &TestEnv) -> (i64, i64, i64) {
-    let row = env
-        .db()
-        .await
-        .query_one(
-            "SELECT messages, batches, dead_letters FROM pipeline_totals",
-            &[],
-        )
-        .await
-        .unwrap();
-    (row.get(0), row.get(1), row.get(2))
+        .await;
+    rows.into_iter().collect()
 }
 
 #[tokio::test]
 async fn poison_elements_are_dead_lettered_verbatim_and_the_good_ones_commit() {
     let env = TestEnv::new().await;
-    let redis = redis::Client::open(env.redis_url.as_str()).unwrap();
-    let mut events = redis.get_async_pubsub().await.unwrap();
-    events.subscribe(env.keys().events()).await.unwrap();
+    let mut events = subscribe_events(&env).await;
     let batcher = start(&env, config(&env, "b1", 100, 0.1)).await;
 
     let good = messages(5);
@@ -88,7 +65,7 @@ async fn poison_elements_are_dead_lettered_verbatim_and_the_good_ones_commit() {
         dead[&with_nul],
         "invalid content: must not contain NUL characters"
     );
-    assert_eq!(totals(&env).await, (5, 1, 3));
+    assert_eq!(env.totals().await, (5, 1, 3));
     let batches = batches(&env).await;
     assert_eq!(
         (
@@ -99,15 +76,7 @@ async fn poison_elements_are_dead_lettered_verbatim_and_the_good_ones_commit() {
         (8, 5, 3)
     );
 
-    let payload: String = tokio::time::timeout(WAIT, events.on_message().next())
-        .await
-        .unwrap()
-        .unwrap()
-        .get_payload()
-        .unwrap();
-    let ServerEvent::BatchPersisted(event) = serde_json::from_str(&payload).unwrap() else {
-        panic!("not a batch_persisted event: {payload}");
-    };
+    let (_, event) = next_batch_event(&mut events).await;
     assert_eq!(
         event.ids,
         good.iter().map(|m| m.tracking_id).collect::<Vec<_>>()
@@ -119,15 +88,8 @@ async fn poison_elements_are_dead_lettered_verbatim_and_the_good_ones_commit() {
 #[tokio::test]
 async fn rows_postgresql_refuses_are_isolated_and_dead_lettered_with_its_error() {
     let env = TestEnv::new().await;
-    env.apply_schema().await;
     // A rule the batcher does not know about: only PostgreSQL can refuse these rows.
-    env.db()
-        .await
-        .batch_execute(
-            "ALTER TABLE messages ADD CONSTRAINT no_forbidden CHECK (content <> 'forbidden')",
-        )
-        .await
-        .unwrap();
+    forbid_content(&env).await;
     let batcher = start(&env, config(&env, "b1", 100, 0.1)).await;
 
     let mut sent = messages(10);
@@ -155,15 +117,14 @@ async fn rows_postgresql_refuses_are_isolated_and_dead_lettered_with_its_error()
             "{error}"
         );
     }
-    assert_eq!(totals(&env).await, (8, 1, 2));
+    assert_eq!(env.totals().await, (8, 1, 2));
     wait_empty(&env, &env.keys().shard(0).processing("b1")).await;
     batcher.stop().await;
 }
 
 #[tokio::test]
 async fn a_batch_survives_its_postgresql_connection_being_terminated() {
-    let env = TestEnv::new().await;
-    let batcher = start(&env, config(&env, "b1", 1000, 0.3)).await;
+    let (env, batcher) = start_new("b1", 1000, 0.3).await;
     push(&env, &messages(1)).await;
     wait_rows(&env, 1).await;
 

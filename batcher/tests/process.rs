@@ -12,18 +12,15 @@ use tokio::process::{Child, Command};
 
 /// The binary for `env`, quiet (warnings only, stdout discarded); the variables are set on the child only.
 fn command(env: &TestEnv, batcher_id: &str, batch_size: usize, timeout: &str) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_batcher"));
-    command
-        .env("REDIS_URL", &env.redis_url)
-        .env("DATABASE_URL", &env.database_url)
-        .env("REDIS_KEY_PREFIX", &env.prefix)
-        .env("BATCH_SIZE", batch_size.to_string())
-        .env("BATCH_TIMEOUT", timeout)
-        .env("BATCHER_ID", batcher_id)
-        .env("BATCHER_ADDR", "127.0.0.1:0")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .kill_on_drop(true);
+    let mut command = batcher_command(
+        &env.database_url,
+        &env.prefix,
+        batcher_id,
+        batch_size,
+        timeout,
+        "warn",
+    );
+    command.env("REDIS_URL", &env.redis_url);
     command
 }
 
@@ -52,17 +49,13 @@ async fn terminate(child: &mut Child) {
 
 #[tokio::test]
 async fn a_batcher_killed_with_a_full_processing_list_loses_and_duplicates_nothing_on_restart() {
-    let env = TestEnv::new().await;
-    env.apply_schema().await;
+    let env = TestEnv::with_schema().await;
     let sent = messages(500);
     push(&env, &sent).await;
 
     let processing = env.keys().shard(0).processing("k1");
     let mut first = spawn(&env, "k1", 1000, "60");
-    testkit::eventually(WAIT, "500 held by k1", || async {
-        (llen(&env, &processing).await == 500).then_some(())
-    })
-    .await;
+    wait_held(&env, "k1", 500).await;
     first.kill().await.unwrap();
     assert_eq!(env.count("messages").await, 0);
     assert_eq!(llen(&env, &processing).await, 500);
@@ -93,8 +86,7 @@ async fn batchers_killed_again_and_again_mid_stream_lose_and_duplicate_nothing()
     // shard, so the later delays are the lease's TTL plus a little work.
     const KILL_AFTER_MS: [u64; 6] = [300, 5_300, 5_150, 5_500, 5_100, 5_250];
 
-    let env = TestEnv::new().await;
-    env.apply_schema().await;
+    let env = TestEnv::with_schema().await;
     let sent = messages(MESSAGES);
 
     // The stream, a chunk every 800 ms (32 s), while batchers come and go (27 s), so the survivor gets a tail.
@@ -132,13 +124,7 @@ async fn batchers_killed_again_and_again_mid_stream_lose_and_duplicate_nothing()
     let mut expected = sent.clone();
     expected.sort_by_key(|m| m.tracking_id);
     assert_eq!(persisted, expected);
-    let totals: i64 = env
-        .db()
-        .await
-        .query_one("SELECT messages FROM pipeline_totals", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let (totals, _, _) = env.totals().await;
     assert_eq!(
         totals, MESSAGES as i64,
         "the running total counts each row once"
@@ -153,16 +139,12 @@ async fn batchers_killed_again_and_again_mid_stream_lose_and_duplicate_nothing()
 
 #[tokio::test]
 async fn sigterm_commits_the_held_partial_batch_and_exits_zero() {
-    let env = TestEnv::new().await;
-    env.apply_schema().await;
+    let env = TestEnv::with_schema().await;
     let mut child = spawn(&env, "t1", 1000, "60");
     let sent = messages(3);
     push(&env, &sent).await;
     let processing = env.keys().shard(0).processing("t1");
-    testkit::eventually(WAIT, "3 held by t1", || async {
-        (llen(&env, &processing).await == 3).then_some(())
-    })
-    .await;
+    wait_held(&env, "t1", 3).await;
     assert_eq!(env.count("messages").await, 0);
 
     terminate(&mut child).await;
@@ -175,19 +157,15 @@ async fn sigterm_commits_the_held_partial_batch_and_exits_zero() {
     );
     assert_eq!(llen(&env, &processing).await, 0);
     assert!(!registered(&env, "t1").await);
-    let mut redis = env.redis().await;
-    let lease: bool = redis::cmd("EXISTS")
-        .arg(env.keys().shard(0).lease())
-        .query_async(&mut redis)
-        .await
-        .unwrap();
+    let lease: bool = env
+        .redis_query(redis::cmd("EXISTS").arg(env.keys().shard(0).lease()))
+        .await;
     assert!(!lease, "the shard was released");
 }
 
 #[tokio::test]
 async fn json_logs_are_one_object_per_line_with_one_line_per_flush_and_none_per_message() {
-    let env = TestEnv::new().await;
-    env.apply_schema().await;
+    let env = TestEnv::with_schema().await;
     let mut child = command(&env, "log1", 10, "60")
         .env("LOG_FORMAT", "json")
         .env("RUST_LOG", "info")
@@ -198,10 +176,7 @@ async fn json_logs_are_one_object_per_line_with_one_line_per_flush_and_none_per_
     let sent = messages(23);
     push(&env, &sent).await;
     wait_rows(&env, 20).await;
-    testkit::eventually(WAIT, "3 held by log1", || async {
-        (llen(&env, &env.keys().shard(0).processing("log1")).await == 3).then_some(())
-    })
-    .await;
+    wait_held(&env, "log1", 3).await;
     terminate(&mut child).await;
     let mut log = String::new();
     stdout.read_to_string(&mut log).await.unwrap();
@@ -249,12 +224,8 @@ async fn signal(child: &Child, signal: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batcher_stopped_mid_flush_past_its_lease_then_resumed_duplicates_no_row_and_no_announcement()
  {
-    use futures_util::StreamExt;
-    let env = TestEnv::new().await;
-    env.apply_schema().await;
-    let redis = redis::Client::open(env.redis_url.as_str()).unwrap();
-    let mut events = redis.get_async_pubsub().await.unwrap();
-    events.subscribe(env.keys().events()).await.unwrap();
+    let env = TestEnv::with_schema().await;
+    let mut events = subscribe_events(&env).await;
 
     let mut first = spawn(&env, "paused", 50, "0.05");
     testkit::eventually(WAIT, "the first batcher holds the shard", || async {
@@ -283,10 +254,7 @@ async fn a_batcher_stopped_mid_flush_past_its_lease_then_resumed_duplicates_no_r
         .unwrap();
     push(&env, &sent).await;
     let processing = env.keys().shard(0).processing("paused");
-    testkit::eventually(WAIT, "50 held by the first batcher", || async {
-        (llen(&env, &processing).await == 50).then_some(())
-    })
-    .await;
+    wait_held(&env, "paused", 50).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     // Stopped past its lease (5 s): the second batcher takes the shard over and moves the 50 back.
@@ -309,24 +277,12 @@ async fn a_batcher_stopped_mid_flush_past_its_lease_then_resumed_duplicates_no_r
     assert_eq!(row_counts(&env).await, (50, 50));
     assert_eq!(persisted(&env).await, sent, "in order");
 
-    let mut announced = Vec::new();
-    let mut stream = events.on_message();
-    while let Ok(Some(message)) =
-        tokio::time::timeout(Duration::from_millis(500), stream.next()).await
-    {
-        let payload: String = message.get_payload().unwrap();
-        if let pipeline::events::ServerEvent::BatchPersisted(event) =
-            serde_json::from_str(&payload).unwrap()
-        {
-            announced.extend(event.ids);
-        }
-    }
+    let announced = announced_ids(&mut events).await;
     let mut unique = announced.clone();
     unique.sort();
     unique.dedup();
     assert_eq!(unique.len(), 50, "every id announced");
     assert_eq!(announced.len(), 50, "and each once");
-    drop(stream);
     terminate(&mut second).await;
     terminate(&mut first).await;
 }

@@ -8,9 +8,7 @@ use testkit::TestEnv;
 use testkit::redis_server::RedisServer;
 
 async fn ready(addr: std::net::SocketAddr) -> (u16, Value) {
-    let response = reqwest::get(format!("http://{addr}/ready")).await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap())
+    testkit::get_status_json(&format!("http://{addr}/ready")).await
 }
 
 #[tokio::test]

@@ -20,8 +20,7 @@ async fn fill_processing(
 
 #[tokio::test]
 async fn a_restarted_batcher_reflushes_its_own_list_without_duplicating_committed_rows() {
-    let env = TestEnv::new().await;
-    env.apply_schema().await;
+    let env = TestEnv::with_schema().await;
     let held = messages(25);
     fill_processing(&env, "b1", &held).await;
     // The crash came between the commit of the 8 oldest and clearing them from the list.
@@ -63,13 +62,10 @@ async fn the_list_of_a_dead_batcher_is_reclaimed_first_by_the_shards_next_holder
     let env = TestEnv::new().await;
     let ghost_held = messages(20);
     fill_processing(&env, "ghost", &ghost_held).await;
-    let mut redis = env.redis().await;
-    let _: i64 = redis::cmd("SADD")
-        .arg(env.keys().shard(0).batchers())
-        .arg("ghost")
-        .query_async(&mut redis)
-        .await
-        .unwrap();
+    let redis_key = env.keys().shard(0).batchers();
+    let _: i64 = env
+        .redis_query(redis::cmd("SADD").arg(&redis_key).arg("ghost"))
+        .await;
     // Newer messages wait in pending; the reclaimed (older) ones go before them.
     let newer = messages(3);
     push(&env, &newer).await;
@@ -91,8 +87,7 @@ async fn the_list_of_a_dead_batcher_is_reclaimed_first_by_the_shards_next_holder
 
 #[tokio::test]
 async fn a_processing_list_that_no_batcher_registered_is_persisted_while_the_shard_is_held() {
-    let env = TestEnv::new().await;
-    let batcher = start(&env, config(&env, "live", 10, 0.1)).await;
+    let (env, batcher) = start_new("live", 10, 0.1).await;
     testkit::eventually(WAIT, "live holds the shard", || async {
         registered(&env, "live").await.then_some(())
     })
@@ -113,8 +108,7 @@ async fn a_processing_list_that_no_batcher_registered_is_persisted_while_the_sha
 
 #[tokio::test]
 async fn a_paused_batcher_whose_shard_was_taken_over_loses_and_duplicates_nothing() {
-    let env = TestEnv::new().await;
-    let batcher = start(&env, config(&env, "z", 1000, 1.5)).await;
+    let (env, batcher) = start_new("z", 1000, 1.5).await;
     let sent = messages(5);
     push(&env, &sent).await;
     let shard = env.keys().shard(0);
@@ -157,16 +151,9 @@ async fn a_paused_batcher_whose_shard_was_taken_over_loses_and_duplicates_nothin
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(row_counts(&env).await, (5, 5));
     assert_eq!(persisted(&env).await, sent);
-    let metrics = reqwest::get(format!("http://{}/metrics", batcher.addr))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = testkit::get_text(&format!("http://{}/metrics", batcher.addr)).await;
     assert!(
-        metrics
-            .lines()
-            .any(|l| l.starts_with("batcher_fenced_total ") && !l.ends_with(" 0")),
+        testkit::metric_value(&metrics, "batcher_fenced_total").is_some_and(|fenced| fenced > 0.0),
         "the batcher noticed it was fenced"
     );
     batcher.stop().await;
@@ -177,13 +164,9 @@ async fn messages_left_in_the_shards_of_a_larger_earlier_layout_are_persisted_af
  {
     let env = TestEnv::new().await;
     // The ingestors ran with QUEUE_SHARDS=4 (they record it) and left messages in shards 2 and 3.
-    let mut redis = env.redis().await;
-    let _: i64 = redis::cmd("SADD")
-        .arg(env.keys().layouts())
-        .arg(4)
-        .query_async(&mut redis)
-        .await
-        .unwrap();
+    let _: i64 = env
+        .redis_query(redis::cmd("SADD").arg(env.keys().layouts()).arg(4))
+        .await;
     let (two, three) = (messages(6), messages(4));
     lpush(
         &env,

@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use testkit::TestEnv;
 use testkit::redis_server::RedisServer;
 
@@ -15,12 +13,8 @@ async fn the_batcher_refuses_to_start_on_a_redis_that_evicts_any_key() {
     let mut config = common::config(&env, "policy-1", 10, 0.1);
     config.redis.redis_url = redis.url();
     let running = common::start(&env, config).await;
-    let error = tokio::time::timeout(Duration::from_secs(10), running.task)
-        .await
-        .expect("the batcher gives up at once")
-        .expect("no panic")
-        .expect_err("the batcher must not start");
-    let message = format!("{error:#}");
+    let run = async { running.task.await.expect("no panic") };
+    let message = testkit::start_error("batcher", run).await;
     assert!(
         message.contains("maxmemory-policy allkeys-lfu"),
         "{message}"

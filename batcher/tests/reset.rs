@@ -11,8 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 #[tokio::test]
 async fn a_batch_in_flight_across_a_reset_costs_no_message_accepted_after_it() {
-    let env = TestEnv::new().await;
-    env.apply_schema().await;
+    let env = TestEnv::with_schema().await;
     let db = env.db().await;
     // The batch in flight draws its id (a batcher does this before its transaction).
     let in_flight: i64 = db
@@ -23,18 +22,11 @@ async fn a_batch_in_flight_across_a_reset_costs_no_message_accepted_after_it() {
 
     let (listener, addr) = testkit::listener().await.unwrap();
     let stop = CancellationToken::new();
-    let config = ingestor::Config::try_parse_from([
-        "ingestor",
-        "--redis-url",
-        &env.redis_url,
-        "--redis-key-prefix",
-        &env.prefix,
-        "--database-url",
-        &env.database_url,
-        "--admin-api-key",
-        "admin-key-for-tests",
-    ])
-    .unwrap();
+    let args = ["ingestor"]
+        .into_iter()
+        .chain(env.service_args())
+        .chain(["--admin-api-key", "admin-key-for-tests"]);
+    let config = ingestor::Config::try_parse_from(args).unwrap();
     let ingestor = tokio::spawn(ingestor::run(config, listener, stop.clone()));
     let http = reqwest::Client::new();
     let api = format!("http://{addr}");
@@ -70,16 +62,9 @@ async fn a_batch_in_flight_across_a_reset_costs_no_message_accepted_after_it() {
         assert_eq!(response.status(), 201);
     }
     wait_rows(&env, 3).await;
-    let ids: Vec<i64> = db
-        .query(
-            "SELECT id FROM batches WHERE batcher_id = 'r1' ORDER BY id",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
+    let ids: Vec<i64> = env
+        .column("SELECT id FROM batches WHERE batcher_id = 'r1' ORDER BY id")
+        .await;
     assert_eq!(ids.len(), 3);
     assert!(
         ids.iter().all(|id| *id > in_flight),

@@ -9,32 +9,25 @@ use std::time::Duration;
 use common::*;
 use testkit::TestEnv;
 
+/// Gives every new connection to this test's database a `statement_timeout` of `timeout` (e.g. `300ms`).
+async fn set_statement_timeout(env: &TestEnv, timeout: &str) {
+    let sql = format!(
+        "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET statement_timeout = ''{timeout}''', \
+         current_database()); END $$"
+    );
+    env.db().await.batch_execute(&sql).await.unwrap();
+}
+
 async fn retries_total(metrics_url: &str) -> f64 {
-    let text = reqwest::get(metrics_url)
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|line| line.strip_prefix("batcher_retries_total "))
-        .expect("batcher_retries_total is exposed")
-        .parse()
-        .unwrap()
+    let text = testkit::get_text(metrics_url).await;
+    testkit::metric_value(&text, "batcher_retries_total").expect("batcher_retries_total is exposed")
 }
 
 #[tokio::test]
 async fn statements_cancelled_by_statement_timeout_are_retried_until_the_batch_commits_once() {
-    let env = TestEnv::new().await;
-    env.apply_schema().await;
+    let env = TestEnv::with_schema().await;
     // Every new connection to this test's database gets a 300 ms statement_timeout.
-    let db = env.db().await;
-    db.batch_execute(
-        "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET statement_timeout = ''300ms''', \
-         current_database()); END $$",
-    )
-    .await
-    .unwrap();
+    set_statement_timeout(&env, "300ms").await;
     let batcher = start(&env, config(&env, "st1", 1000, 0.1)).await;
     push(&env, &messages(1)).await;
     wait_rows(&env, 1).await;
@@ -80,16 +73,10 @@ async fn statements_cancelled_by_statement_timeout_are_retried_until_the_batch_c
 #[tokio::test]
 async fn a_backlog_drains_when_statement_timeout_is_shorter_than_one_copy_of_batch_size() {
     const MESSAGES: usize = 40_000;
-    let env = TestEnv::new().await;
-    env.apply_schema().await;
+    let env = TestEnv::with_schema().await;
     // 30 ms: far less than one COPY of 20,000 rows (about 100 ms here), more than one of a few thousand.
+    set_statement_timeout(&env, "30ms").await;
     let db = env.db().await;
-    db.batch_execute(
-        "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET statement_timeout = ''30ms''', \
-         current_database()); END $$",
-    )
-    .await
-    .unwrap();
     let sent = messages(MESSAGES);
     push(&env, &sent).await;
     let batcher = start(&env, config(&env, "split", 20_000, 0.1)).await;

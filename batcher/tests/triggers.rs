@@ -6,14 +6,11 @@ use std::time::Duration;
 
 use chrono::Utc;
 use common::*;
-use futures_util::StreamExt;
-use pipeline::events::ServerEvent;
 use testkit::TestEnv;
 
 #[tokio::test]
 async fn thirty_messages_with_batch_size_ten_make_exactly_three_size_batches() {
-    let env = TestEnv::new().await;
-    let batcher = start(&env, config(&env, "b1", 10, 30.0)).await;
+    let (env, batcher) = start_new("b1", 10, 30.0).await;
     let sent = messages(30);
     push(&env, &sent).await;
 
@@ -38,9 +35,7 @@ async fn thirty_messages_with_batch_size_ten_make_exactly_three_size_batches() {
 #[tokio::test]
 async fn a_partial_batch_is_flushed_by_the_timer_with_its_ids_published() {
     let env = TestEnv::new().await;
-    let redis = redis::Client::open(env.redis_url.as_str()).unwrap();
-    let mut events = redis.get_async_pubsub().await.unwrap();
-    events.subscribe(env.keys().events()).await.unwrap();
+    let mut events = subscribe_events(&env).await;
     let batcher = start(&env, config(&env, "b1", 1000, 0.2)).await;
 
     let sent = messages(7);
@@ -62,15 +57,7 @@ async fn a_partial_batch_is_flushed_by_the_timer_with_its_ids_published() {
     );
     assert_eq!(persisted(&env).await, sent);
 
-    let payload: String = tokio::time::timeout(WAIT, events.on_message().next())
-        .await
-        .expect("an event within the wait")
-        .expect("the subscription is open")
-        .get_payload()
-        .unwrap();
-    let ServerEvent::BatchPersisted(event) = serde_json::from_str(&payload).unwrap() else {
-        panic!("not a batch_persisted event: {payload}");
-    };
+    let (payload, event) = next_batch_event(&mut events).await;
     assert!(payload.contains(r#""type":"batch_persisted""#));
     assert_eq!(
         event.ids,
@@ -87,8 +74,7 @@ async fn a_partial_batch_is_flushed_by_the_timer_with_its_ids_published() {
 
 #[tokio::test]
 async fn the_timer_starts_at_the_first_message_not_at_the_last_flush() {
-    let env = TestEnv::new().await;
-    let batcher = start(&env, config(&env, "b1", 1000, 0.3)).await;
+    let (env, batcher) = start_new("b1", 1000, 0.3).await;
     push(&env, &messages(1)).await;
     wait_rows(&env, 1).await;
 
@@ -113,8 +99,7 @@ async fn the_timer_starts_at_the_first_message_not_at_the_last_flush() {
 
 #[tokio::test]
 async fn health_reports_both_dependencies_and_metrics_count_flushes() {
-    let env = TestEnv::new().await;
-    let batcher = start(&env, config(&env, "b-health", 2, 30.0)).await;
+    let (env, batcher) = start_new("b-health", 2, 30.0).await;
     push(&env, &messages(2)).await;
     wait_rows(&env, 2).await;
 
@@ -127,12 +112,7 @@ async fn health_reports_both_dependencies_and_metrics_count_flushes() {
         serde_json::json!({"status": "ok", "batcher_id": "b-health", "redis": "ok", "postgres": "ok"})
     );
 
-    let metrics = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = testkit::get_text(&format!("{base}/metrics")).await;
     for name in [
         "batcher_flushes_total{reason=\"size\"}",
         "batcher_messages_persisted_total",
@@ -148,9 +128,7 @@ async fn health_reports_both_dependencies_and_metrics_count_flushes() {
 #[tokio::test]
 async fn an_element_queued_twice_is_one_row_one_id_in_the_event_and_counted_once() {
     let env = TestEnv::new().await;
-    let redis = redis::Client::open(env.redis_url.as_str()).unwrap();
-    let mut events = redis.get_async_pubsub().await.unwrap();
-    events.subscribe(env.keys().events()).await.unwrap();
+    let mut events = subscribe_events(&env).await;
     let batcher = start(&env, config(&env, "b1", 1000, 0.2)).await;
 
     // A group push retried after its reply was lost: the same elements twice.
@@ -168,28 +146,14 @@ async fn an_element_queued_twice_is_one_row_one_id_in_the_event_and_counted_once
             .collect::<Vec<_>>(),
         [(3, 3)]
     );
-    let payload: String = tokio::time::timeout(WAIT, events.on_message().next())
-        .await
-        .expect("an event within the wait")
-        .expect("the subscription is open")
-        .get_payload()
-        .unwrap();
-    let ServerEvent::BatchPersisted(event) = serde_json::from_str(&payload).unwrap() else {
-        panic!("not a batch_persisted event: {payload}");
-    };
+    let (_, event) = next_batch_event(&mut events).await;
     assert_eq!(
         event.ids,
         sent.iter().map(|m| m.tracking_id).collect::<Vec<_>>()
     );
     assert_eq!(event.batch_size, 3);
     wait_empty(&env, &env.keys().shard(0).processing("b1")).await;
-    let totals: i64 = env
-        .db()
-        .await
-        .query_one("SELECT messages FROM pipeline_totals", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let (totals, _, _) = env.totals().await;
     assert_eq!(totals, 3);
     batcher.stop().await;
 }

@@ -1,25 +1,8 @@
 //! The run's own PostgreSQL database (`bench_<random>`, dropped at the end) and where the servers are.
 
 use anyhow::{Context, bail};
+use pipeline::schema::with_database;
 use uuid::Uuid;
-
-/// `url` with its database replaced by `database` (query parameters kept).
-pub fn with_database(url: &str, database: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (url, None),
-    };
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let authority_end = base[scheme_end..]
-        .find('/')
-        .map_or(base.len(), |i| scheme_end + i);
-    let mut out = format!("{}/{database}", &base[..authority_end]);
-    if let Some(query) = query {
-        out.push('?');
-        out.push_str(query);
-    }
-    out
-}
 
 /// The TCP host of a PostgreSQL URL must be loopback (a Unix socket is local too).
 pub fn check_postgres_is_local(url: &str) -> anyhow::Result<()> {
@@ -101,22 +84,6 @@ impl BenchDatabase {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_database_of_a_url_is_replaced() {
-        assert_eq!(
-            with_database("postgres://u:p@127.0.0.1:5432/ingest", "bench_1"),
-            "postgres://u:p@127.0.0.1:5432/bench_1"
-        );
-        assert_eq!(
-            with_database("postgres://127.0.0.1?sslmode=disable", "postgres"),
-            "postgres://127.0.0.1/postgres?sslmode=disable"
-        );
-        assert_eq!(
-            with_database("postgresql://h/db/x?a=1", "y"),
-            "postgresql://h/y?a=1"
-        );
-    }
 
     #[test]
     fn only_loopback_servers_are_accepted() {

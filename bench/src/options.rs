@@ -8,12 +8,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// Benchmark of the ingestion pipeline against its ceilings (run it through scripts/bench).
 #[derive(Debug, Parser)]
-#[command(
-    name = "bench",
-    version,
-    about = "Benchmark of the ingestion pipeline against its ceilings (run it through scripts/bench)."
-)]
+#[command(name = "bench", version, about)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -8,46 +8,19 @@
 use std::{net::SocketAddr, time::Duration};
 
 use clap::Parser;
-use futures_util::StreamExt;
 use serde_json::{Value, json};
+use testkit::ws::Ws;
 use testkit::{TestEnv, eventually};
-use tokio::{net::TcpStream, task::JoinHandle};
-use tokio_tungstenite::{
-    MaybeTlsStream, WebSocketStream,
-    tungstenite::{
-        self, Message,
-        protocol::{CloseFrame, frame::coding::CloseCode},
-    },
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::{
+    self,
+    protocol::{CloseFrame, frame::coding::CloseCode},
 };
 use tokio_util::sync::CancellationToken;
 
 /// Bound of every wait for something the services send.
 const WAIT: Duration = Duration::from_secs(15);
 const ADMIN_KEY: &str = "compat-admin-key";
-/// The keys of the original's `GET /` `endpoints`.
-const ORIGINAL_ENDPOINTS: [&str; 6] = [
-    "POST /messages",
-    "POST /simulate",
-    "GET /messages",
-    "GET /health",
-    "GET /queue/status",
-    "WS /ws/stats",
-];
-/// The fields of the original's `stats_update`.
-const STATS_FIELDS: [&str; 9] = [
-    "total_messages",
-    "queue_depth",
-    "messages_per_second",
-    "total_batches",
-    "avg_batch_size",
-    "batch_threshold",
-    "batch_progress",
-    "batch_progress_percent",
-    "batches_ready",
-];
-
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
 /// One service running in this process.
 struct Service {
     shutdown: CancellationToken,
@@ -57,33 +30,21 @@ struct Service {
 impl Service {
     async fn stop(self) {
         self.shutdown.cancel();
-        tokio::time::timeout(WAIT, self.task)
+        testkit::join_service("service", self.task, WAIT)
             .await
-            .expect("the service stops in time")
-            .expect("the service task does not panic")
             .expect("the service stops cleanly");
     }
 }
 
 /// The arguments every service of a test shares: its database and key prefix, the original's batch settings.
 fn shared_args(env: &TestEnv, name: &str, extra: &[&str]) -> Vec<String> {
-    [
-        name,
-        "--redis-url",
-        &env.redis_url,
-        "--redis-key-prefix",
-        &env.prefix,
-        "--database-url",
-        &env.database_url,
-        "--batch-size",
-        "50",
-        "--batch-timeout",
-        "2",
-    ]
-    .iter()
-    .chain(extra)
-    .map(|s| (*s).to_owned())
-    .collect()
+    [name]
+        .into_iter()
+        .chain(env.service_args())
+        .chain(["--batch-size", "50", "--batch-timeout", "2"])
+        .chain(extra.iter().copied())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// A free loopback port for a service started later (the notifier, when a test starts the ingestor first).
@@ -145,7 +106,17 @@ async fn wait_healthy(url: &str) {
 
 /// GETs `path` and returns the status and the JSON body.
 async fn get(base: &str, path: &str) -> (u16, Value) {
-    let response = reqwest::get(format!("{base}{path}")).await.unwrap();
+    testkit::get_status_json(&format!("{base}{path}")).await
+}
+
+/// `DELETE /reset` with the admin key: the status and the JSON body.
+async fn reset(base: &str) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .delete(format!("{base}/reset"))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .unwrap();
     let status = response.status().as_u16();
     (status, response.json().await.unwrap())
 }
@@ -173,37 +144,12 @@ fn health_with_queue(length: u64) -> Value {
 
 /// The next JSON text frame `ws` receives that `matches`, skipping others.
 async fn next_matching(ws: &mut Ws, what: &str, matches: impl Fn(&Value) -> bool) -> Value {
-    tokio::time::timeout(WAIT, async {
-        loop {
-            match ws.next().await {
-                Some(Ok(Message::Text(text))) => {
-                    let value: Value = serde_json::from_str(&text).unwrap();
-                    if matches(&value) {
-                        return value;
-                    }
-                }
-                Some(Ok(_)) => {}
-                other => panic!("waiting for {what}, the socket ended: {other:?}"),
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("{what} within {WAIT:?}"))
+    testkit::ws::next_matching(ws, WAIT, what, matches).await
 }
 
 /// The Close frame `ws` receives, skipping the frames before it; panics if the socket ends without one.
 async fn close_frame(ws: &mut Ws) -> Option<CloseFrame> {
-    tokio::time::timeout(WAIT, async {
-        loop {
-            match ws.next().await {
-                Some(Ok(Message::Close(frame))) => return frame,
-                Some(Ok(_)) => {}
-                other => panic!("no Close frame: {other:?}"),
-            }
-        }
-    })
-    .await
-    .expect("the Close frame arrives")
+    testkit::ws::close_frame(ws, WAIT).await
 }
 
 /// `ws://` URL of `/ws/stats` at the ingestor `base` (`http://…`).
@@ -228,7 +174,7 @@ async fn the_ingestor_answers_each_documented_request_as_the_original() {
         root["batch_config"],
         json!({"batch_size": 50, "timeout_seconds": 2})
     );
-    for endpoint in ORIGINAL_ENDPOINTS {
+    for endpoint in testkit::seed::ENDPOINTS {
         assert!(
             root["endpoints"][endpoint].is_string(),
             "{endpoint} missing from {root}"
@@ -289,16 +235,12 @@ async fn the_ingestor_answers_each_documented_request_as_the_original() {
     assert_eq!(get(&api, "/messages?limit=5").await, (200, json!([])));
 
     // DELETE /reset (ours needs the admin key): nothing persisted, 101 cleared from the queue.
-    let response = reqwest::Client::new()
-        .delete(format!("{api}/reset"))
-        .bearer_auth(ADMIN_KEY)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
     assert_eq!(
-        response.json::<Value>().await.unwrap(),
-        json!({"status": "reset_complete", "deleted_messages": 0, "cleared_queue": 101})
+        reset(&api).await,
+        (
+            200,
+            json!({"status": "reset_complete", "deleted_messages": 0, "cleared_queue": 101})
+        )
     );
     assert_eq!(get(&api, "/health").await, (200, health_with_queue(0)));
 
@@ -320,10 +262,7 @@ async fn at_the_ingestors_address_ws_stats_relays_the_notifiers_events_and_rows_
         .await
         .unwrap();
     let first = next_matching(&mut ws, "the first message", |_| true).await;
-    assert_eq!(first["type"], "stats_update", "{first}");
-    for field in STATS_FIELDS {
-        assert!(first[field].is_number(), "{field} in {first}");
-    }
+    testkit::seed::assert_stats_update(&first);
     assert_eq!(first["batch_threshold"], 50);
 
     // 120 messages: two batches by size, the last 20 by the 2 s timeout.
@@ -384,15 +323,12 @@ async fn at_the_ingestors_address_ws_stats_relays_the_notifiers_events_and_rows_
     assert!(queue["last_batch"]["completed_at"].is_string(), "{queue}");
 
     // DELETE /reset: the 120 rows are deleted, nothing was queued.
-    let response = reqwest::Client::new()
-        .delete(format!("{api}/reset"))
-        .bearer_auth(ADMIN_KEY)
-        .send()
-        .await
-        .unwrap();
     assert_eq!(
-        response.json::<Value>().await.unwrap(),
-        json!({"status": "reset_complete", "deleted_messages": 120, "cleared_queue": 0})
+        reset(&api).await,
+        (
+            200,
+            json!({"status": "reset_complete", "deleted_messages": 120, "cleared_queue": 0})
+        )
     );
 
     // The ingestor stopping closes the relayed socket with 1001.

@@ -11,6 +11,7 @@ use pipeline::{
     api::{MessageAccepted, PersistedMessage, SimulateAccepted},
     events::ServerEvent,
 };
+use testkit::ws::Ws;
 use testkit::{TestEnv, eventually};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -233,14 +234,8 @@ impl Pipeline {
 
     /// Tracking ids in `messages`, failing on duplicates.
     async fn persisted_ids(&self) -> HashSet<Uuid> {
-        let rows = self
-            .env
-            .db()
-            .await
-            .query("SELECT tracking_id FROM messages", &[])
-            .await
-            .unwrap();
-        let ids: HashSet<Uuid> = rows.iter().map(|row| row.get(0)).collect();
+        let rows: Vec<Uuid> = self.env.column("SELECT tracking_id FROM messages").await;
+        let ids: HashSet<Uuid> = rows.iter().copied().collect();
         assert_eq!(ids.len(), rows.len(), "duplicate tracking_id in messages");
         ids
     }
@@ -262,139 +257,108 @@ impl Pipeline {
     }
 }
 
+/// Runs `test` on a pipeline over one Redis (one shard), then over the Redis Cluster of
+/// `TEST_REDIS_CLUSTER_NODES` (six shards) when it is set: the same outcome is expected of both.
+async fn on_each_redis(batch_size: usize, batch_timeout: &str, test: impl AsyncFn(Pipeline)) {
+    for redis in [Redis::Single(1), Redis::Cluster(6)] {
+        if let Some(pipeline) = Pipeline::start(&redis, batch_size, batch_timeout).await {
+            test(pipeline).await;
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn thousands_of_concurrent_posts_become_exactly_those_rows() {
-    thousands_of_concurrent_posts_become_exactly_those_rows_on(Redis::Single(1)).await;
-}
+    on_each_redis(100, "0.1", async |pipeline| {
+        const MESSAGES: i64 = 3000;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn thousands_of_concurrent_posts_become_exactly_those_rows_on_a_cluster() {
-    thousands_of_concurrent_posts_become_exactly_those_rows_on(Redis::Cluster(6)).await;
-}
+        let accepted: Vec<MessageAccepted> = stream::iter(0..MESSAGES)
+            .map(|i| {
+                let pipeline = &pipeline;
+                async move { pipeline.post(i + 1, &format!("message {i}")).await }
+            })
+            .buffer_unordered(64)
+            .collect()
+            .await;
+        let returned: HashSet<Uuid> = accepted.iter().map(|a| a.message_id).collect();
+        assert_eq!(returned.len(), MESSAGES as usize, "message ids are unique");
+        assert!(accepted.iter().all(|a| a.status == "queued"));
 
-async fn thousands_of_concurrent_posts_become_exactly_those_rows_on(redis: Redis) {
-    let Some(pipeline) = Pipeline::start(&redis, 100, "0.1").await else {
-        return;
-    };
-    const MESSAGES: i64 = 3000;
+        pipeline.wait_for_rows(MESSAGES).await;
+        // Give a stray duplicate the chance to show up before asserting there is none.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(pipeline.env.count("messages").await, MESSAGES);
+        assert_eq!(pipeline.persisted_ids().await, returned);
 
-    let accepted: Vec<MessageAccepted> = stream::iter(0..MESSAGES)
-        .map(|i| {
-            let pipeline = &pipeline;
-            async move { pipeline.post(i + 1, &format!("message {i}")).await }
-        })
-        .buffer_unordered(64)
-        .collect()
-        .await;
-    let returned: HashSet<Uuid> = accepted.iter().map(|a| a.message_id).collect();
-    assert_eq!(returned.len(), MESSAGES as usize, "message ids are unique");
-    assert!(accepted.iter().all(|a| a.status == "queued"));
-
-    pipeline.wait_for_rows(MESSAGES).await;
-    // Give a stray duplicate the chance to show up before asserting there is none.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(pipeline.env.count("messages").await, MESSAGES);
-    assert_eq!(pipeline.persisted_ids().await, returned);
-
-    let totals = pipeline
-        .env
-        .db()
-        .await
-        .query_one("SELECT messages FROM pipeline_totals", &[])
-        .await
-        .unwrap();
-    assert_eq!(totals.get::<_, i64>(0), MESSAGES);
-    pipeline.stop().await;
+        let (persisted, _, _) = pipeline.env.totals().await;
+        assert_eq!(persisted, MESSAGES);
+        pipeline.stop().await;
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn simulate_persists_exactly_the_ids_it_returned() {
-    simulate_persists_exactly_the_ids_it_returned_on(Redis::Single(1)).await;
-}
+    on_each_redis(50, "0.1", async |pipeline| {
+        let response = pipeline
+            .http
+            .post(format!("{}/simulate", pipeline.api()))
+            .json(&serde_json::json!({"count": 2000}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 202);
+        let accepted: SimulateAccepted = response.json().await.unwrap();
+        assert_eq!(accepted.messages_count, 2000);
+        assert_eq!(accepted.batch_threshold, 50);
+        let returned: HashSet<Uuid> = accepted.tracking_ids.into_iter().collect();
+        assert_eq!(returned.len(), 2000);
 
-#[tokio::test]
-async fn simulate_persists_exactly_the_ids_it_returned_on_a_cluster() {
-    simulate_persists_exactly_the_ids_it_returned_on(Redis::Cluster(6)).await;
-}
-
-async fn simulate_persists_exactly_the_ids_it_returned_on(redis: Redis) {
-    let Some(pipeline) = Pipeline::start(&redis, 50, "0.1").await else {
-        return;
-    };
-    let response = pipeline
-        .http
-        .post(format!("{}/simulate", pipeline.api()))
-        .json(&serde_json::json!({"count": 2000}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202);
-    let accepted: SimulateAccepted = response.json().await.unwrap();
-    assert_eq!(accepted.messages_count, 2000);
-    assert_eq!(accepted.batch_threshold, 50);
-    let returned: HashSet<Uuid> = accepted.tracking_ids.into_iter().collect();
-    assert_eq!(returned.len(), 2000);
-
-    pipeline.wait_for_rows(2000).await;
-    assert_eq!(pipeline.persisted_ids().await, returned);
-    pipeline.stop().await;
+        pipeline.wait_for_rows(2000).await;
+        assert_eq!(pipeline.persisted_ids().await, returned);
+        pipeline.stop().await;
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn a_websocket_client_sees_every_posted_id_become_persisted() {
-    a_websocket_client_sees_every_posted_id_become_persisted_on(Redis::Single(1)).await;
-}
+    on_each_redis(20, "0.05", async |pipeline| {
+        let mut socket = watch_stats(pipeline.notifier()).await;
 
-#[tokio::test]
-async fn a_websocket_client_sees_every_posted_id_become_persisted_on_a_cluster() {
-    a_websocket_client_sees_every_posted_id_become_persisted_on(Redis::Cluster(6)).await;
-}
+        let mut posted = HashSet::new();
+        for i in 0..150 {
+            posted.insert(pipeline.post(1, &format!("watched {i}")).await.message_id);
+        }
 
-async fn a_websocket_client_sees_every_posted_id_become_persisted_on(redis: Redis) {
-    let Some(pipeline) = Pipeline::start(&redis, 20, "0.05").await else {
-        return;
-    };
-    let (mut socket, _) =
-        tokio_tungstenite::connect_async(format!("ws://{}/ws/stats", pipeline.notifier()))
-            .await
-            .unwrap();
-    // The first frame is the current stats; after it the subscription is live.
-    let first = next_event(&mut socket).await;
-    assert!(
-        matches!(first, ServerEvent::StatsUpdate(_)),
-        "got {first:?}"
-    );
-
-    let mut posted = HashSet::new();
-    for i in 0..150 {
-        posted.insert(pipeline.post(1, &format!("watched {i}")).await.message_id);
-    }
-
-    let mut seen = HashSet::new();
-    let mut last_total = 0;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while (seen.len() < posted.len() || last_total < 150) && tokio::time::Instant::now() < deadline
-    {
-        match next_event(&mut socket).await {
-            ServerEvent::BatchPersisted(batch) => {
-                assert!(batch.batch_size <= 20, "batch over BATCH_SIZE: {batch:?}");
-                seen.extend(batch.ids);
-            }
-            ServerEvent::StatsUpdate(stats) => {
-                assert_eq!(stats.batch_threshold, 20);
-                last_total = stats.total_messages;
+        let mut seen = HashSet::new();
+        let mut last_total = 0;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while (seen.len() < posted.len() || last_total < 150)
+            && tokio::time::Instant::now() < deadline
+        {
+            match next_event(&mut socket).await {
+                ServerEvent::BatchPersisted(batch) => {
+                    assert!(batch.batch_size <= 20, "batch over BATCH_SIZE: {batch:?}");
+                    seen.extend(batch.ids);
+                }
+                ServerEvent::StatsUpdate(stats) => {
+                    assert_eq!(stats.batch_threshold, 20);
+                    last_total = stats.total_messages;
+                }
             }
         }
-    }
-    assert_eq!(
-        seen, posted,
-        "every posted id arrives in a batch_persisted event"
-    );
-    assert_eq!(
-        last_total, 150,
-        "stats_update reports every persisted message"
-    );
-    pipeline.stop().await;
+        assert_eq!(
+            seen, posted,
+            "every posted id arrives in a batch_persisted event"
+        );
+        assert_eq!(
+            last_total, 150,
+            "stats_update reports every persisted message"
+        );
+        pipeline.stop().await;
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -424,20 +388,11 @@ async fn get_messages_lists_what_the_batcher_persisted_newest_first() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_of_each_service_persist_every_message_once_and_every_notifier_relays_every_id() {
-    // Each shard is drained by one batcher at a time: with 4, both batchers get a share.
-    two_of_each_service_persist_every_message_once_and_every_notifier_relays_every_id_on(
-        Redis::Single(4),
-    )
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn two_of_each_service_persist_every_message_once_and_every_notifier_relays_every_id_on_a_cluster()
- {
-    two_of_each_service_persist_every_message_once_and_every_notifier_relays_every_id_on(
-        Redis::Cluster(6),
-    )
-    .await;
+    // Each shard is drained by one batcher at a time: with 4 on one Redis, both batchers get a share.
+    for redis in [Redis::Single(4), Redis::Cluster(6)] {
+        two_of_each_service_persist_every_message_once_and_every_notifier_relays_every_id_on(redis)
+            .await;
+    }
 }
 
 async fn two_of_each_service_persist_every_message_once_and_every_notifier_relays_every_id_on(
@@ -454,15 +409,7 @@ async fn two_of_each_service_persist_every_message_once_and_every_notifier_relay
     // Subscribe to both notifiers before posting; the first frame of each is the current stats.
     let mut sockets = Vec::new();
     for addr in &pipeline.notifiers {
-        let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws/stats"))
-            .await
-            .unwrap();
-        let first = next_event(&mut socket).await;
-        assert!(
-            matches!(first, ServerEvent::StatsUpdate(_)),
-            "got {first:?}"
-        );
-        sockets.push(socket);
+        sockets.push(watch_stats(*addr).await);
     }
 
     // Alternate between the two ingestors, 64 requests in flight.
@@ -486,14 +433,8 @@ async fn two_of_each_service_persist_every_message_once_and_every_notifier_relay
     // Both batchers took part (each holds its share of the shards), each under its own id.
     let batchers: Vec<String> = pipeline
         .env
-        .db()
-        .await
-        .query("SELECT DISTINCT batcher_id FROM batches ORDER BY 1", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
+        .column("SELECT DISTINCT batcher_id FROM batches ORDER BY 1")
+        .await;
     assert_eq!(batchers, ["e2e-1", "e2e-2"]);
 
     // Every notifier relays every batch, whichever batcher committed it.
@@ -510,15 +451,21 @@ async fn two_of_each_service_persist_every_message_once_and_every_notifier_relay
     pipeline.stop().await;
 }
 
-async fn next_event<S>(socket: &mut S) -> ServerEvent
-where
-    S: futures_util::Stream<
-            Item = Result<
-                tokio_tungstenite::tungstenite::Message,
-                tokio_tungstenite::tungstenite::Error,
-            >,
-        > + Unpin,
-{
+/// A `/ws/stats` client of the notifier at `addr`, past its first frame (the current stats): from here on
+/// the subscription is live.
+async fn watch_stats(addr: SocketAddr) -> Ws {
+    let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws/stats"))
+        .await
+        .unwrap();
+    let first = next_event(&mut socket).await;
+    assert!(
+        matches!(first, ServerEvent::StatsUpdate(_)),
+        "got {first:?}"
+    );
+    socket
+}
+
+async fn next_event(socket: &mut Ws) -> ServerEvent {
     loop {
         let frame = tokio::time::timeout(Duration::from_secs(5), socket.next())
             .await

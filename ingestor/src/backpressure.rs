@@ -19,13 +19,19 @@
 //! shards gained since that reading. The cost is one script per shard push instead of an `LPUSH`: the group
 //! commit pushes many messages per call.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pipeline::connection::RedisConn;
 use pipeline::keys::Keys;
+use pipeline::streak::FailureStreak;
 use tokio_util::sync::CancellationToken;
+
+use crate::enqueue::EnqueueError;
+use crate::error::ApiError;
+use crate::idempotency::Remembered;
 
 /// How often the queue depth is read from Redis.
 pub const REFRESH_INTERVAL: Duration = Duration::from_millis(100);
@@ -180,7 +186,7 @@ impl Backpressure {
         let depth = read.await?;
         let offset = i64::try_from(depth).unwrap_or(i64::MAX) - completed as i64;
         self.counters.offset.store(offset, Ordering::SeqCst);
-        metrics::gauge!("ingestor_queue_depth").set(depth as f64);
+        metrics::gauge!(pipeline::telemetry::QUEUE_DEPTH.name()).set(depth as f64);
         Ok(depth)
     }
 
@@ -199,7 +205,7 @@ impl Backpressure {
             let mut ticks = tokio::time::interval(REFRESH_INTERVAL);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             // Logged on change only: a Redis that is down would otherwise log ten lines a second.
-            let mut failing = false;
+            let mut streak = FailureStreak::default();
             let mut layout_recorded = false;
             loop {
                 tokio::select! {
@@ -222,18 +228,83 @@ impl Backpressure {
                     }
                 };
                 match this.refresh_shards(read).await {
-                    Ok(depth) if std::mem::take(&mut failing) => {
+                    Ok(depth) if streak.succeeded() => {
                         tracing::info!(depth, "queue depth readable again");
                     }
                     Ok(_) => {}
-                    Err(error) if !failing => {
-                        failing = true;
+                    Err(error) if streak.failed() => {
                         tracing::warn!(%error, "cannot read the queue depth; keeping the last reading");
                     }
                     Err(_) => {}
                 }
             }
         })
+    }
+}
+
+/// The outcome of [`Backpressure::admit_or_earlier`].
+#[derive(Debug)]
+pub enum Admitted {
+    /// Push now, holding this.
+    New(Admission),
+    /// A repeat of an accepted request: answer this, push nothing.
+    Earlier(Remembered),
+}
+
+/// Admission as the API answers it.
+impl Backpressure {
+    /// [`Backpressure::admit`], refusals as API errors: 429 while the queue is too full, 422 (naming `field`,
+    /// or the body when `None`) when the submission alone exceeds the limit. Hold the admission until the
+    /// push has finished.
+    pub fn admit_request(&self, incoming: u64, field: Option<&str>) -> Result<Admission, ApiError> {
+        let limit = self.limit;
+        self.admit(incoming).map_err(|refusal| match refusal {
+            Refusal::Full { depth, incoming } => ApiError::QueueFull {
+                depth,
+                incoming,
+                limit,
+            },
+            Refusal::NeverFits { incoming } => {
+                let message = format!(
+                    "{incoming} messages can never be queued at once: MAX_QUEUE_DEPTH is {limit}"
+                );
+                match field {
+                    Some(field) => ApiError::invalid_field(field, message),
+                    None => ApiError::invalid_body(message),
+                }
+            }
+        })
+    }
+
+    /// [`Backpressure::admit_request`], except that a repeat of an accepted request is let through even while
+    /// new submissions are refused, as it queues nothing. `earlier` looks up the record of the request's
+    /// `Idempotency-Key`, if it has one; it runs only when the submission is refused.
+    pub async fn admit_or_earlier(
+        &self,
+        incoming: u64,
+        earlier: Option<impl Future<Output = Result<Option<Remembered>, ApiError>>>,
+    ) -> Result<Admitted, ApiError> {
+        let refused = match self.admit_request(incoming, None) {
+            Ok(admission) => return Ok(Admitted::New(admission)),
+            Err(refused) => refused,
+        };
+        let Some(earlier) = earlier else {
+            return Err(refused);
+        };
+        earlier.await?.map(Admitted::Earlier).ok_or(refused)
+    }
+
+    /// The answer to a push that queued nothing: 429 if the push script found the queue full (another
+    /// ingestor filled it since this one's admission), else 503.
+    pub fn not_queued(&self, error: &EnqueueError, incoming: u64) -> ApiError {
+        match error {
+            EnqueueError::Full { depth } => ApiError::QueueFull {
+                depth: *depth,
+                incoming,
+                limit: self.limit,
+            },
+            other => ApiError::RedisUnavailable(other.to_string()),
+        }
     }
 }
 

@@ -37,24 +37,32 @@ impl WaitReplicas {
     };
 }
 
-/// KEYS[1] = pending list, KEYS[2] = set of batcher ids; ARGV[1] = processing-list key prefix, ARGV[2] = room,
-/// ARGV[3..] = elements, oldest first. Returns -1 after pushing, or the shard's depth when the elements would
-/// take it past the room (nothing pushed). Pushes `LUA_CHUNK` elements per `LPUSH`, as Redis's Lua cannot
-/// `unpack` more than about 8000 values at once; chunk after chunk still leaves the oldest element rightmost.
-static PUSH_ADMITTED: LazyLock<redis::Script> = LazyLock::new(|| {
+/// The Lua that pushes the elements `ARGV[first..]` (oldest first) onto KEYS[1], the shard's pending list,
+/// unless they would take the shard past the room in ARGV[2]: then it returns the shard's depth, pushing
+/// nothing (KEYS[2] and ARGV[1] as [`SHARD_DEPTH_LUA`] reads them). The one push-with-room of both push
+/// scripts (this module's and `idempotency`'s). Pushes `LUA_CHUNK` elements per `LPUSH`, as Redis's Lua
+/// cannot `unpack` more than about 8000 values at once; chunk after chunk still leaves the oldest element
+/// rightmost.
+pub fn push_within_room_lua(first: usize) -> String {
     let chunk = pipeline::keys::LUA_CHUNK;
-    redis::Script::new(&format!(
+    let before = first - 1;
+    format!(
         "{SHARD_DEPTH_LUA}
-if depth + #ARGV - 2 > tonumber(ARGV[2]) then
+if depth + #ARGV - {before} > tonumber(ARGV[2]) then
   return depth
 end
-for first = 3, #ARGV, {chunk} do
+for first = {first}, #ARGV, {chunk} do
   redis.call('LPUSH', KEYS[1], unpack(ARGV, first, math.min(first + {chunk} - 1, #ARGV)))
 end
-return -1
 "
-    ))
-});
+    )
+}
+
+/// KEYS[1] = pending list, KEYS[2] = set of batcher ids; ARGV[1] = processing-list key prefix, ARGV[2] = room,
+/// ARGV[3..] = elements, oldest first. Returns -1 after pushing, or the shard's depth when the elements would
+/// take it past the room (nothing pushed; see [`push_within_room_lua`]).
+static PUSH_ADMITTED: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(&format!("{}return -1\n", push_within_room_lua(3))));
 
 /// Why a part was not acknowledged.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -179,6 +187,16 @@ pub async fn replicated(conn: &RedisConn, wait: WaitReplicas) -> Result<(), Enqu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_push_with_room_reads_its_elements_from_the_argument_it_is_given() {
+        let lua = push_within_room_lua(5);
+        assert!(
+            lua.contains("if depth + #ARGV - 4 > tonumber(ARGV[2]) then"),
+            "{lua}"
+        );
+        assert!(lua.contains("for first = 5, #ARGV, "), "{lua}");
+    }
 
     #[test]
     fn parts_keep_the_order_within_a_shard_and_come_in_shard_order() {

@@ -88,6 +88,22 @@ pub enum ApiError {
     Internal(String),
 }
 
+/// The error codes a submission (`POST /messages`, `/messages/batch`, `/simulate`) can be refused with: the
+/// values of `ingestor_messages_rejected_total`'s `reason` label, each with its series from the start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr, strum::VariantNames)]
+#[strum(serialize_all = "snake_case")]
+pub enum Rejection {
+    MalformedJson,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    InvalidField,
+    Unauthorized,
+    QueueFull,
+    RedisUnavailable,
+    Busy,
+    Internal,
+}
+
 /// Seconds a client should wait before retrying after a 429 or 503.
 const RETRY_AFTER_SECONDS: &str = "1";
 
@@ -129,21 +145,23 @@ impl ApiError {
     /// The machine-readable `error` code.
     pub fn code(&self) -> &'static str {
         match self {
-            Self::MalformedJson(_) => "malformed_json",
-            Self::PayloadTooLarge { .. } => "payload_too_large",
-            Self::UnsupportedMediaType => "unsupported_media_type",
-            Self::InvalidField { .. } => "invalid_field",
-            Self::Unauthorized { .. } => "unauthorized",
+            Self::MalformedJson(_) => Rejection::MalformedJson.into(),
+            Self::PayloadTooLarge { .. } => Rejection::PayloadTooLarge.into(),
+            Self::UnsupportedMediaType => Rejection::UnsupportedMediaType.into(),
+            Self::InvalidField { .. } => Rejection::InvalidField.into(),
+            Self::Unauthorized { .. } => Rejection::Unauthorized.into(),
             Self::ResetDisabled => "forbidden",
             Self::NotAWebSocket(_) => "not_a_websocket",
             Self::NotifierUnavailable(_) => "notifier_unavailable",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
-            Self::QueueFull { .. } => "queue_full",
-            Self::RedisUnavailable(_) | Self::PartlyQueued { .. } => "redis_unavailable",
+            Self::QueueFull { .. } => Rejection::QueueFull.into(),
+            Self::RedisUnavailable(_) | Self::PartlyQueued { .. } => {
+                Rejection::RedisUnavailable.into()
+            }
             Self::DatabaseUnavailable(_) => "database_unavailable",
-            Self::Busy { .. } => "busy",
-            Self::Internal(_) => "internal",
+            Self::Busy { .. } => Rejection::Busy.into(),
+            Self::Internal(_) => Rejection::Internal.into(),
         }
     }
 
@@ -267,5 +285,44 @@ impl From<tokio_postgres::Error> for ApiError {
             Some(db_error) => Self::Internal(format!("PostgreSQL error: {db_error}")),
             None => Self::DatabaseUnavailable(error.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strum::VariantNames;
+
+    #[test]
+    fn rejection_reasons_are_the_codes_a_submission_is_refused_with() {
+        assert_eq!(
+            Rejection::VARIANTS,
+            [
+                "malformed_json",
+                "payload_too_large",
+                "unsupported_media_type",
+                "invalid_field",
+                "unauthorized",
+                "queue_full",
+                "redis_unavailable",
+                "busy",
+                "internal",
+            ]
+        );
+        let queue_full = ApiError::QueueFull {
+            depth: 1,
+            incoming: 1,
+            limit: 1,
+        };
+        assert_eq!(queue_full.code(), "queue_full");
+        assert_eq!(
+            ApiError::PartlyQueued {
+                queued: 1,
+                total: 2,
+                detail: String::new()
+            }
+            .code(),
+            "redis_unavailable"
+        );
     }
 }

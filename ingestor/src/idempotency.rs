@@ -23,7 +23,6 @@ use axum::extract::FromRequestParts;
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use chrono::{DateTime, SecondsFormat, Utc};
-use pipeline::depth::SHARD_DEPTH_LUA;
 use pipeline::keys::ShardKeys;
 use uuid::Uuid;
 
@@ -53,28 +52,20 @@ pub fn parse_ttl(value: &str) -> Result<std::time::Duration, String> {
 /// KEYS[1] = pending list, KEYS[2] = set of batcher ids, KEYS[3] = idempotency key; ARGV[1] = processing-list
 /// key prefix, ARGV[2] = room (see `enqueue`), ARGV[3] = answer to remember, ARGV[4] = TTL in seconds,
 /// ARGV[5..] = elements, oldest first. Returns the remembered answer of an earlier request; or, pushing nothing,
-/// the shard's depth when the elements would take it past the room; or false after pushing. Pushes
-/// `LUA_CHUNK` elements per `LPUSH`, as Redis's Lua cannot `unpack` more than about 8000 values at once; chunk after chunk
-/// still leaves the oldest element rightmost. The key is remembered after the pushes: a script is not rolled
-/// back when a command in it fails, so a push that fails (a key of the wrong type, say) must not leave the key
-/// remembered with nothing queued.
+/// the shard's depth when the elements would take it past the room (see `enqueue::push_within_room_lua`); or
+/// false after pushing. The key is remembered after the pushes: a script is not rolled back when a command in
+/// it fails, so a push that fails (a key of the wrong type, say) must not leave the key remembered with nothing
+/// queued.
 static PUSH_ONCE: LazyLock<redis::Script> = LazyLock::new(|| {
-    let chunk = pipeline::keys::LUA_CHUNK;
     redis::Script::new(&format!(
         "local earlier = redis.call('GET', KEYS[3])
 if earlier then
   return earlier
 end
-{SHARD_DEPTH_LUA}
-if depth + #ARGV - 4 > tonumber(ARGV[2]) then
-  return depth
-end
-for first = 5, #ARGV, {chunk} do
-  redis.call('LPUSH', KEYS[1], unpack(ARGV, first, math.min(first + {chunk} - 1, #ARGV)))
-end
-redis.call('SET', KEYS[3], ARGV[3], 'EX', ARGV[4])
+{}redis.call('SET', KEYS[3], ARGV[3], 'EX', ARGV[4])
 return false
-"
+",
+        crate::enqueue::push_within_room_lua(5)
     ))
 });
 

@@ -214,14 +214,7 @@ mod tests {
     #[test]
     fn the_service_description_lists_every_endpoint_the_original_lists() {
         let endpoints = endpoints();
-        for original in [
-            "POST /messages",
-            "POST /simulate",
-            "GET /messages",
-            "GET /health",
-            "GET /queue/status",
-            "WS /ws/stats",
-        ] {
+        for original in testkit::seed::ENDPOINTS {
             let summary = endpoints
                 .get(original)
                 .unwrap_or_else(|| panic!("{original} missing"));

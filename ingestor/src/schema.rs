@@ -35,11 +35,13 @@ impl SchemaStatus {
     }
 }
 
+/// The delays between attempts.
+const RETRY: pipeline::backoff::Backoff =
+    pipeline::backoff::Backoff::new(MIN_RETRY_DELAY, MAX_RETRY_DELAY);
+
 /// The delay after `failures` failed attempts in a row (1 or more): 100 ms doubling up to 5 s.
 fn retry_delay(failures: u32) -> Duration {
-    MIN_RETRY_DELAY
-        .saturating_mul(2_u32.saturating_pow(failures.saturating_sub(1)))
-        .min(MAX_RETRY_DELAY)
+    RETRY.delay(failures.saturating_sub(1))
 }
 
 /// Applies the schema to `database_url`: once at once, waiting at most [`FIRST_ATTEMPT_TIMEOUT`] (so with

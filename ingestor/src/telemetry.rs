@@ -19,24 +19,13 @@ use axum::http::Method;
 use axum::response::Response;
 use metrics::{Counter, Histogram};
 use pipeline::telemetry::Metric;
+use strum::VariantNames;
 use tower::{Layer, Service};
 
-use crate::error::ErrorCode;
+use crate::error::{ErrorCode, Rejection};
 
 /// Label for requests that matched no route (a fixed value, so unknown paths cannot blow up cardinality).
 const UNMATCHED: &str = "unmatched";
-
-/// Error codes a submission can be refused with: each gets its `ingestor_messages_rejected_total` series at 0.
-const REJECTION_REASONS: &[&str] = &[
-    "malformed_json",
-    "payload_too_large",
-    "unsupported_media_type",
-    "invalid_field",
-    "unauthorized",
-    "queue_full",
-    "redis_unavailable",
-    "internal",
-];
 
 /// Declares the ingestor's metrics, so that each is on `/metrics` from the first scrape.
 pub fn declare_metrics() {
@@ -55,17 +44,15 @@ pub fn metrics() -> &'static [Metric] {
         Metric::Counter {
             name: "ingestor_messages_rejected_total",
             help: "Submissions refused, by error code.",
-            label: Some(("reason", REJECTION_REASONS)),
+            label: Some(("reason", Rejection::VARIANTS)),
         },
         Metric::Histogram {
             name: "ingestor_request_duration_seconds",
             help: "HTTP request duration by method, matched route and status.",
             labels: &["method", "path", "status"],
         },
-        Metric::Gauge {
-            name: "ingestor_queue_depth",
-            help: "Messages pending in Redis plus those held by batchers, as last read for MAX_QUEUE_DEPTH.",
-        },
+        // As last read for MAX_QUEUE_DEPTH (every 100 ms).
+        pipeline::telemetry::QUEUE_DEPTH,
     ];
     METRICS
 }

@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{ADMIN_KEY, message, pending_len, spawn_app, with_admin_key};
+use common::{ADMIN_KEY, assert_unauthorized, message, pending_len, spawn_app, with_admin_key};
 use ingestor::auth::parse_api_keys;
 use serde_json::Value;
 use testkit::TestEnv;
@@ -28,11 +28,9 @@ fn writes() -> [(&'static str, String, u16); 3] {
     ]
 }
 
-async fn assert_unauthorized(response: reqwest::Response, what: &str) {
-    assert_eq!(response.status(), 401, "{what}");
-    assert_eq!(response.headers()["www-authenticate"], "Bearer", "{what}");
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["error"], "unauthorized", "{what}");
+/// The 401 of a request without a key listed in API_KEYS, which names API_KEYS.
+async fn assert_unlisted_key(response: reqwest::Response, what: &str) {
+    let body = assert_unauthorized(response, what).await;
     assert!(
         body["message"].as_str().unwrap().contains("API_KEYS"),
         "{what}: {body}"
@@ -57,7 +55,7 @@ async fn with_api_keys_set_writes_need_a_listed_bearer_key_and_refusals_queue_no
         ];
         for headers in bad_credentials {
             let response = app.post_json_with(path, body.clone(), &headers).await;
-            assert_unauthorized(response, &format!("{path} {headers:?}")).await;
+            assert_unlisted_key(response, &format!("{path} {headers:?}")).await;
         }
         // Refused before the body is looked at: no key and a bad body is still a 401, not a 415.
         let response = app
@@ -68,7 +66,7 @@ async fn with_api_keys_set_writes_need_a_listed_bearer_key_and_refusals_queue_no
             .send()
             .await
             .unwrap();
-        assert_unauthorized(response, &format!("{path} with a bad body")).await;
+        assert_unlisted_key(response, &format!("{path} with a bad body")).await;
     }
     assert_eq!(
         pending_len(&env).await,
@@ -94,10 +92,10 @@ async fn with_api_keys_set_writes_need_a_listed_bearer_key_and_refusals_queue_no
 
     // Reading content needs a key too (ingestor/tests/history.rs tests it fully); the other read-only
     // endpoints stay open.
-    let rows = app.client.get(app.url("/messages")).send().await.unwrap();
-    assert_unauthorized(rows, "GET /messages").await;
+    let rows = app.get("/messages").await;
+    assert_unlisted_key(rows, "GET /messages").await;
     for path in ["/queue/status", "/health", "/metrics", "/openapi.json"] {
-        let response = app.client.get(app.url(path)).send().await.unwrap();
+        let response = app.get(path).await;
         assert_eq!(response.status(), 200, "{path}");
     }
     app.stop().await;
@@ -160,11 +158,7 @@ async fn reset_needs_exactly_the_admin_key() {
     assert_eq!(queued.status(), 202);
 
     for key in [None, Some("write-key-one"), Some("test-admin-ke")] {
-        let response = app.reset(key).await;
-        assert_eq!(response.status(), 401, "{key:?}");
-        assert_eq!(response.headers()["www-authenticate"], "Bearer");
-        let body: Value = response.json().await.unwrap();
-        assert_eq!(body["error"], "unauthorized");
+        let body = assert_unauthorized(app.reset(key).await, &format!("{key:?}")).await;
         assert!(body["message"].as_str().unwrap().contains("ADMIN_API_KEY"));
     }
     assert_eq!(pending_len(&env).await, 4, "refused resets delete nothing");
@@ -179,7 +173,7 @@ async fn reset_needs_exactly_the_admin_key() {
             &[("authorization", &format!("Bearer {ADMIN_KEY}"))],
         )
         .await;
-    assert_unauthorized(response, "admin key on a write endpoint").await;
+    assert_unlisted_key(response, "admin key on a write endpoint").await;
     app.stop().await;
 }
 

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestApp, message, pending_len, spawn_app};
+use common::{TestApp, assert_retry_later, message, pending_len, spawn_app};
 use pipeline::api::MessageAccepted;
 use serde_json::Value;
 use testkit::TestEnv;
@@ -23,10 +23,7 @@ fn submissions() -> [(&'static str, String); 3] {
 }
 
 async fn assert_queue_full(response: reqwest::Response, what: &str) {
-    assert_eq!(response.status(), 429, "{what}");
-    assert_eq!(response.headers()["retry-after"], "1", "{what}");
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["error"], "queue_full", "{what}");
+    let body = assert_retry_later(response, 429, "queue_full", what).await;
     assert!(
         body["message"]
             .as_str()
@@ -38,13 +35,10 @@ async fn assert_queue_full(response: reqwest::Response, what: &str) {
 
 /// Pushes `n` raw elements onto the pending list, as if clients had queued them.
 async fn fill(env: &TestEnv, n: usize) {
-    let mut redis = env.redis().await;
-    let _: () = redis::cmd("LPUSH")
-        .arg(env.keys().shard(0).pending())
-        .arg(vec!["filler"; n])
-        .query_async(&mut redis)
-        .await
-        .unwrap();
+    let redis_key = env.keys().shard(0).pending();
+    let _: () = env
+        .redis_query(redis::cmd("LPUSH").arg(&redis_key).arg(vec!["filler"; n]))
+        .await;
 }
 
 /// Posts single messages until one is refused (the cached depth has caught up), at most for 5 s.
@@ -71,12 +65,9 @@ async fn over_max_queue_depth_every_write_gets_429_and_queues_nothing_until_the_
     assert_eq!(pending_len(&env).await, before, "a 429 queues nothing");
 
     // The batchers drain the queue: submissions are admitted again without anyone stepping in.
-    let mut redis = env.redis().await;
-    let _: () = redis::cmd("DEL")
-        .arg(env.keys().shard(0).pending())
-        .query_async(&mut redis)
-        .await
-        .unwrap();
+    let _: () = env
+        .redis_query(redis::cmd("DEL").arg(env.keys().shard(0).pending()))
+        .await;
     testkit::eventually(Duration::from_secs(5), "a 201 after draining", || async {
         let response = app.post_json("/messages", message(1, 1, "again")).await;
         (response.status() == 201).then_some(())
@@ -95,13 +86,13 @@ async fn over_max_queue_depth_every_write_gets_429_and_queues_nothing_until_the_
     .await;
     assert_eq!(pending_len(&env).await, 10);
 
-    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap();
+    let metrics = app.get("/metrics").await;
     let metrics = metrics.text().await.unwrap();
     assert!(
         metrics.contains(r#"ingestor_messages_rejected_total{reason="queue_full"}"#),
         "{metrics}"
     );
-    assert!(metrics.contains("ingestor_queue_depth "), "{metrics}");
+    assert!(metrics.contains("pipeline_queue_depth "), "{metrics}");
     app.stop().await;
 }
 

@@ -5,7 +5,7 @@
 mod common;
 
 use chrono::{DateTime, Utc};
-use common::spawn_app;
+use common::{assert_retry_later, assert_unauthorized, spawn_app};
 use ingestor::auth::parse_api_keys;
 use pipeline::api::ChannelMessage;
 use serde_json::Value;
@@ -98,15 +98,7 @@ async fn pages_after_and_before_an_offset_in_their_order() {
     assert_eq!(get("/channels/9/messages".into()).await, []);
 
     // The JSON names of the message object.
-    let raw: Value = app
-        .client
-        .get(app.url("/channels/8/messages?limit=1"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let raw: Value = app.get_json("/channels/8/messages?limit=1").await;
     let mut keys: Vec<&str> = raw[0]
         .as_object()
         .unwrap()
@@ -154,7 +146,7 @@ async fn every_bad_input_is_a_422_naming_its_field() {
         ("/channels/1/messages?limit=1&limit=2", "query"),
     ];
     for (path, field) in cases {
-        let response = app.client.get(app.url(path)).send().await.unwrap();
+        let response = app.get(path).await;
         assert_eq!(response.status(), 422, "{path}");
         let body: Value = response.json().await.unwrap();
         assert_eq!(body["error"], "invalid_field", "{path}");
@@ -173,20 +165,10 @@ async fn postgres_gone_gives_503() {
     let app = spawn_app(&env, |_| {}).await;
     let url = app.url("/channels/1/messages");
     assert_eq!(app.client.get(&url).send().await.unwrap().status(), 200);
-    let name = env.database_url.rsplit('/').next().unwrap().to_owned();
-    let admin = pipeline::schema::connect(&env.database_url.replace(&name, "postgres"))
-        .await
-        .unwrap();
-    admin
-        .batch_execute(&format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
-        .await
-        .unwrap();
+    env.drop_database().await;
 
     let response = app.client.get(&url).send().await.unwrap();
-    assert_eq!(response.status(), 503);
-    assert_eq!(response.headers()["retry-after"], "1");
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["error"], "database_unavailable");
+    assert_retry_later(response, 503, "database_unavailable", "after the drop").await;
 }
 
 #[tokio::test]
@@ -197,13 +179,6 @@ async fn with_api_keys_set_reading_needs_a_key_as_bearer_or_access_token() {
     })
     .await;
     insert(&env, 3, 2).await;
-    let get = |path: &str, auth: Option<&str>| {
-        let mut request = app.client.get(app.url(path));
-        if let Some(auth) = auth {
-            request = request.header("authorization", auth);
-        }
-        async move { request.send().await.unwrap() }
-    };
     for (path, auth) in [
         ("/channels/3/messages", None),
         ("/channels/3/messages", Some("Bearer wrong")),
@@ -217,11 +192,8 @@ async fn with_api_keys_set_reading_needs_a_key_as_bearer_or_access_token() {
         // Refused before the query is looked at: a bad query without a key is still a 401.
         ("/channels/0/messages?limit=0", None),
     ] {
-        let response = get(path, auth).await;
-        assert_eq!(response.status(), 401, "{path} {auth:?}");
-        assert_eq!(response.headers()["www-authenticate"], "Bearer");
-        let body: Value = response.json().await.unwrap();
-        assert_eq!(body["error"], "unauthorized");
+        let response = app.get_with_auth(path, auth).await;
+        assert_unauthorized(response, &format!("{path} {auth:?}")).await;
     }
     for (path, auth) in [
         ("/channels/3/messages", Some("Bearer read-key-one")),
@@ -232,7 +204,7 @@ async fn with_api_keys_set_reading_needs_a_key_as_bearer_or_access_token() {
             None,
         ),
     ] {
-        let response = get(path, auth).await;
+        let response = app.get_with_auth(path, auth).await;
         assert_eq!(response.status(), 200, "{path} {auth:?}");
         let page: Vec<ChannelMessage> = response.json().await.unwrap();
         let expected = if path.contains("after=1") {
@@ -253,13 +225,6 @@ async fn with_api_keys_set_listing_the_newest_messages_needs_a_key_too() {
     })
     .await;
     let inserted = insert(&env, 4, 3).await;
-    let get = |path: &str, auth: Option<&str>| {
-        let mut request = app.client.get(app.url(path));
-        if let Some(auth) = auth {
-            request = request.header("authorization", auth);
-        }
-        async move { request.send().await.unwrap() }
-    };
     for (path, auth) in [
         ("/messages", None),
         ("/messages?limit=2", Some("Bearer wrong")),
@@ -269,11 +234,8 @@ async fn with_api_keys_set_listing_the_newest_messages_needs_a_key_too() {
         // Refused before the query is looked at.
         ("/messages?limit=0", None),
     ] {
-        let response = get(path, auth).await;
-        assert_eq!(response.status(), 401, "{path} {auth:?}");
-        assert_eq!(response.headers()["www-authenticate"], "Bearer");
-        let body: Value = response.json().await.unwrap();
-        assert_eq!(body["error"], "unauthorized");
+        let response = app.get_with_auth(path, auth).await;
+        assert_unauthorized(response, &format!("{path} {auth:?}")).await;
     }
     for (path, auth) in [
         ("/messages?limit=2", Some("Bearer read-key-one")),
@@ -281,7 +243,7 @@ async fn with_api_keys_set_listing_the_newest_messages_needs_a_key_too() {
         ("/messages?limit=2&access_token=read-key-one", None),
         ("/messages?access_token=read%2Fkey%2Btwo&limit=2", None),
     ] {
-        let response = get(path, auth).await;
+        let response = app.get_with_auth(path, auth).await;
         assert_eq!(response.status(), 200, "{path} {auth:?}");
         let rows: Vec<Value> = response.json().await.unwrap();
         let contents: Vec<&str> = rows
@@ -302,7 +264,7 @@ async fn without_api_keys_listing_the_newest_messages_is_open() {
     let env = TestEnv::new().await;
     let app = spawn_app(&env, |_| {}).await;
     insert(&env, 4, 1).await;
-    let response = app.client.get(app.url("/messages")).send().await.unwrap();
+    let response = app.get("/messages").await;
     assert_eq!(response.status(), 200);
     let rows: Vec<Value> = response.json().await.unwrap();
     assert_eq!(rows.len(), 1);

@@ -240,14 +240,12 @@ async fn the_same_idempotency_key_yields_the_same_id_and_one_element() {
     assert_eq!(ids, [first.message_id, other.message_id]);
 
     let bad = app
-        .client
-        .post(app.url("/messages"))
-        .header("content-type", "application/json")
-        .header("idempotency-key", "k".repeat(129))
-        .body(message(5, 6, "x"))
-        .send()
-        .await
-        .unwrap();
+        .post_json_with(
+            "/messages",
+            message(5, 6, "x"),
+            &[("idempotency-key", &"k".repeat(129))],
+        )
+        .await;
     assert_eq!(bad.status(), 422);
     let error: Value = bad.json().await.unwrap();
     assert_eq!(error["field"], "Idempotency-Key");
@@ -349,14 +347,12 @@ async fn cors_answers_the_dashboard_and_only_marks_other_clients_answers() {
     // The dashboard's POST itself, and a client that is not a browser (no Origin: CORS is skipped, its
     // two unconditional headers are still there).
     let from_dashboard = app
-        .client
-        .post(app.url("/messages"))
-        .header("origin", "http://127.0.0.1:8001")
-        .header("content-type", "application/json")
-        .body(message(1, 1, "from the dashboard"))
-        .send()
-        .await
-        .unwrap();
+        .post_json_with(
+            "/messages",
+            message(1, 1, "from the dashboard"),
+            &[("origin", "http://127.0.0.1:8001")],
+        )
+        .await;
     assert_eq!(from_dashboard.status(), 201);
     let headers = from_dashboard.headers();
     assert_eq!(
@@ -390,12 +386,9 @@ async fn an_idempotency_key_is_forgotten_after_idempotency_ttl() {
     let first = post().await;
     assert_eq!(post().await, first, "a repeat within the TTL");
     assert_eq!(pending_len(&env).await, 1);
-    let mut redis = env.redis().await;
-    let ttl_ms: i64 = redis::cmd("PTTL")
-        .arg(env.keys().shard(0).idempotency("ttl-key"))
-        .query_async(&mut redis)
-        .await
-        .unwrap();
+    let ttl_ms: i64 = env
+        .redis_query(redis::cmd("PTTL").arg(env.keys().shard(0).idempotency("ttl-key")))
+        .await;
     assert!((1..=1000).contains(&ttl_ms), "PTTL {ttl_ms}");
 
     tokio::time::sleep(Duration::from_millis(1_200)).await;
@@ -440,13 +433,8 @@ async fn a_keyed_batch_of_10000_is_remembered_in_38_bytes_plus_16_per_message() 
         .await;
     assert_eq!(response.status(), 201);
     let first: Value = response.json().await.unwrap();
-    let mut redis = env.redis().await;
     let record = env.keys().shard(0).idempotency("batch compact");
-    let length: usize = redis::cmd("STRLEN")
-        .arg(&record)
-        .query_async(&mut redis)
-        .await
-        .unwrap();
+    let length: usize = env.redis_query(redis::cmd("STRLEN").arg(&record)).await;
     assert_eq!(
         length,
         ingestor::idempotency::BATCH_RECORD_HEADER_LEN + 16 * 10_000

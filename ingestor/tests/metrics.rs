@@ -26,7 +26,7 @@ async fn metrics_count_every_accepted_message_and_each_rejection() {
     let env = TestEnv::new().await;
     let app = spawn_app(&env, |_| {}).await;
     let scrape = || async {
-        let response = app.client.get(app.url("/metrics")).send().await.unwrap();
+        let response = app.get("/metrics").await;
         assert_eq!(response.status(), 200);
         assert_eq!(
             response.headers()["content-type"],
@@ -57,12 +57,7 @@ async fn metrics_count_every_accepted_message_and_each_rejection() {
         422
     );
     assert_eq!(app.post_json("/messages", "{").await.status(), 400);
-    let unknown = app
-        .client
-        .get(app.url("/no-such-route"))
-        .send()
-        .await
-        .unwrap();
+    let unknown = app.get("/no-such-route").await;
     assert_eq!(unknown.status(), 404);
     let wrong_method = app.client.put(app.url("/messages")).send().await.unwrap();
     assert_eq!(wrong_method.status(), 405);

@@ -13,7 +13,7 @@ use testkit::redis_server::RedisServer;
 
 /// `GET path` → (status, `Retry-After` if any, JSON body).
 async fn get_json(app: &common::TestApp, path: &str) -> (u16, Option<String>, Value) {
-    let response = app.client.get(app.url(path)).send().await.unwrap();
+    let response = app.get(path).await;
     let status = response.status().as_u16();
     let retry_after = response
         .headers()

@@ -4,13 +4,13 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{TestApp, dead_port, message, spawn_app};
+use common::{TestApp, assert_retry_later, dead_port, message, spawn_app};
 use pipeline::api::MessageAccepted;
 use serde_json::Value;
 use testkit::TestEnv;
+use testkit::redis_server::RedisServer;
 use uuid::Uuid;
 
 #[tokio::test]
@@ -26,68 +26,29 @@ async fn redis_unreachable_gives_503_with_retry_after_and_never_a_201() {
     ];
     for (path, body) in requests {
         let response = app.post_json(path, body).await;
-        assert_eq!(response.status(), 503, "{path}");
-        assert_eq!(response.headers()["retry-after"], "1", "{path}");
-        let error: Value = response.json().await.unwrap();
-        assert_eq!(error["error"], "redis_unavailable", "{path}");
+        assert_retry_later(response, 503, "redis_unavailable", path).await;
     }
-    let status = app
-        .client
-        .get(app.url("/queue/status"))
-        .send()
-        .await
-        .unwrap();
+    let status = app.get("/queue/status").await;
     assert_eq!(status.status(), 503);
 
-    let health = app.client.get(app.url("/health")).send().await.unwrap();
-    assert_eq!(health.status(), 503);
-    let body: Value = health.json().await.unwrap();
     assert_eq!(
-        body,
-        // The queue figures need Redis: only batch_threshold is left.
-        serde_json::json!({
-            "status": "degraded", "redis": "unavailable", "postgres": "ok", "batch_threshold": 50,
-        })
+        app.get_status_json("/health").await,
+        (
+            503,
+            // The queue figures need Redis: only batch_threshold is left.
+            serde_json::json!({
+                "status": "degraded", "redis": "unavailable", "postgres": "ok", "batch_threshold": 50,
+            })
+        )
     );
     app.stop().await;
-}
-
-/// A private redis-server on `port`, killed on drop.
-struct RedisServer(Child);
-
-impl RedisServer {
-    fn start(port: u16) -> Self {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server is installed (see ENVIRONMENT)");
-        Self(child)
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[tokio::test]
 async fn posts_succeed_again_after_redis_restarts() {
     let env = TestEnv::new().await;
     let port = dead_port();
-    let server = RedisServer::start(port);
+    let server = RedisServer::start_on(port, &[]).await;
     let app = spawn_on(&env, port).await;
     let post = || app.post_json("/messages", message(1, 1, "survives restarts"));
     testkit::eventually(
@@ -100,14 +61,14 @@ async fn posts_succeed_again_after_redis_restarts() {
     drop(server);
     assert_eq!(post().await.status(), 503);
 
-    let _server = RedisServer::start(port);
+    let _server = RedisServer::start_on(port, &[]).await;
     testkit::eventually(
         Duration::from_secs(10),
         "a 201 after the restart",
         || async { (post().await.status() == 201).then_some(()) },
     )
     .await;
-    let health = app.client.get(app.url("/health")).send().await.unwrap();
+    let health = app.get("/health").await;
     assert_eq!(health.status(), 200);
     app.stop().await;
 }
@@ -124,19 +85,10 @@ async fn spawn_on(env: &TestEnv, port: u16) -> TestApp {
 
 /// The pending list of `env`'s prefix on the Redis at `port`, oldest first, as tracking ids.
 async fn pending_ids(env: &TestEnv, port: u16) -> Vec<Uuid> {
-    let client = redis::Client::open(redis_url(port)).unwrap();
-    let mut redis = client.get_multiplexed_async_connection().await.unwrap();
-    let raw: Vec<String> = redis::cmd("LRANGE")
-        .arg(env.keys().shard(0).pending())
-        .arg(0)
-        .arg(-1)
-        .query_async(&mut redis)
+    common::pending_at(env, &redis_url(port))
         .await
-        .unwrap();
-    raw.iter()
-        .rev()
-        .map(|element| serde_json::from_str::<Value>(element).unwrap()["tracking_id"].clone())
-        .map(|id| serde_json::from_value(id).unwrap())
+        .iter()
+        .map(|message| message.tracking_id)
         .collect()
 }
 
@@ -167,7 +119,7 @@ async fn a_retry_with_the_same_idempotency_key_after_a_503_is_queued_exactly_onc
         assert_eq!(response.headers()["retry-after"], "1");
     }
 
-    let _server = RedisServer::start(port);
+    let _server = RedisServer::start_on(port, &[]).await;
     let accepted: MessageAccepted = testkit::eventually(
         Duration::from_secs(10),
         "a 201 once Redis is up",
@@ -203,7 +155,7 @@ async fn a_retry_with_the_same_idempotency_key_after_a_503_is_queued_exactly_onc
 async fn a_paused_redis_gets_a_503_within_the_push_timeout_and_a_keyed_retry_is_queued_once() {
     let env = TestEnv::new().await;
     let port = dead_port();
-    let _server = RedisServer::start(port);
+    let _server = RedisServer::start_on(port, &[]).await;
     let app = spawn_on(&env, port).await;
     let post_keyed = || {
         app.post_json_with(

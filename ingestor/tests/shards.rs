@@ -19,19 +19,14 @@ async fn shards(env: &TestEnv) -> BTreeMap<u32, Vec<QueuedMessage>> {
 
 /// [`shards`], leaving out `broken` (whose key is not a list).
 async fn shards_except(env: &TestEnv, broken: Option<u32>) -> BTreeMap<u32, Vec<QueuedMessage>> {
-    let mut redis = env.redis().await;
     let mut out = BTreeMap::new();
     for shard in env.keys().shards(SHARDS) {
         if Some(shard.index()) == broken {
             continue;
         }
-        let elements: Vec<Vec<u8>> = redis::cmd("LRANGE")
-            .arg(shard.pending())
-            .arg(0)
-            .arg(-1)
-            .query_async(&mut redis)
-            .await
-            .unwrap();
+        let elements: Vec<Vec<u8>> = env
+            .redis_query(redis::cmd("LRANGE").arg(shard.pending()).arg(0).arg(-1))
+            .await;
         let messages = elements
             .iter()
             .rev()
@@ -90,15 +85,7 @@ async fn messages_go_to_their_channels_shard_in_order() {
     // The shard-0 list of earlier versions is shard 0; the channels above use at least two shards.
     assert!(expected.values().filter(|c| !c.is_empty()).count() >= 2);
 
-    let status: serde_json::Value = app
-        .client
-        .get(app.url("/queue/status"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status: serde_json::Value = app.get_json("/queue/status").await;
     assert_eq!(status["queue_length"], 24, "the depth counts every shard");
     assert_eq!(status["queued_message_ids"].as_array().unwrap().len(), 24);
     app.stop().await;
@@ -132,14 +119,10 @@ async fn a_keyed_batch_that_failed_in_one_shard_is_completed_exactly_once_by_its
     let app = spawn_app(&env, |config| config.redis.queue_shards = SHARDS).await;
     let (body, expected) = batch(40);
     // Shard 2 refuses pushes: its pending list's key holds a string.
-    let mut redis = env.redis().await;
     let broken = env.keys().shard(2).pending();
-    let _: () = redis::cmd("SET")
-        .arg(&broken)
-        .arg("not a list")
-        .query_async(&mut redis)
-        .await
-        .unwrap();
+    let _: () = env
+        .redis_query(redis::cmd("SET").arg(&broken).arg("not a list"))
+        .await;
 
     let key = [("Idempotency-Key", "batch-7")];
     let response = app
@@ -154,11 +137,7 @@ async fn a_keyed_batch_that_failed_in_one_shard_is_completed_exactly_once_by_its
     assert_eq!(before[&1], expected[&1]);
 
     // Repaired, the same request with the same key queues exactly what is missing, under the same ids.
-    let _: () = redis::cmd("DEL")
-        .arg(&broken)
-        .query_async(&mut redis)
-        .await
-        .unwrap();
+    let _: () = env.redis_query(redis::cmd("DEL").arg(&broken)).await;
     let response = app
         .post_json_with("/messages/batch", body.clone(), &key)
         .await;
@@ -190,13 +169,10 @@ async fn an_unkeyed_batch_that_failed_in_one_shard_says_how_much_was_queued() {
     let env = TestEnv::new().await;
     let app = spawn_app(&env, |config| config.redis.queue_shards = SHARDS).await;
     let (body, expected) = batch(40);
-    let mut redis = env.redis().await;
-    let _: () = redis::cmd("SET")
-        .arg(env.keys().shard(3).pending())
-        .arg("not a list")
-        .query_async(&mut redis)
-        .await
-        .unwrap();
+    let redis_key = env.keys().shard(3).pending();
+    let _: () = env
+        .redis_query(redis::cmd("SET").arg(&redis_key).arg("not a list"))
+        .await;
     let response = app.post_json("/messages/batch", body).await;
     assert_eq!(response.status(), 503);
     let error: serde_json::Value = response.json().await.unwrap();

@@ -19,15 +19,7 @@ async fn a_client_that_never_reads_is_dropped_after_the_write_timeout() {
         config.http_write_timeout = Duration::from_secs(1);
     })
     .await;
-    let document = app
-        .client
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let document = app.get("/openapi.json").await.bytes().await.unwrap();
     let answers_at_least = REQUESTS * document.len();
     assert!(answers_at_least > 8 << 20, "{answers_at_least} bytes");
 

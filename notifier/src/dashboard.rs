@@ -10,27 +10,17 @@ use axum::{
     response::{Html, IntoResponse},
     routing::get,
 };
-use serde::Serialize;
+use pipeline::api::ClientConfig;
 use tower_http::services::{ServeDir, ServeFile};
 
 use crate::{Config, state::AppState};
 
 /// Body of `GET /config.json`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub(crate) struct ClientConfig {
-    /// `INGESTOR_URL`: where the dashboard sends `POST /messages` and friends (the ingestor allows our origin).
-    ingestor_url: String,
-    batch_size: usize,
-    batch_timeout_seconds: f64,
-}
-
-impl ClientConfig {
-    pub(crate) fn new(config: &Config) -> Self {
-        Self {
-            ingestor_url: config.ingestor_url.clone(),
-            batch_size: config.batch.batch_size,
-            batch_timeout_seconds: config.batch.batch_timeout.as_secs_f64(),
-        }
+pub(crate) fn client_config_of(config: &Config) -> ClientConfig {
+    ClientConfig {
+        ingestor_url: config.ingestor_url.clone(),
+        batch_size: config.batch.batch_size as u64,
+        batch_timeout_seconds: config.batch.batch_timeout.as_secs_f64(),
     }
 }
 

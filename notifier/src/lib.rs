@@ -229,7 +229,7 @@ pub async fn run(
         read_keys,
         redis,
         postgres,
-        client_config: Arc::new(dashboard::ClientConfig::new(&config)),
+        client_config: Arc::new(dashboard::client_config_of(&config)),
         ws: Arc::new(ws::WsSettings {
             origins: origin::AllowedOrigins::new(&config.ws_origins),
             send_timeout: config.ws_send_timeout,

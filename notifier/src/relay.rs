@@ -10,7 +10,7 @@
 use std::{sync::Arc, time::Duration};
 
 use axum::extract::ws::Utf8Bytes;
-use pipeline::{connection::RedisTarget, events::ServerEvent};
+use pipeline::{connection::RedisTarget, events::ServerEvent, streak::FailureStreak};
 use redis::{AsyncConnectionConfig, ProtocolVersion, PushInfo, PushKind};
 use tokio::sync::{Notify, broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -126,7 +126,7 @@ fn batch_persisted(payload: Vec<u8>) -> Option<Utf8Bytes> {
 /// Relays until `shutdown` is cancelled, reconnecting with capped exponential backoff. Never fails.
 pub(crate) async fn run(relay: Relay, shutdown: CancellationToken) {
     let mut backoff = pipeline::backoff::Backoff::new(MIN_BACKOFF, MAX_BACKOFF);
-    let mut failing = false;
+    let mut streak = FailureStreak::default();
     for attempt in 0.. {
         let mut was_subscribed = false;
         let outcome = tokio::select! {
@@ -135,13 +135,12 @@ pub(crate) async fn run(relay: Relay, shutdown: CancellationToken) {
         };
         if was_subscribed {
             backoff.reset();
-            failing = false;
+            streak.succeeded();
         }
         match outcome {
             Ok(()) => tracing::warn!(channel = %relay.channel, "subscription lost; reconnecting"),
             // Log a failure streak once; the retries that follow are only worth a debug line.
-            Err(error) if !failing => {
-                failing = true;
+            Err(error) if streak.failed() => {
                 tracing::warn!(%error, "cannot subscribe to batch events; retrying with backoff");
             }
             Err(error) => {

@@ -7,7 +7,7 @@ use pipeline::access::ReadKeys;
 use tokio::sync::{Semaphore, broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::{dashboard, feeds, stats, ws};
+use crate::{feeds, stats, ws};
 
 /// What the HTTP handlers share.
 #[derive(Debug, Clone)]
@@ -25,7 +25,7 @@ pub(crate) struct AppState {
     pub(crate) redis: pipeline::connection::RedisConn,
     pub(crate) postgres: deadpool_postgres::Pool,
     /// Body of `/config.json`.
-    pub(crate) client_config: Arc<dashboard::ClientConfig>,
+    pub(crate) client_config: Arc<pipeline::api::ClientConfig>,
     /// Origins and timeouts of WebSocket clients.
     pub(crate) ws: Arc<ws::WsSettings>,
     pub(crate) shutdown: CancellationToken,

@@ -7,6 +7,7 @@ use axum::extract::ws::Utf8Bytes;
 use pipeline::{
     events::{ServerEvent, Stats},
     keys::Keys,
+    streak::FailureStreak,
 };
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -148,27 +149,27 @@ impl Source {
 #[derive(Debug)]
 struct Streak {
     source: &'static str,
-    failing: bool,
+    streak: FailureStreak,
 }
 
 impl Streak {
     fn new(source: &'static str) -> Self {
         Self {
             source,
-            failing: false,
+            streak: FailureStreak::default(),
         }
     }
 
     fn observe<T>(&mut self, result: Result<T, ReadError>) -> Option<T> {
         match result {
             Ok(value) => {
-                if std::mem::take(&mut self.failing) {
+                if self.streak.succeeded() {
                     tracing::info!(source = self.source, "stats source recovered");
                 }
                 Some(value)
             }
             Err(error) => {
-                if !std::mem::replace(&mut self.failing, true) {
+                if self.streak.failed() {
                     tracing::warn!(source = self.source, %error, "cannot read stats; keeping the last values");
                     metrics::counter!("notifier_stats_read_failures_total", "source" => self.source).increment(1);
                 }
@@ -198,7 +199,7 @@ pub(crate) async fn run(
         let (depth, read_totals) = tokio::join!(source.queue_depth(), source.totals());
         if let Some(depth) = redis_streak.observe(depth) {
             queue_depth = depth;
-            metrics::gauge!("pipeline_queue_depth").set(depth as f64);
+            metrics::gauge!(pipeline::telemetry::QUEUE_DEPTH.name()).set(depth as f64);
         }
         if let Some(read) = postgres_streak.observe(read_totals) {
             totals = read;
@@ -289,19 +290,6 @@ mod tests {
     fn the_frame_is_a_seed_compatible_stats_update() {
         let frame = StatsFrame::new(derive(Totals::default(), 3, 50, 0.0));
         let value: serde_json::Value = serde_json::from_str(frame.json.as_str()).unwrap();
-        assert_eq!(value["type"], "stats_update");
-        for field in [
-            "total_messages",
-            "queue_depth",
-            "messages_per_second",
-            "total_batches",
-            "avg_batch_size",
-            "batch_threshold",
-            "batch_progress",
-            "batch_progress_percent",
-            "batches_ready",
-        ] {
-            assert!(value.get(field).is_some(), "{field} missing from {value}");
-        }
+        testkit::seed::assert_stats_update(&value);
     }
 }

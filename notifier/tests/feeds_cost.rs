@@ -46,8 +46,7 @@ fn encode(message: &ChannelMessage) -> usize {
 #[tokio::test]
 #[ignore = "a measurement, not a test"]
 async fn event_ranges_or_rows() {
-    let env = TestEnv::new().await;
-    env.apply_schema().await;
+    let env = TestEnv::with_schema().await;
     let db = env.db().await;
     for n in [1_000_i64, 10_000] {
         db.batch_execute("TRUNCATE messages; TRUNCATE channel_heads")
@@ -72,15 +71,7 @@ async fn event_ranges_or_rows() {
             .await
             .unwrap()
             .iter()
-            .map(|row| ChannelMessage {
-                channel_id: row.get(0),
-                offset: row.get(1),
-                message_id: row.get(2),
-                user_id: row.get(3),
-                content: row.get(4),
-                created_at: row.get(5),
-                inserted_at: row.get(6),
-            })
+            .map(pipeline::schema::channel_message)
             .collect();
         let batch = BatchPersisted {
             ids: rows.iter().map(|r| r.message_id).collect::<Vec<Uuid>>(),
@@ -146,17 +137,7 @@ async fn event_ranges_or_rows() {
             assert_eq!(found.len() as i64, n);
             let bytes: usize = found
                 .iter()
-                .map(|row| {
-                    encode(&ChannelMessage {
-                        channel_id: row.get(0),
-                        offset: row.get(1),
-                        message_id: row.get(2),
-                        user_id: row.get(3),
-                        content: row.get(4),
-                        created_at: row.get(5),
-                        inserted_at: row.get(6),
-                    })
-                })
+                .map(|row| encode(&pipeline::schema::channel_message(row)))
                 .sum();
             assert!(bytes > 0);
         }

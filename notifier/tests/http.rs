@@ -4,8 +4,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Notifier, close_code, next_matching};
-use serde_json::{Value, json};
+use common::*;
+use serde_json::json;
 use testkit::TestEnv;
 use tokio_tungstenite::tungstenite::{self, protocol::frame::coding::CloseCode};
 
@@ -73,12 +73,10 @@ async fn config_json_tells_the_dashboard_where_the_ingestor_is() {
     config.batch.batch_timeout = Duration::from_millis(250);
     let notifier = Notifier::start(config).await;
 
-    let response = reqwest::get(notifier.url("/config.json")).await.unwrap();
-    assert_eq!(response.status(), 200);
-    let body: Value = response.json().await.unwrap();
+    let config = json!({"ingestor_url": "http://127.0.0.1:18000", "batch_size": 25, "batch_timeout_seconds": 0.25});
     assert_eq!(
-        body,
-        json!({"ingestor_url": "http://127.0.0.1:18000", "batch_size": 25, "batch_timeout_seconds": 0.25})
+        testkit::get_status_json(&notifier.url("/config.json")).await,
+        (200, config)
     );
 
     notifier.stop().await;
@@ -89,12 +87,10 @@ async fn health_is_ok_and_metrics_list_the_client_gauge() {
     let env = TestEnv::new().await;
     let notifier = Notifier::start(common::config(&env)).await;
 
-    let health = reqwest::get(notifier.url("/health")).await.unwrap();
-    assert_eq!(health.status(), 200);
-    let body: Value = health.json().await.unwrap();
+    let healthy = json!({"status": "ok", "redis": "ok", "postgres": "ok"});
     assert_eq!(
-        body,
-        json!({"status": "ok", "redis": "ok", "postgres": "ok"})
+        testkit::get_status_json(&notifier.url("/health")).await,
+        (200, healthy)
     );
 
     let metrics = reqwest::get(notifier.url("/metrics")).await.unwrap();
@@ -115,20 +111,15 @@ async fn health_is_degraded_but_stats_keep_flowing_when_redis_is_down() {
     config.redis.redis_url = format!("redis://{addr}");
     let notifier = Notifier::start(config).await;
 
-    let health = reqwest::get(notifier.url("/health")).await.unwrap();
-    assert_eq!(health.status(), 503);
-    let body: Value = health.json().await.unwrap();
+    let degraded = json!({"status": "degraded", "redis": "unavailable", "postgres": "ok"});
     assert_eq!(
-        body,
-        json!({"status": "degraded", "redis": "unavailable", "postgres": "ok"})
+        testkit::get_status_json(&notifier.url("/health")).await,
+        (503, degraded)
     );
 
     // The stats task keeps going on what it can read: the totals from PostgreSQL.
     let mut ws = notifier.connect().await;
-    next_matching(&mut ws, "a first stats_update", |v| {
-        v["type"] == "stats_update"
-    })
-    .await;
+    next_stats(&mut ws, "a first stats_update").await;
     env.db()
         .await
         .execute("UPDATE pipeline_totals SET messages = 10, batches = 1", &[])
@@ -151,10 +142,7 @@ async fn clients_beyond_max_ws_clients_get_503() {
     let notifier = Notifier::start(config).await;
 
     let mut first = notifier.connect().await;
-    next_matching(&mut first, "a first stats_update", |v| {
-        v["type"] == "stats_update"
-    })
-    .await;
+    next_stats(&mut first, "a first stats_update").await;
     match tokio_tungstenite::connect_async(notifier.ws_url()).await {
         Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 503),
         other => panic!("a second client was not refused: {other:?}"),
@@ -163,30 +151,16 @@ async fn clients_beyond_max_ws_clients_get_503() {
     // Once the first leaves, its slot is free again.
     first.close(None).await.unwrap();
     drop(first);
-    let mut again = testkit::eventually(common::WAIT, "a free client slot", || async {
-        tokio_tungstenite::connect_async(notifier.ws_url())
-            .await
-            .ok()
-            .map(|(ws, _)| ws)
-    })
-    .await;
-    next_matching(&mut again, "a stats_update", |v| {
-        v["type"] == "stats_update"
-    })
-    .await;
+    let mut again = testkit::ws::connect_within(&notifier.ws_url(), common::WAIT).await;
+    next_stats(&mut again, "a stats_update").await;
 
     notifier.stop().await;
 }
 
 #[tokio::test]
 async fn shutdown_closes_websockets_and_stops_the_server() {
-    let env = TestEnv::new().await;
-    let notifier = Notifier::start(common::config(&env)).await;
-    let mut ws = notifier.connect().await;
-    next_matching(&mut ws, "a first stats_update", |v| {
-        v["type"] == "stats_update"
-    })
-    .await;
+    let (_env, notifier, mut ws) = start_with_client().await;
+    next_stats(&mut ws, "a first stats_update").await;
     let addr = notifier.addr;
 
     let started = tokio::time::Instant::now();

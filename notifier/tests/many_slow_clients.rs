@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Notifier, batch_event, next_batch, wait_subscribed};
+use common::*;
 use uuid::Uuid;
 
 const SLOW_CLIENTS: usize = 50;
@@ -26,11 +26,8 @@ fn ids(batch_id: i64) -> Vec<Uuid> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_clients_that_never_read_are_closed_and_a_reader_still_gets_every_id() {
-    let env = testkit::TestEnv::new().await;
-    let mut config = common::config(&env);
     // A closed slow client is let go 2 s after its Close frame could not be delivered.
-    config.ws_send_timeout = Duration::from_secs(2);
-    let notifier = Notifier::start(config).await;
+    let (env, notifier) = start_with_send_timeout(Duration::from_secs(2)).await;
     let mut slow = Vec::new();
     for _ in 0..SLOW_CLIENTS {
         slow.push(notifier.connect_with_tiny_buffer().await);
@@ -42,19 +39,10 @@ async fn fifty_clients_that_never_read_are_closed_and_a_reader_still_gets_every_
         (SLOW_CLIENTS + 1) as f64
     );
 
-    let mut redis = env.redis().await;
-    let channel = env.keys().events();
     let mut received: Vec<Uuid> = Vec::new();
     let mut next_expected = 1;
     for chunk_start in (1..=EVENTS).step_by(usize::try_from(CHUNK).unwrap()) {
-        let mut pipe = redis::pipe();
-        for batch_id in chunk_start..chunk_start + CHUNK {
-            pipe.cmd("PUBLISH")
-                .arg(&channel)
-                .arg(batch_event(batch_id, &ids(batch_id)))
-                .ignore();
-        }
-        let () = pipe.query_async(&mut redis).await.unwrap();
+        publish_batches(&env, chunk_start..chunk_start + CHUNK, ids).await;
         while next_expected < chunk_start + CHUNK {
             let event = next_batch(&mut reader).await;
             assert_eq!(

@@ -4,7 +4,7 @@ mod common;
 
 use std::{process::Stdio, time::Duration};
 
-use common::{close_code, next_matching};
+use common::*;
 use testkit::TestEnv;
 use tokio::process::Command;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -27,17 +27,8 @@ async fn sigterm_closes_websockets_and_exits_zero() {
         .expect("the notifier binary starts");
 
     let url = format!("ws://{addr}/ws/stats");
-    let mut ws = testkit::eventually(Duration::from_secs(20), "the notifier accepts", || async {
-        tokio_tungstenite::connect_async(url.as_str())
-            .await
-            .ok()
-            .map(|(ws, _)| ws)
-    })
-    .await;
-    next_matching(&mut ws, "a first stats_update", |v| {
-        v["type"] == "stats_update"
-    })
-    .await;
+    let mut ws = testkit::ws::connect_within(&url, Duration::from_secs(20)).await;
+    next_stats(&mut ws, "a first stats_update").await;
 
     let pid = child.id().unwrap().to_string();
     assert!(

@@ -8,9 +8,7 @@ use testkit::TestEnv;
 use testkit::redis_server::RedisServer;
 
 async fn ready(notifier: &common::Notifier) -> (u16, Value) {
-    let response = reqwest::get(notifier.url("/ready")).await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap())
+    testkit::get_status_json(&notifier.url("/ready")).await
 }
 
 #[tokio::test]

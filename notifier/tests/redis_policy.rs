@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use testkit::TestEnv;
 use testkit::redis_server::RedisServer;
 use tokio_util::sync::CancellationToken;
@@ -17,11 +15,7 @@ async fn the_notifier_refuses_to_start_on_a_redis_that_evicts_any_key() {
     config.redis.redis_url = redis.url();
     let (listener, _) = testkit::listener().await.unwrap();
     let run = notifier::run(config, listener, CancellationToken::new());
-    let error = tokio::time::timeout(Duration::from_secs(10), run)
-        .await
-        .expect("the notifier gives up at once")
-        .expect_err("the notifier must not start");
-    let message = format!("{error:#}");
+    let message = testkit::start_error("notifier", run).await;
     assert!(
         message.contains("maxmemory-policy allkeys-random"),
         "{message}"

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Notifier, batch_event, wait_subscribed};
+use common::*;
 use uuid::Uuid;
 
 /// 60 events of 2,000 ids (~80 KB each, ~5 MB in all): far more than the client's socket buffers take, far
@@ -17,23 +17,12 @@ const IDS_PER_EVENT: u128 = 2_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_takes_nothing_is_dropped_after_the_send_timeout() {
-    let env = testkit::TestEnv::new().await;
-    let mut config = common::config(&env);
-    config.ws_send_timeout = Duration::from_secs(1);
-    let notifier = Notifier::start(config).await;
+    let (env, notifier) = start_with_send_timeout(Duration::from_secs(1)).await;
     let stuck = notifier.connect_with_tiny_buffer().await;
     wait_subscribed(&env).await;
 
     let ids: Vec<Uuid> = (0..IDS_PER_EVENT).map(|i| Uuid::from_u128(i + 1)).collect();
-    let mut pipe = redis::pipe();
-    for batch_id in 1..=EVENTS {
-        pipe.cmd("PUBLISH")
-            .arg(env.keys().events())
-            .arg(batch_event(batch_id, &ids))
-            .ignore();
-    }
-    let mut redis = env.redis().await;
-    let () = pipe.query_async(&mut redis).await.unwrap();
+    publish_batches(&env, 1..=EVENTS, |_| ids.clone()).await;
 
     testkit::eventually(
         Duration::from_secs(15),

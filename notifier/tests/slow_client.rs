@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Notifier, batch_event, wait_subscribed};
+use common::*;
 use futures_util::StreamExt;
 use tokio_tungstenite::tungstenite::{Message, protocol::frame::coding::CloseCode};
 use uuid::Uuid;
@@ -20,16 +20,11 @@ const MAX_ROUNDS: i64 = 100;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_falls_behind_is_closed_with_1008_too_slow() {
-    let env = testkit::TestEnv::new().await;
-    let mut config = common::config(&env);
     // Long enough for the test to start reading before the notifier gives up on delivering the Close frame.
-    config.ws_send_timeout = Duration::from_secs(30);
-    let notifier = Notifier::start(config).await;
+    let (env, notifier) = start_with_send_timeout(Duration::from_secs(30)).await;
     let mut slow = notifier.connect_with_tiny_buffer().await;
     wait_subscribed(&env).await;
 
-    let mut redis = env.redis().await;
-    let channel = env.keys().events();
     let ids: Vec<Uuid> = (0..50).map(|i| Uuid::from_u128(i + 1)).collect();
     let mut rounds = 0;
     while notifier.metric("notifier_clients_lagged_total").await < 1.0 {
@@ -37,14 +32,7 @@ async fn a_client_that_falls_behind_is_closed_with_1008_too_slow() {
             rounds < MAX_ROUNDS,
             "the client was never closed as too slow"
         );
-        let mut pipe = redis::pipe();
-        for batch_id in rounds * CHUNK..(rounds + 1) * CHUNK {
-            pipe.cmd("PUBLISH")
-                .arg(&channel)
-                .arg(batch_event(batch_id, &ids))
-                .ignore();
-        }
-        let () = pipe.query_async(&mut redis).await.unwrap();
+        publish_batches(&env, rounds * CHUNK..(rounds + 1) * CHUNK, |_| ids.clone()).await;
         rounds += 1;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -2,50 +2,35 @@
 
 mod common;
 
-use common::{BATCH_SIZE, Notifier, next_matching};
+use common::*;
 use testkit::TestEnv;
 
-/// The seed's `stats_update` fields.
-const SEED_FIELDS: [&str; 9] = [
-    "total_messages",
-    "queue_depth",
-    "messages_per_second",
-    "total_batches",
-    "avg_batch_size",
-    "batch_threshold",
-    "batch_progress",
-    "batch_progress_percent",
-    "batches_ready",
-];
+/// Sets the batchers' running totals: `messages` rows committed in `batches` batches.
+async fn set_totals(env: &TestEnv, messages: i64, batches: i64) {
+    let sql = "UPDATE pipeline_totals SET messages = $1, batches = $2";
+    let updated = env
+        .db()
+        .await
+        .execute(sql, &[&messages, &batches])
+        .await
+        .unwrap();
+    assert_eq!(updated, 1, "pipeline_totals has its row");
+}
 
 #[tokio::test]
 async fn a_client_first_receives_a_stats_update_with_the_seeds_fields() {
-    let env = TestEnv::new().await;
-    let notifier = Notifier::start(common::config(&env)).await;
-    let mut ws = notifier.connect().await;
+    let (_env, notifier, mut ws) = start_with_client().await;
 
     let first = next_matching(&mut ws, "the first message", |_| true).await;
-    assert_eq!(first["type"], "stats_update", "first message: {first}");
-    for field in SEED_FIELDS {
-        assert!(
-            first[field].is_number(),
-            "{field} missing or not a number in {first}"
-        );
-    }
+    testkit::seed::assert_stats_update(&first);
     assert_eq!(first["batch_threshold"], BATCH_SIZE);
     assert_eq!(first["total_messages"], 0);
     assert_eq!(first["queue_depth"], 0);
 
     // And then one every 500 ms.
     let started = tokio::time::Instant::now();
-    next_matching(&mut ws, "a second stats_update", |v| {
-        v["type"] == "stats_update"
-    })
-    .await;
-    next_matching(&mut ws, "a third stats_update", |v| {
-        v["type"] == "stats_update"
-    })
-    .await;
+    next_stats(&mut ws, "a second stats_update").await;
+    next_stats(&mut ws, "a third stats_update").await;
     assert!(started.elapsed() < std::time::Duration::from_secs(3));
 
     notifier.stop().await;
@@ -53,53 +38,30 @@ async fn a_client_first_receives_a_stats_update_with_the_seeds_fields() {
 
 #[tokio::test]
 async fn stats_count_messages_waiting_and_held_by_batchers_and_the_persisted_totals() {
-    let env = TestEnv::new().await;
-    let notifier = Notifier::start(common::config(&env)).await;
-    let mut ws = notifier.connect().await;
+    let (env, notifier, mut ws) = start_with_client().await;
     // The first stats_update means the notifier is serving, so the schema is applied.
-    next_matching(&mut ws, "the first stats_update", |v| {
-        v["type"] == "stats_update"
-    })
-    .await;
+    next_stats(&mut ws, "the first stats_update").await;
 
     let keys = env.keys().shard(0);
-    let mut redis = env.redis().await;
-    let _: u64 = redis::cmd("LPUSH")
-        .arg(keys.pending())
-        .arg(&["m1", "m2", "m3"])
-        .query_async(&mut redis)
-        .await
-        .unwrap();
-    let _: u64 = redis::cmd("SADD")
-        .arg(keys.batchers())
-        .arg("b1")
-        .query_async(&mut redis)
-        .await
-        .unwrap();
-    let _: u64 = redis::cmd("LPUSH")
-        .arg(keys.processing("b1"))
-        .arg(&["m4", "m5"])
-        .query_async(&mut redis)
-        .await
-        .unwrap();
+    let redis_key = keys.pending();
+    let _: u64 = env
+        .redis_query(redis::cmd("LPUSH").arg(&redis_key).arg(&["m1", "m2", "m3"]))
+        .await;
+    let _: u64 = env
+        .redis_query(redis::cmd("SADD").arg(keys.batchers()).arg("b1"))
+        .await;
+    let redis_key = keys.processing("b1");
+    let _: u64 = env
+        .redis_query(redis::cmd("LPUSH").arg(&redis_key).arg(&["m4", "m5"]))
+        .await;
     // Two steps, so the rate window surely holds a sample before the last one (the notifier's first read
     // may come late on a busy machine).
-    let db = env.db().await;
-    let updated = db
-        .execute("UPDATE pipeline_totals SET messages = 60, batches = 2", &[])
-        .await
-        .unwrap();
-    assert_eq!(updated, 1);
+    set_totals(&env, 60, 2).await;
     next_matching(&mut ws, "stats with the first totals", |v| {
         v["type"] == "stats_update" && v["total_messages"] == 60
     })
     .await;
-    db.execute(
-        "UPDATE pipeline_totals SET messages = 120, batches = 3",
-        &[],
-    )
-    .await
-    .unwrap();
+    set_totals(&env, 120, 3).await;
 
     let stats = next_matching(&mut ws, "stats with the queue and the totals", |v| {
         v["type"] == "stats_update" && v["queue_depth"] == 5 && v["total_messages"] == 120
@@ -118,12 +80,7 @@ async fn stats_count_messages_waiting_and_held_by_batchers_and_the_persisted_tot
     );
 
     // The gauge follows the same number.
-    let metrics = reqwest::get(notifier.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = testkit::get_text(&notifier.url("/metrics")).await;
     assert!(
         metrics
             .lines()
@@ -142,27 +99,14 @@ async fn stats_update_is_rounded_as_the_original_rounds_it() {
     config.batch.batch_size = 3;
     let notifier = Notifier::start(config).await;
     let mut ws = notifier.connect().await;
-    next_matching(&mut ws, "the first stats_update", |v| {
-        v["type"] == "stats_update"
-    })
-    .await;
+    next_stats(&mut ws, "the first stats_update").await;
 
-    let mut redis = env.redis().await;
-    let _: u64 = redis::cmd("LPUSH")
-        .arg(env.keys().shard(0).pending())
-        .arg("m1")
-        .query_async(&mut redis)
-        .await
-        .unwrap();
+    let redis_key = env.keys().shard(0).pending();
+    let _: u64 = env
+        .redis_query(redis::cmd("LPUSH").arg(&redis_key).arg("m1"))
+        .await;
     // 1234 rows in 25 batches: an average of 49.36 unrounded.
-    env.db()
-        .await
-        .execute(
-            "UPDATE pipeline_totals SET messages = 1234, batches = 25",
-            &[],
-        )
-        .await
-        .unwrap();
+    set_totals(&env, 1234, 25).await;
 
     let stats = next_matching(&mut ws, "stats with the new totals and queue", |v| {
         v["type"] == "stats_update" && v["total_messages"] == 1234 && v["queue_depth"] == 1

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::Notifier;
+use common::*;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use testkit::TestEnv;
@@ -74,9 +74,7 @@ async fn only_the_notifiers_own_origin_and_ws_origins_may_connect_from_a_browser
 
 #[tokio::test]
 async fn a_frame_over_64_kib_is_refused_from_its_header_without_waiting_for_its_payload() {
-    let env = TestEnv::new().await;
-    let notifier = Notifier::start(common::config(&env)).await;
-    let mut ws = notifier.connect().await;
+    let (_env, notifier, mut ws) = start_with_client().await;
     // A masked text frame declaring 1 MiB (over 64 KiB, under tungstenite's 16 MiB default); the payload is
     // never sent, so only a refusal from the header ends the connection.
     let mut header = vec![0x81, 0x80 | 127];

@@ -1,4 +1,5 @@
-//! Bodies of the ingestor's HTTP API (seed-compatible field names).
+//! Bodies of the ingestor's HTTP API (seed-compatible field names), and of the notifier's `GET /config.json`
+//! ([`ClientConfig`], what the dashboard is told).
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -193,6 +194,46 @@ pub struct ErrorBody {
     /// The offending field for `invalid_field` (a JSON path such as `content` or `[3].user_id`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+}
+
+/// Body of the notifier's `GET /config.json`: where the dashboard finds the ingestor's API, and the flush
+/// settings it shows. The notifier writes it, the dashboard reads it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClientConfig {
+    /// `INGESTOR_URL`: base URL of the ingestor's API (no trailing slash), where the dashboard sends
+    /// `POST /messages` and friends (the ingestor allows the notifier's origin).
+    pub ingestor_url: String,
+    /// `BATCH_SIZE`.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: u64,
+    /// `BATCH_TIMEOUT`, in seconds.
+    #[serde(default = "default_batch_timeout")]
+    pub batch_timeout_seconds: f64,
+}
+
+fn default_batch_size() -> u64 {
+    50
+}
+
+fn default_batch_timeout() -> f64 {
+    30.0
+}
+
+impl ClientConfig {
+    /// What the dashboard assumes until (or unless) `/config.json` answers: the ingestor on port 8000 of the
+    /// host that served the page.
+    pub fn fallback(hostname: &str) -> Self {
+        Self {
+            ingestor_url: format!("http://{hostname}:8000"),
+            batch_size: default_batch_size(),
+            batch_timeout_seconds: default_batch_timeout(),
+        }
+    }
+
+    /// `BATCH_TIMEOUT` in milliseconds.
+    pub fn batch_timeout_ms(&self) -> f64 {
+        self.batch_timeout_seconds * 1_000.0
+    }
 }
 
 #[cfg(test)]

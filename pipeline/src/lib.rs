@@ -5,6 +5,8 @@
 //! - [`api`]: request and response bodies of the ingestor's HTTP API.
 //! - [`events`]: the events the notifier pushes over WebSocket (`stats_update`, `batch_persisted`).
 //! - [`queued`]: [`queued::QueuedMessage`], the element the ingestor pushes and the batcher persists.
+//! - [`backoff`]: capped exponential backoff between retries.
+//! - [`streak`]: whether a repeated operation is failing, so a failure streak is logged once.
 //! - [`timestamp`]: chrono's timestamp text, serialized with less work (two per `POST /messages`).
 //!
 //! With the default `server` feature (everything that is not wasm-safe):
@@ -25,6 +27,7 @@ pub mod backoff;
 pub mod events;
 pub mod queued;
 pub mod rules;
+pub mod streak;
 pub mod timestamp;
 
 #[cfg(feature = "server")]

@@ -23,14 +23,24 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = redis::RedisResult<T>>,
 {
-    match tokio::time::timeout(PROBE_TIMEOUT, retry_once(op)).await {
+    within_timeout(probe, "Redis", retry_once(op)).await
+}
+
+/// `check` of `dependency` within [`PROBE_TIMEOUT`]; `None`, logged with `probe` naming the check, when it
+/// fails or is late.
+async fn within_timeout<T, E: std::fmt::Display>(
+    probe: &'static str,
+    dependency: &'static str,
+    check: impl Future<Output = Result<T, E>>,
+) -> Option<T> {
+    match tokio::time::timeout(PROBE_TIMEOUT, check).await {
         Ok(Ok(value)) => Some(value),
         Ok(Err(error)) => {
-            tracing::warn!(%error, probe, "Redis failed");
+            tracing::warn!(%error, probe, "{dependency} failed");
             None
         }
         Err(_) => {
-            tracing::warn!(probe, "Redis did not answer in time");
+            tracing::warn!(probe, "{dependency} did not answer in time");
             None
         }
     }
@@ -55,17 +65,7 @@ pub async fn postgres_answers(probe: &'static str, pool: &deadpool_postgres::Poo
             .await
             .map_err(|error| error.to_string())
     };
-    match tokio::time::timeout(PROBE_TIMEOUT, check).await {
-        Ok(Ok(_)) => true,
-        Ok(Err(error)) => {
-            tracing::warn!(%error, probe, "PostgreSQL failed");
-            false
-        }
-        Err(_) => {
-            tracing::warn!(probe, "PostgreSQL did not answer in time");
-            false
-        }
-    }
+    within_timeout(probe, "PostgreSQL", check).await.is_some()
 }
 
 #[cfg(test)]

@@ -104,3 +104,52 @@ pub fn channel_message(row: &tokio_postgres::Row) -> crate::api::ChannelMessage 
         inserted_at: row.get("inserted_at"),
     }
 }
+
+/// `url` (a PostgreSQL URL) with its database replaced by `database`, host and query parameters kept: how the
+/// tests and the benchmark reach the databases they create from the one they are given.
+pub fn with_database(url: &str, database: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let authority_end = base[scheme_end..]
+        .find('/')
+        .map_or(base.len(), |i| scheme_end + i);
+    let mut out = format!("{}/{database}", &base[..authority_end]);
+    if let Some(query) = query {
+        out.push('?');
+        out.push_str(query);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_database_of_a_url_is_replaced_keeping_host_and_query() {
+        for (url, database, replaced) in [
+            (
+                "postgres://postgres@127.0.0.1:5432/postgres",
+                "t1",
+                "postgres://postgres@127.0.0.1:5432/t1",
+            ),
+            (
+                "postgres://u:p@h/db?sslmode=disable",
+                "t2",
+                "postgres://u:p@h/t2?sslmode=disable",
+            ),
+            ("postgres://h:5432", "t3", "postgres://h:5432/t3"),
+            (
+                "postgres://127.0.0.1?sslmode=disable",
+                "postgres",
+                "postgres://127.0.0.1/postgres?sslmode=disable",
+            ),
+            ("postgresql://h/db/x?a=1", "y", "postgresql://h/y?a=1"),
+        ] {
+            assert_eq!(with_database(url, database), replaced, "{url}");
+        }
+    }
+}

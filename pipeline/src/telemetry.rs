@@ -99,7 +99,8 @@ impl Metric {
     }
 }
 
-/// `pipeline_queue_depth`, set by both the batcher and the notifier from [`crate::depth::queue_depth`].
+/// `pipeline_queue_depth`, set by every service from [`crate::depth::queue_depth`] (the ingestor as last read
+/// for `MAX_QUEUE_DEPTH`, every 100 ms; the batcher every 1 s; the notifier every 500 ms).
 pub const QUEUE_DEPTH: Metric = Metric::Gauge {
     name: "pipeline_queue_depth",
     help: "Messages pending in Redis plus those held in batchers' processing lists.",

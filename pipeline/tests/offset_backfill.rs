@@ -114,26 +114,16 @@ async fn existing_rows_get_offsets_in_id_order_per_channel() {
             "Index Scan Backward using messages_channel_offset_key",
         ),
     ] {
-        let plan: Vec<String> = db
-            .query(
-                &format!(
-                    "EXPLAIN SELECT * FROM messages WHERE channel_id = 5 AND {query} LIMIT 50"
-                ),
-                &[],
-            )
-            .await
-            .unwrap()
-            .iter()
-            .map(|row| row.get(0))
-            .collect();
+        let explain =
+            format!("EXPLAIN SELECT * FROM messages WHERE channel_id = 5 AND {query} LIMIT 50");
+        let plan: Vec<String> = env.column(&explain).await;
         assert!(plan.iter().any(|line| line.contains(scan)), "{plan:#?}");
     }
 }
 
 #[tokio::test]
 async fn an_empty_database_gets_the_index_and_no_heads() {
-    let env = TestEnv::new().await;
-    env.apply_schema().await;
+    let env = TestEnv::with_schema().await;
     env.apply_schema().await;
     assert_eq!(env.count("channel_heads").await, 0);
     let db = env.db().await;

@@ -14,6 +14,10 @@ pub mod feeds;
 
 pub mod redis_server;
 
+pub mod seed;
+
+pub mod ws;
+
 use std::{future::Future, time::Duration};
 
 use anyhow::Context;
@@ -48,7 +52,7 @@ impl TestEnv {
             .batch_execute(&format!("CREATE DATABASE \"{database_name}\""))
             .await
             .expect("can create a test database");
-        let database_url = replace_database(&admin_url, &database_name);
+        let database_url = pipeline::schema::with_database(&admin_url, &database_name);
         Self {
             database_url,
             redis_url,
@@ -56,6 +60,13 @@ impl TestEnv {
             database_name,
             admin_url,
         }
+    }
+
+    /// [`TestEnv::new`] with init.sql applied, for tests that query before any service has started.
+    pub async fn with_schema() -> Self {
+        let env = Self::new().await;
+        env.apply_schema().await;
+        env
     }
 
     /// The Redis key names of this test.
@@ -71,6 +82,45 @@ impl TestEnv {
             redis_key_prefix: self.prefix.clone(),
             queue_shards: 1,
         }
+    }
+
+    /// The services' database configuration for this test.
+    pub fn database_config(&self) -> pipeline::config::DatabaseConfig {
+        pipeline::config::DatabaseConfig {
+            database_url: self.database_url.clone(),
+        }
+    }
+
+    /// Every element of the list `key`, as `LRANGE key 0 -1` returns them (newest first for the pending
+    /// lists, which are pushed on the left).
+    pub async fn lrange(&self, key: &str) -> Vec<String> {
+        lrange(&self.redis_url, key).await
+    }
+
+    /// The command-line arguments of a service on this test's Redis, key prefix and database.
+    pub fn service_args(&self) -> [&str; 6] {
+        [
+            "--redis-url",
+            &self.redis_url,
+            "--redis-key-prefix",
+            &self.prefix,
+            "--database-url",
+            &self.database_url,
+        ]
+    }
+
+    /// Drops this test's database now, its connections with it: PostgreSQL is gone for the services
+    /// using it (as when it is unreachable) while Redis stays.
+    pub async fn drop_database(&self) {
+        pipeline::schema::connect(&self.admin_url)
+            .await
+            .expect("PostgreSQL is reachable at TEST_DATABASE_URL")
+            .batch_execute(&format!(
+                "DROP DATABASE \"{}\" WITH (FORCE)",
+                self.database_name
+            ))
+            .await
+            .expect("can drop the test database");
     }
 
     /// A fresh connection to this test's database.
@@ -129,6 +179,45 @@ impl TestEnv {
             .expect("Redis is reachable at TEST_REDIS_URL")
     }
 
+    /// The running totals the batchers keep: `(messages, batches, dead_letters)` of `pipeline_totals`.
+    pub async fn totals(&self) -> (i64, i64, i64) {
+        let row = self
+            .db()
+            .await
+            .query_one(
+                "SELECT messages, batches, dead_letters FROM pipeline_totals",
+                &[],
+            )
+            .await
+            .expect("pipeline_totals has its row");
+        (row.get(0), row.get(1), row.get(2))
+    }
+
+    /// Every row `sql` returns, in order, each made into a `T` by `read`.
+    pub async fn rows<T>(&self, sql: &str, read: impl FnMut(&tokio_postgres::Row) -> T) -> Vec<T> {
+        self.db()
+            .await
+            .query(sql, &[])
+            .await
+            .unwrap_or_else(|error| panic!("{sql}: {error}"))
+            .iter()
+            .map(read)
+            .collect()
+    }
+
+    /// The first column of every row `sql` returns, in order.
+    pub async fn column<T: for<'a> tokio_postgres::types::FromSql<'a>>(&self, sql: &str) -> Vec<T> {
+        self.rows(sql, |row| row.get(0)).await
+    }
+
+    /// Sends `command` to this test's Redis (on a fresh connection) and returns its answer.
+    pub async fn redis_query<T: redis::FromRedisValue>(&self, command: &redis::Cmd) -> T {
+        command
+            .query_async(&mut self.redis().await)
+            .await
+            .unwrap_or_else(|error| panic!("{command:?}: {error}"))
+    }
+
     /// `SELECT count(*) FROM <table>`.
     pub async fn count(&self, table: &str) -> i64 {
         self.db()
@@ -174,24 +263,6 @@ impl Drop for TestEnv {
     }
 }
 
-/// `url` with its database name replaced by `database`.
-fn replace_database(url: &str, database: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (url, None),
-    };
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let host_end = base[scheme_end..]
-        .find('/')
-        .map_or(base.len(), |i| scheme_end + i);
-    let mut out = format!("{}/{database}", &base[..host_end]);
-    if let Some(query) = query {
-        out.push('?');
-        out.push_str(query);
-    }
-    out
-}
-
 /// Polls `check` every 20 ms until it returns `Some`, for at most `within`; panics naming `what` otherwise.
 ///
 /// For outcomes that arrive asynchronously (rows persisted by a batcher): the test still asserts the exact
@@ -213,6 +284,107 @@ where
     }
 }
 
+/// `LRANGE key 0 -1` on the Redis at `redis_url` (this test's, or a private [`redis_server::RedisServer`]).
+pub async fn lrange(redis_url: &str, key: &str) -> Vec<String> {
+    let mut redis = redis::Client::open(redis_url)
+        .expect("a valid Redis URL")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("Redis is reachable");
+    redis::cmd("LRANGE")
+        .arg(key)
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut redis)
+        .await
+        .expect("LRANGE of a list")
+}
+
+/// The flush threshold and timeout of a test's services.
+pub fn batch_config(batch_size: usize, batch_timeout: Duration) -> pipeline::config::BatchConfig {
+    pipeline::config::BatchConfig {
+        batch_size,
+        batch_timeout,
+    }
+}
+
+/// Plain-text logs with `filter` (e.g. `"warn"`), the format a test's output is read in.
+pub fn text_log(filter: &str) -> pipeline::config::LogConfig {
+    pipeline::config::LogConfig {
+        log_format: pipeline::config::LogFormat::Text,
+        log_filter: filter.into(),
+    }
+}
+
+/// `GET url` with `client`, its body parsed as `T` whatever the status; panics when nothing answers or the
+/// body is not that JSON.
+pub async fn get_json<T: serde::de::DeserializeOwned>(client: &reqwest::Client, url: &str) -> T {
+    client
+        .get(url)
+        .send()
+        .await
+        .unwrap_or_else(|error| panic!("GET {url}: {error}"))
+        .json()
+        .await
+        .unwrap_or_else(|error| panic!("GET {url}: not the expected JSON: {error}"))
+}
+
+/// `GET url`, its body as text whatever the status (e.g. a service's `/metrics`).
+pub async fn get_text(url: &str) -> String {
+    reqwest::get(url)
+        .await
+        .unwrap_or_else(|error| panic!("GET {url}: {error}"))
+        .text()
+        .await
+        .unwrap_or_else(|error| panic!("GET {url}: no text body: {error}"))
+}
+
+/// `GET url`: its status and its body as JSON (e.g. a service's `/health` or `/ready`, 200 or 503).
+pub async fn get_status_json(url: &str) -> (u16, serde_json::Value) {
+    let response = reqwest::get(url)
+        .await
+        .unwrap_or_else(|error| panic!("GET {url}: {error}"));
+    let status = response.status().as_u16();
+    let body = response
+        .json()
+        .await
+        .unwrap_or_else(|error| panic!("GET {url}: not JSON: {error}"));
+    (status, body)
+}
+
+/// The value of the sample `series` (a metric name with its labels as exposed, e.g.
+/// `notifier_clients_disconnected_total{reason="idle"}`) in a Prometheus text exposition; `None` when absent.
+pub fn metric_value(exposition: &str, series: &str) -> Option<f64> {
+    exposition
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .map(|value| value.trim().parse().expect("a sample value is a number"))
+}
+
+/// The error `run` (a service's `run`, on something it must refuse) stops with, as `{error:#}`; panics
+/// naming `service` unless it returns one within 10 s.
+pub async fn start_error(service: &str, run: impl Future<Output = anyhow::Result<()>>) -> String {
+    match tokio::time::timeout(Duration::from_secs(10), run).await {
+        Ok(Err(error)) => format!("{error:#}"),
+        Ok(Ok(())) => panic!("the {service} must not start"),
+        Err(_) => panic!("the {service} did not give up within 10 s"),
+    }
+}
+
+/// Waits, at most `within`, for `task` (a service's `run`, spawned by the test) to return, and returns what it
+/// returned; panics naming `service` when it takes longer or panicked.
+pub async fn join_service(
+    service: &str,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    within: Duration,
+) -> anyhow::Result<()> {
+    match tokio::time::timeout(within, task).await {
+        Ok(Ok(returned)) => returned,
+        Ok(Err(error)) => panic!("the {service} task panicked: {error}"),
+        Err(_) => panic!("the {service} did not stop within {within:?}"),
+    }
+}
+
 /// Binds `127.0.0.1:0` and returns the listener with its address.
 pub async fn listener() -> anyhow::Result<(tokio::net::TcpListener, std::net::SocketAddr)> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -227,19 +399,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn database_name_is_replaced_keeping_host_and_query() {
-        assert_eq!(
-            replace_database("postgres://postgres@127.0.0.1:5432/postgres", "t1"),
-            "postgres://postgres@127.0.0.1:5432/t1"
-        );
-        assert_eq!(
-            replace_database("postgres://u:p@h/db?sslmode=disable", "t2"),
-            "postgres://u:p@h/t2?sslmode=disable"
-        );
-        assert_eq!(
-            replace_database("postgres://h:5432", "t3"),
-            "postgres://h:5432/t3"
-        );
+    fn a_sample_is_found_by_its_whole_series_name() {
+        let exposition =
+            "# TYPE a_total counter\na_total 3\na_total_bytes 9\nb{reason=\"idle\"} 1.5\n";
+        assert_eq!(metric_value(exposition, "a_total"), Some(3.0));
+        assert_eq!(metric_value(exposition, "a_total_bytes"), Some(9.0));
+        assert_eq!(metric_value(exposition, "b{reason=\"idle\"}"), Some(1.5));
+        assert_eq!(metric_value(exposition, "b"), None);
+        assert_eq!(metric_value(exposition, "c_total"), None);
     }
 
     #[tokio::test]

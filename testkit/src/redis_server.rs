@@ -16,7 +16,12 @@ impl RedisServer {
     /// Starts one on a free port with `extra` arguments (e.g. `["--maxmemory-policy", "allkeys-lru"]`) and
     /// waits, at most 10 s, until it answers PING.
     pub async fn start(extra: &[&str]) -> Self {
-        let port = free_port();
+        Self::start_on(free_port(), extra).await
+    }
+
+    /// Starts one on `port` (e.g. the port of one stopped before, to restart it) with `extra` arguments, and
+    /// waits, at most 10 s, until it answers PING.
+    pub async fn start_on(port: u16, extra: &[&str]) -> Self {
         let child = Command::new("redis-server")
             .args([
                 "--port",

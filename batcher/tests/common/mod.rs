@@ -7,7 +7,7 @@ use std::time::Duration;
 use batcher::Config;
 use chrono::{DateTime, SubsecRound, Utc};
 use pipeline::{
-    config::{BatchConfig, DatabaseConfig, LogConfig, LogFormat},
+    events::{BatchPersisted, ServerEvent},
     queued::QueuedMessage,
 };
 use testkit::TestEnv;
@@ -22,17 +22,9 @@ pub const WAIT: Duration = Duration::from_secs(10);
 pub fn config(env: &TestEnv, batcher_id: &str, batch_size: usize, timeout_secs: f64) -> Config {
     Config {
         redis: env.redis_config(),
-        database: DatabaseConfig {
-            database_url: env.database_url.clone(),
-        },
-        batch: BatchConfig {
-            batch_size,
-            batch_timeout: Duration::from_secs_f64(timeout_secs),
-        },
-        log: LogConfig {
-            log_format: LogFormat::Text,
-            log_filter: "warn".into(),
-        },
+        database: env.database_config(),
+        batch: testkit::batch_config(batch_size, Duration::from_secs_f64(timeout_secs)),
+        log: testkit::text_log("warn"),
         batcher_addr: "127.0.0.1:0".parse().unwrap(),
         batcher_id: batcher_id.into(),
     }
@@ -49,10 +41,8 @@ impl Running {
     /// Cancels the token and waits for `run` to return; panics if it failed.
     pub async fn stop(self) {
         self.shutdown.cancel();
-        tokio::time::timeout(Duration::from_secs(20), self.task)
+        testkit::join_service("batcher", self.task, Duration::from_secs(20))
             .await
-            .expect("the batcher stops within 20 s")
-            .expect("the batcher task does not panic")
             .expect("the batcher returns Ok");
     }
 }
@@ -69,6 +59,55 @@ pub async fn start(env: &TestEnv, config: Config) -> Running {
         task,
         addr,
     }
+}
+
+/// The batcher binary as `batcher_id` on the database at `database_url` and the key prefix `prefix` (the
+/// caller adds where Redis is), flushing at `batch_size` or after `timeout` seconds, logging at `rust_log`;
+/// its stdout discarded, killed on drop. The variables are set on the child only.
+pub fn batcher_command(
+    database_url: &str,
+    prefix: &str,
+    batcher_id: &str,
+    batch_size: usize,
+    timeout: &str,
+    rust_log: &str,
+) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_batcher"));
+    command
+        .env("DATABASE_URL", database_url)
+        .env("REDIS_KEY_PREFIX", prefix)
+        .env("BATCH_SIZE", batch_size.to_string())
+        .env("BATCH_TIMEOUT", timeout)
+        .env("BATCHER_ID", batcher_id)
+        .env("BATCHER_ADDR", "127.0.0.1:0")
+        .env("RUST_LOG", rust_log)
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true);
+    command
+}
+
+/// Applies the schema with a rule the batcher does not know about: PostgreSQL refuses rows whose content is
+/// `forbidden`.
+pub async fn forbid_content(env: &TestEnv) {
+    env.apply_schema().await;
+    env.db()
+        .await
+        .batch_execute(
+            "ALTER TABLE messages ADD CONSTRAINT no_forbidden CHECK (content <> 'forbidden')",
+        )
+        .await
+        .unwrap();
+}
+
+/// A test's environment and a batcher on it ([`start`] with [`config`]).
+pub async fn start_new(
+    batcher_id: &str,
+    batch_size: usize,
+    timeout_secs: f64,
+) -> (TestEnv, Running) {
+    let env = TestEnv::new().await;
+    let batcher = start(&env, config(&env, batcher_id, batch_size, timeout_secs)).await;
+    (env, batcher)
 }
 
 /// A valid message, as the ingestor would queue it (created_at in whole microseconds, like PostgreSQL).
@@ -94,13 +133,9 @@ pub fn raw(message: &QueuedMessage) -> Vec<u8> {
 
 /// `LPUSH key e1 e2 …` in one command: `e1` ends up rightmost, i.e. oldest.
 pub async fn lpush(env: &TestEnv, key: &str, elements: &[Vec<u8>]) {
-    let mut redis = env.redis().await;
-    let _: i64 = redis::cmd("LPUSH")
-        .arg(key)
-        .arg(elements)
-        .query_async(&mut redis)
-        .await
-        .unwrap();
+    let _: i64 = env
+        .redis_query(redis::cmd("LPUSH").arg(key).arg(elements))
+        .await;
 }
 
 /// Pushes raw elements onto the pending list, oldest first.
@@ -116,12 +151,7 @@ pub async fn push(env: &TestEnv, messages: &[QueuedMessage]) {
 
 /// `LLEN key`.
 pub async fn llen(env: &TestEnv, key: &str) -> i64 {
-    let mut redis = env.redis().await;
-    redis::cmd("LLEN")
-        .arg(key)
-        .query_async(&mut redis)
-        .await
-        .unwrap()
+    env.redis_query(redis::cmd("LLEN").arg(key)).await
 }
 
 /// Waits until `messages` holds `n` rows.
@@ -132,12 +162,67 @@ pub async fn wait_rows(env: &TestEnv, n: i64) {
     .await;
 }
 
+/// Waits until `batcher_id`'s processing list (shard 0) holds `n` elements.
+pub async fn wait_held(env: &TestEnv, batcher_id: &str, n: i64) {
+    let processing = env.keys().shard(0).processing(batcher_id);
+    testkit::eventually(WAIT, &format!("{n} held by {batcher_id}"), || async {
+        (llen(env, &processing).await == n).then_some(())
+    })
+    .await;
+}
+
 /// Waits until `key` is an empty list.
 pub async fn wait_empty(env: &TestEnv, key: &str) {
     testkit::eventually(WAIT, &format!("{key} to empty"), || async {
         (llen(env, key).await == 0).then_some(())
     })
     .await;
+}
+
+/// A subscription to this test's events channel, open before the test publishes anything.
+pub async fn subscribe_events(env: &TestEnv) -> redis::aio::PubSub {
+    let redis = redis::Client::open(env.redis_url.as_str()).unwrap();
+    let mut events = redis.get_async_pubsub().await.unwrap();
+    events.subscribe(env.keys().events()).await.unwrap();
+    events
+}
+
+/// The next event on `events` (within [`WAIT`]), as published and parsed; panics unless it is a
+/// `batch_persisted` event.
+pub async fn next_batch_event(events: &mut redis::aio::PubSub) -> (String, BatchPersisted) {
+    use futures_util::StreamExt;
+    let payload: String = tokio::time::timeout(WAIT, events.on_message().next())
+        .await
+        .expect("an event within the wait")
+        .expect("the subscription is open")
+        .get_payload()
+        .unwrap();
+    let ServerEvent::BatchPersisted(event) = serde_json::from_str(&payload).unwrap() else {
+        panic!("not a batch_persisted event: {payload}");
+    };
+    (payload, event)
+}
+
+/// The ids of every `batch_persisted` event on `events`, in order, until none arrives for 500 ms.
+pub async fn announced_ids(events: &mut redis::aio::PubSub) -> Vec<Uuid> {
+    use futures_util::StreamExt;
+    let mut announced = Vec::new();
+    let mut stream = events.on_message();
+    while let Ok(Some(message)) =
+        tokio::time::timeout(Duration::from_millis(500), stream.next()).await
+    {
+        let payload: String = message.get_payload().unwrap();
+        if let ServerEvent::BatchPersisted(event) = serde_json::from_str(&payload).unwrap() {
+            announced.extend(event.ids);
+        }
+    }
+    announced
+}
+
+/// The distinct `batcher_id`s of the `batches` rows.
+pub async fn committers(env: &TestEnv) -> std::collections::HashSet<String> {
+    let ids: Vec<String> = env.column("SELECT DISTINCT batcher_id FROM batches").await;
+    ids.into_iter().collect()
 }
 
 /// One `batches` row.
@@ -154,47 +239,32 @@ pub struct BatchRow {
 
 /// Every `batches` row, in commit order.
 pub async fn batches(env: &TestEnv) -> Vec<BatchRow> {
-    env.db()
-        .await
-        .query(
-            "SELECT id, batcher_id, reason, size, inserted, dead_letters, committed_at \
-             FROM batches ORDER BY id",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| BatchRow {
-            id: row.get(0),
-            batcher_id: row.get(1),
-            reason: row.get(2),
-            size: row.get(3),
-            inserted: row.get(4),
-            dead_letters: row.get(5),
-            committed_at: row.get(6),
-        })
-        .collect()
+    let sql = "SELECT id, batcher_id, reason, size, inserted, dead_letters, committed_at \
+               FROM batches ORDER BY id";
+    env.rows(sql, |row| BatchRow {
+        id: row.get(0),
+        batcher_id: row.get(1),
+        reason: row.get(2),
+        size: row.get(3),
+        inserted: row.get(4),
+        dead_letters: row.get(5),
+        committed_at: row.get(6),
+    })
+    .await
 }
 
 /// Every row of `messages` as the message it came from, in insertion order.
 pub async fn persisted(env: &TestEnv) -> Vec<QueuedMessage> {
-    env.db()
-        .await
-        .query(
-            "SELECT tracking_id, user_id, channel_id, content, created_at FROM messages ORDER BY id",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| QueuedMessage {
-            tracking_id: row.get(0),
-            user_id: row.get(1),
-            channel_id: row.get(2),
-            content: row.get(3),
-            created_at: row.get(4),
-        })
-        .collect()
+    let sql =
+        "SELECT tracking_id, user_id, channel_id, content, created_at FROM messages ORDER BY id";
+    env.rows(sql, |row| QueuedMessage {
+        tracking_id: row.get(0),
+        user_id: row.get(1),
+        channel_id: row.get(2),
+        content: row.get(3),
+        created_at: row.get(4),
+    })
+    .await
 }
 
 /// `(count(*), count(DISTINCT tracking_id))` of `messages`.
@@ -213,13 +283,12 @@ pub async fn row_counts(env: &TestEnv) -> (i64, i64) {
 
 /// Whether `id` is in the set of batchers.
 pub async fn registered(env: &TestEnv, id: &str) -> bool {
-    let mut redis = env.redis().await;
-    redis::cmd("SISMEMBER")
-        .arg(env.keys().shard(0).batchers())
-        .arg(id)
-        .query_async(&mut redis)
-        .await
-        .unwrap()
+    env.redis_query(
+        redis::cmd("SISMEMBER")
+            .arg(env.keys().shard(0).batchers())
+            .arg(id),
+    )
+    .await
 }
 
 /// A loopback TCP proxy in front of Redis or PostgreSQL, so a test can cut one service's connections and make

@@ -2,21 +2,18 @@
 
 use leptos::prelude::*;
 
+use super::text_field::SecretField;
 use crate::store::Store;
 
 #[component]
 pub fn ApiKeyField() -> impl IntoView {
     let store = Store::get();
     view! {
-        <label class="field api-key">
-            <span>"API key (only if the ingestor requires one)"</span>
-            <input
-                data-testid="api-key"
-                type="password"
-                autocomplete="off"
-                prop:value=store.api_key
-                on:input=move |ev| store.api_key.set(event_target_value(&ev))
-            />
-        </label>
+        <SecretField
+            label="API key (only if the ingestor requires one)"
+            testid="api-key"
+            value=store.api_key
+            class="field api-key"
+        />
     }
 }

@@ -27,3 +27,11 @@ pub fn FieldError(
         </Show>
     }
 }
+
+/// Whether `error` names `field`: the input of that field is marked invalid while it does.
+pub fn invalid(
+    error: Signal<Option<FormError>>,
+    field: &'static str,
+) -> impl Fn() -> bool + Copy + Send + Sync + 'static {
+    move || error.with(|e| e.as_ref().is_some_and(|e| e.for_field(field).is_some()))
+}

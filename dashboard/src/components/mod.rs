@@ -18,4 +18,5 @@ pub mod send_form;
 pub mod stat_card;
 pub mod stat_cards;
 pub mod task;
+pub mod text_field;
 pub mod throughput_chart;

@@ -3,6 +3,7 @@
 
 use leptos::prelude::*;
 
+use super::field_error::invalid;
 use crate::model::errors::FormError;
 
 #[component]
@@ -15,7 +16,7 @@ pub fn NumberField(
     #[prop(into)] error: Signal<Option<FormError>>,
     #[prop(optional)] max: Option<u64>,
 ) -> impl IntoView {
-    let invalid = move || error.with(|e| e.as_ref().is_some_and(|e| e.for_field(field).is_some()));
+    let invalid = invalid(error, field);
     view! {
         <label class="field">
             <span>{label}</span>

@@ -3,7 +3,7 @@
 
 use leptos::{ev::SubmitEvent, prelude::*};
 
-use super::{field_error::FieldError, task::Task};
+use super::{field_error::FieldError, task::Task, text_field::SecretField};
 use crate::{actions, store::Store};
 
 #[component]
@@ -35,16 +35,7 @@ pub fn ResetForm() -> impl IntoView {
         <form class="form reset" on:submit=submit novalidate>
             <h3>"Reset"</h3>
             <div class="row inline">
-                <label class="field">
-                    <span>"Admin key"</span>
-                    <input
-                        data-testid="reset-key"
-                        type="password"
-                        autocomplete="off"
-                        prop:value=key
-                        on:input=move |ev| key.set(event_target_value(&ev))
-                    />
-                </label>
+                <SecretField label="Admin key" testid="reset-key" value=key/>
                 <button
                     type="submit"
                     class="danger"

@@ -2,7 +2,11 @@
 
 use leptos::{ev::SubmitEvent, prelude::*};
 
-use super::{field_error::FieldError, task::Task};
+use super::{
+    field_error::{FieldError, invalid},
+    task::Task,
+    text_field::IdField,
+};
 use crate::{actions, store::Store};
 
 #[component]
@@ -13,9 +17,6 @@ pub fn SendForm() -> impl IntoView {
     let content = RwSignal::new(String::new());
     let task = Task::new();
     let Task { busy, error } = task;
-    let invalid = move |field: &'static str| {
-        move || error.with(|e| e.as_ref().is_some_and(|e| e.for_field(field).is_some()))
-    };
 
     let submit = move |event: SubmitEvent| {
         event.prevent_default();
@@ -35,28 +36,20 @@ pub fn SendForm() -> impl IntoView {
         <form class="form send" on:submit=submit novalidate>
             <h3>"Send a message"</h3>
             <div class="row">
-                <label class="field">
-                    <span>"User id"</span>
-                    <input
-                        data-testid="send-user-id"
-                        inputmode="numeric"
-                        prop:value=user_id
-                        on:input=move |ev| user_id.set(event_target_value(&ev))
-                        class:invalid=invalid("user_id")
-                    />
-                    <FieldError error field=Some("user_id")/>
-                </label>
-                <label class="field">
-                    <span>"Channel id"</span>
-                    <input
-                        data-testid="send-channel-id"
-                        inputmode="numeric"
-                        prop:value=channel_id
-                        on:input=move |ev| channel_id.set(event_target_value(&ev))
-                        class:invalid=invalid("channel_id")
-                    />
-                    <FieldError error field=Some("channel_id")/>
-                </label>
+                <IdField
+                    label="User id"
+                    testid="send-user-id"
+                    field="user_id"
+                    value=user_id
+                    error
+                />
+                <IdField
+                    label="Channel id"
+                    testid="send-channel-id"
+                    field="channel_id"
+                    value=channel_id
+                    error
+                />
             </div>
             <label class="field">
                 <span>"Content"</span>
@@ -66,7 +59,7 @@ pub fn SendForm() -> impl IntoView {
                     placeholder="Hello, pipeline!"
                     prop:value=content
                     on:input=move |ev| content.set(event_target_value(&ev))
-                    class:invalid=invalid("content")
+                    class:invalid=invalid(error.into(), "content")
                 ></textarea>
                 <FieldError error field=Some("content")/>
             </label>

@@ -1,7 +1,9 @@
-//! When to try the WebSocket again: capped exponential backoff with jitter, so a notifier restart is not
-//! met by every open dashboard at the same instant.
+//! When to try the WebSocket again: the pipeline's capped exponential backoff ([`Backoff`]) with jitter, so
+//! a notifier restart is not met by every open dashboard at the same instant.
 
 use std::time::Duration;
+
+use pipeline::backoff::Backoff;
 
 /// First delay.
 pub const BASE: Duration = Duration::from_millis(250);
@@ -10,10 +12,12 @@ pub const CAP: Duration = Duration::from_secs(8);
 /// Jitter spreads each delay over ±this fraction.
 pub const JITTER: f64 = 0.2;
 
+/// The delays before jitter: from [`BASE`], doubling, up to [`CAP`].
+const RECONNECT: Backoff = Backoff::new(BASE, CAP);
+
 /// The delay before reconnection attempt `attempt` (0 for the first), given `random` in `0.0..1.0`.
 pub fn delay(attempt: u32, random: f64) -> Duration {
-    let doubled = BASE.saturating_mul(1_u32 << attempt.min(16));
-    let capped = doubled.min(CAP);
+    let capped = RECONNECT.delay(attempt);
     let factor = 1.0 + JITTER * (2.0 * random.clamp(0.0, 1.0) - 1.0);
     capped.mul_f64(factor)
 }

@@ -1,44 +1,9 @@
 //! What the notifier tells the page at `GET /config.json`, and the form inputs turned into request bodies.
 
-use serde::Deserialize;
 use serde_json::{Value, json};
 
-/// Body of `GET /config.json`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct ClientConfig {
-    /// Base URL of the ingestor's API (no trailing slash).
-    pub ingestor_url: String,
-    /// `BATCH_SIZE`.
-    #[serde(default = "default_batch_size")]
-    pub batch_size: u64,
-    /// `BATCH_TIMEOUT`.
-    #[serde(default = "default_batch_timeout")]
-    pub batch_timeout_seconds: f64,
-}
-
-fn default_batch_size() -> u64 {
-    50
-}
-
-fn default_batch_timeout() -> f64 {
-    30.0
-}
-
-impl ClientConfig {
-    /// What the page assumes until (or unless) `/config.json` answers: the ingestor on port 8000 of the host
-    /// that served the page.
-    pub fn fallback(hostname: &str) -> Self {
-        Self {
-            ingestor_url: format!("http://{hostname}:8000"),
-            batch_size: default_batch_size(),
-            batch_timeout_seconds: default_batch_timeout(),
-        }
-    }
-
-    pub fn batch_timeout_ms(&self) -> f64 {
-        self.batch_timeout_seconds * 1_000.0
-    }
-}
+/// Body of `GET /config.json`, the type the notifier serves it from.
+pub use pipeline::api::ClientConfig;
 
 /// The URL of the WebSocket at `path` on the page's own origin (`http:` → `ws:`, `https:` → `wss:`).
 pub fn websocket_url(protocol: &str, host: &str, path: &str) -> String {

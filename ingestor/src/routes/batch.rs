@@ -21,12 +21,12 @@ use std::marker::PhantomData;
 use uuid::Uuid;
 
 use crate::auth::WriteAccess;
+use crate::backpressure::Admitted;
 use crate::domain::{MAX_BATCH_MESSAGES, ValidMessage};
 use crate::enqueue::{self, EnqueueError, Part};
 use crate::error::{ApiError, BatchErrorBody};
 use crate::extract::{BATCH_BODY_LIMIT, JsonBytes, parse};
 use crate::idempotency::{self, IdempotencyHeader, Kind, PushOnce, Remembered};
-use crate::routes::Admitted;
 use crate::state::AppState;
 use crate::telemetry;
 
@@ -97,9 +97,10 @@ pub async fn create_batch(
         shard_of(message.channel_id(), state.queue_shards)
     });
     let first_shard = parts.first().map_or(0, |part| part.shard);
-    let keyed = idempotency_key.as_deref().map(|key| (Kind::Batch, key));
+    let earlier = (idempotency_key.as_deref())
+        .map(|key| super::earlier(&state, first_shard, Kind::Batch, key));
     // Held until the push has finished, so the queue depth estimate accounts for it.
-    let _admission = match super::admit_or_earlier(&state, count, keyed, first_shard).await? {
+    let _admission = match state.backpressure.admit_or_earlier(count, earlier).await? {
         Admitted::New(admission) => admission,
         Admitted::Earlier(earlier) => return accepted(earlier),
     };
@@ -132,11 +133,9 @@ async fn push_all(
     telemetry::accepted(queued as u64);
     match outcomes.into_iter().find_map(Result::err) {
         None => Ok(answer),
-        Some(error) if queued == 0 => Err(super::not_queued(
-            state,
-            &error,
-            answer.message_ids.len() as u64,
-        )),
+        Some(error) if queued == 0 => Err(state
+            .backpressure
+            .not_queued(&error, answer.message_ids.len() as u64)),
         Some(error) => Err(ApiError::PartlyQueued {
             queued,
             total: answer.message_ids.len(),
@@ -161,16 +160,7 @@ async fn push_all_once(
             .iter()
             .map(|(index, message)| encode(message.clone(), &answer, *index))
             .collect::<Result<Vec<_>, _>>()?;
-        let keys = state.keys.shard(part.shard);
-        let room = state.backpressure.room(part.shard);
-        let pushed = super::redis(|| {
-            let mut conn = state.redis.clone();
-            let (keys, answer, elements, ttl) = (&keys, &answer, &elements, state.idempotency_ttl);
-            async move {
-                idempotency::push_once(&mut conn, keys, key, answer, elements, ttl, room).await
-            }
-        })
-        .await?;
+        let pushed = super::push_once(state, part.shard, key, &answer, &elements).await?;
         match pushed {
             PushOnce::Pushed => queued += elements.len(),
             PushOnce::Full { depth } => {
@@ -184,7 +174,7 @@ async fn push_all_once(
                         detail: full.to_string(),
                     });
                 }
-                return Err(super::not_queued(state, &full, total as u64));
+                return Err(state.backpressure.not_queued(&full, total as u64));
             }
             PushOnce::Earlier(earlier) if position == 0 => {
                 let same_request = earlier.kind == Kind::Batch

@@ -13,13 +13,13 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::auth::{ReadAccess, WriteAccess};
+use crate::backpressure::Admitted;
 use crate::domain::{ValidMessage, parse_limit};
 use crate::enqueue::EnqueueError;
 use crate::error::ApiError;
 use crate::extract::JsonBody;
 use crate::idempotency::{self, IdempotencyHeader, Kind, PushOnce, Remembered};
 use crate::pusher::PushError;
-use crate::routes::Admitted;
 use crate::state::AppState;
 use crate::telemetry;
 
@@ -58,10 +58,11 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<MessageAccepted>), ApiError> {
     let valid = ValidMessage::parse(message)?;
     let idempotency_key = idempotency_key?;
-    let keyed = idempotency_key.as_deref().map(|key| (Kind::Message, key));
     let shard = shard_of(valid.channel_id(), state.queue_shards);
+    let earlier =
+        (idempotency_key.as_deref()).map(|key| super::earlier(&state, shard, Kind::Message, key));
     // Held until the push has finished, so the queue depth estimate accounts for it.
-    let _admission = match super::admit_or_earlier(&state, 1, keyed, shard).await? {
+    let _admission = match state.backpressure.admit_or_earlier(1, earlier).await? {
         Admitted::New(admission) => admission,
         Admitted::Earlier(earlier) => return accepted(earlier),
     };
@@ -80,7 +81,7 @@ pub async fn create(
                 .push(shard, element)
                 .await
                 .map_err(|error| match error {
-                    PushError::Enqueue(error) => super::not_queued(&state, &error, 1),
+                    PushError::Enqueue(error) => state.backpressure.not_queued(&error, 1),
                     other => ApiError::RedisUnavailable(other.to_string()),
                 })?;
             telemetry::accepted(1);
@@ -88,17 +89,7 @@ pub async fn create(
         }
         Some(key) => {
             let elements = [element.into_bytes()];
-            let keys = state.keys.shard(shard);
-            let pushed = super::redis(|| {
-                let mut conn = state.redis.clone();
-                let (keys, answer, elements, ttl) =
-                    (&keys, &answer, &elements, state.idempotency_ttl);
-                let room = state.backpressure.room(shard);
-                async move {
-                    idempotency::push_once(&mut conn, keys, key, answer, elements, ttl, room).await
-                }
-            })
-            .await?;
+            let pushed = super::push_once(&state, shard, key, &answer, &elements).await?;
             if pushed == PushOnce::Pushed {
                 super::replicated(&state).await?;
             }
@@ -109,7 +100,8 @@ pub async fn create(
                 }
                 PushOnce::Earlier(earlier) => earlier,
                 PushOnce::Full { depth } => {
-                    return Err(super::not_queued(&state, &EnqueueError::Full { depth }, 1));
+                    let full = EnqueueError::Full { depth };
+                    return Err(state.backpressure.not_queued(&full, 1));
                 }
             }
         }

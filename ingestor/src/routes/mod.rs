@@ -1,5 +1,6 @@
 //! One module per endpoint, plus what the handlers share: the timeouts and error mapping for Redis and
-//! PostgreSQL, and admission under `MAX_QUEUE_DEPTH`.
+//! PostgreSQL, and the Redis calls of `Idempotency-Key` requests (admission under `MAX_QUEUE_DEPTH` is
+//! [`crate::backpressure`]'s).
 
 pub mod batch;
 pub mod channel_messages;
@@ -19,10 +20,8 @@ use std::time::Duration;
 
 use pipeline::connection::RedisConn;
 
-use crate::backpressure::{Admission, Refusal};
-use crate::enqueue::EnqueueError;
 use crate::error::ApiError;
-use crate::idempotency::{self, Kind, Remembered};
+use crate::idempotency::{self, Kind, PushOnce, Remembered};
 use crate::state::AppState;
 
 /// Longest wait for one Redis command of a handler (the group commit has its own, `pusher::PUSH_TIMEOUT`).
@@ -110,75 +109,37 @@ pub async fn db<T>(op: impl Future<Output = Result<T, ApiError>>) -> Result<T, A
         })
 }
 
-/// Admits `incoming` messages under `MAX_QUEUE_DEPTH` (see [`crate::backpressure`]): 429 while the queue is
-/// too full, 422 (naming `field`, or the body when `None`) when the submission alone exceeds the limit.
-/// Hold the admission until the push has finished.
-pub fn admit(state: &AppState, incoming: u64, field: Option<&str>) -> Result<Admission, ApiError> {
-    let limit = state.backpressure.limit();
-    state
-        .backpressure
-        .admit(incoming)
-        .map_err(|refusal| match refusal {
-            Refusal::Full { depth, incoming } => ApiError::QueueFull {
-                depth,
-                incoming,
-                limit,
-            },
-            Refusal::NeverFits { incoming } => {
-                let message = format!(
-                    "{incoming} messages can never be queued at once: MAX_QUEUE_DEPTH is {limit}"
-                );
-                match field {
-                    Some(field) => ApiError::invalid_field(field, message),
-                    None => ApiError::invalid_body(message),
-                }
-            }
-        })
-}
-
-/// The answer to a push that queued nothing: 429 if the push script found the queue full (another ingestor
-/// filled it since this one's admission), else 503.
-pub fn not_queued(state: &AppState, error: &EnqueueError, incoming: u64) -> ApiError {
-    match error {
-        EnqueueError::Full { depth } => ApiError::QueueFull {
-            depth: *depth,
-            incoming,
-            limit: state.backpressure.limit(),
-        },
-        other => ApiError::RedisUnavailable(other.to_string()),
-    }
-}
-
-/// The outcome of [`admit_or_earlier`].
-#[derive(Debug)]
-pub enum Admitted {
-    /// Push now, holding this.
-    New(Admission),
-    /// A repeat of an accepted request: answer this, push nothing.
-    Earlier(Remembered),
-}
-
-/// [`admit`], except that a repeat of an accepted request (its `Idempotency-Key` is remembered) is let
-/// through even while new submissions are refused, as it queues nothing. `idempotency_shard` is the shard
-/// whose keys hold the request's record: that of its (first) message.
-pub async fn admit_or_earlier(
+/// The record of an accepted request with `key` on `shard` (see [`idempotency::earlier`]), for
+/// [`crate::backpressure::Backpressure::admit_or_earlier`].
+pub async fn earlier(
     state: &AppState,
-    incoming: u64,
-    idempotency_key: Option<(Kind, &str)>,
-    idempotency_shard: u32,
-) -> Result<Admitted, ApiError> {
-    let refused = match admit(state, incoming, None) {
-        Ok(admission) => return Ok(Admitted::New(admission)),
-        Err(refused) => refused,
-    };
-    let Some((kind, key)) = idempotency_key else {
-        return Err(refused);
-    };
-    let earlier = redis(|| {
+    shard: u32,
+    kind: Kind,
+    key: &str,
+) -> Result<Option<Remembered>, ApiError> {
+    redis(|| {
         let mut conn = state.redis.clone();
-        let shard = state.keys.shard(idempotency_shard);
+        let shard = state.keys.shard(shard);
         async move { idempotency::earlier(&mut conn, &shard, kind, key).await }
     })
-    .await?;
-    earlier.map(Admitted::Earlier).ok_or(refused)
+    .await
+}
+
+/// Pushes `elements` (the messages of `answer` that belong to `shard`) with the `Idempotency-Key` script
+/// (see [`idempotency::push_once`]), as [`redis`] does.
+pub async fn push_once(
+    state: &AppState,
+    shard: u32,
+    key: &str,
+    answer: &Remembered,
+    elements: &[Vec<u8>],
+) -> Result<PushOnce, ApiError> {
+    let keys = state.keys.shard(shard);
+    let room = state.backpressure.room(shard);
+    redis(|| {
+        let mut conn = state.redis.clone();
+        let (keys, ttl) = (&keys, state.idempotency_ttl);
+        async move { idempotency::push_once(&mut conn, keys, key, answer, elements, ttl, room).await }
+    })
+    .await
 }

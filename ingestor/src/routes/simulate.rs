@@ -56,7 +56,7 @@ pub async fn simulate(
 ) -> Result<SimulateAnswer, ApiError> {
     let count = check_simulate_count(request.count)?;
     // Held until every chunk is pushed, so the queue depth estimate accounts for them.
-    let _admission = super::admit(&state, count, Some("count"))?;
+    let _admission = state.backpressure.admit_request(count, Some("count"))?;
     // Varies user and channel ids between requests; any 64 bits will do.
     let seed = Uuid::new_v4().as_u64_pair().0;
     let mut tracking_ids = Vec::with_capacity(count as usize);
@@ -86,7 +86,7 @@ pub async fn simulate(
                 }
                 // Another ingestor filled the queue since the admission: a 429 if nothing is queued yet.
                 Err(error @ EnqueueError::Full { .. }) if queued == 0 => {
-                    return Err(super::not_queued(&state, &error, count));
+                    return Err(state.backpressure.not_queued(&error, count));
                 }
                 Err(error @ EnqueueError::Full { .. }) => {
                     return Err(ApiError::PartlyQueued {

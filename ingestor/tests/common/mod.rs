@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use ingestor::Config;
 use ingestor::auth::{ApiKeys, Secret};
-use pipeline::config::{BatchConfig, DatabaseConfig, LogConfig, LogFormat};
 use pipeline::queued::QueuedMessage;
 use testkit::TestEnv;
 use tokio_util::sync::CancellationToken;
@@ -27,17 +26,9 @@ pub struct TestApp {
 pub fn config(env: &TestEnv) -> Config {
     Config {
         redis: env.redis_config(),
-        database: DatabaseConfig {
-            database_url: env.database_url.clone(),
-        },
-        batch: BatchConfig {
-            batch_size: 50,
-            batch_timeout: Duration::from_millis(100),
-        },
-        log: LogConfig {
-            log_format: LogFormat::Text,
-            log_filter: "warn".into(),
-        },
+        database: env.database_config(),
+        batch: testkit::batch_config(50, Duration::from_millis(100)),
+        log: testkit::text_log("warn"),
         ingestor_addr: "127.0.0.1:0".parse().unwrap(),
         cors_origins: vec!["http://127.0.0.1:8001".into()],
         api_keys: ApiKeys::default(),
@@ -87,6 +78,34 @@ impl TestApp {
         format!("{}{path}", self.base)
     }
 
+    /// `GET path`.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.get_with_auth(path, None).await
+    }
+
+    /// `GET path` with `authorization` as the `Authorization` header when given.
+    pub async fn get_with_auth(
+        &self,
+        path: &str,
+        authorization: Option<&str>,
+    ) -> reqwest::Response {
+        let mut request = self.client.get(self.url(path));
+        if let Some(authorization) = authorization {
+            request = request.header("authorization", authorization);
+        }
+        request.send().await.expect("the ingestor answers")
+    }
+
+    /// `GET path`, its body parsed as `T` whatever the status.
+    pub async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> T {
+        testkit::get_json(&self.client, &self.url(path)).await
+    }
+
+    /// `GET path`: its status and its JSON body.
+    pub async fn get_status_json(&self, path: &str) -> (u16, serde_json::Value) {
+        testkit::get_status_json(&self.url(path)).await
+    }
+
     /// POSTs `body` as `application/json`.
     pub async fn post_json(&self, path: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
         self.client
@@ -128,11 +147,7 @@ impl TestApp {
     /// Cancels the token and waits for `run` to return; it must return Ok.
     pub async fn stop(self) {
         self.token.cancel();
-        tokio::time::timeout(Duration::from_secs(10), self.task)
-            .await
-            .expect("the ingestor stops within 10 s")
-            .expect("the ingestor task does not panic")
-            .expect("run returns Ok");
+        self.join().await.expect("run returns Ok");
     }
 
     /// Cancels the token without waiting.
@@ -142,23 +157,18 @@ impl TestApp {
 
     /// Waits for `run` to return after [`TestApp::cancel`].
     pub async fn join(self) -> anyhow::Result<()> {
-        tokio::time::timeout(Duration::from_secs(10), self.task)
-            .await
-            .expect("the ingestor stops within 10 s")
-            .expect("the ingestor task does not panic")
+        testkit::join_service("ingestor", self.task, Duration::from_secs(10)).await
     }
 }
 
 /// Every element of the pending list, oldest first, parsed.
 pub async fn pending(env: &TestEnv) -> Vec<QueuedMessage> {
-    let mut redis = env.redis().await;
-    let raw: Vec<String> = redis::cmd("LRANGE")
-        .arg(env.keys().shard(0).pending())
-        .arg(0)
-        .arg(-1)
-        .query_async(&mut redis)
-        .await
-        .unwrap();
+    pending_at(env, &env.redis_url).await
+}
+
+/// [`pending`] on the Redis at `redis_url` (a private one the test starts and stops).
+pub async fn pending_at(env: &TestEnv, redis_url: &str) -> Vec<QueuedMessage> {
+    let raw = testkit::lrange(redis_url, &env.keys().shard(0).pending()).await;
     raw.iter()
         .rev()
         .map(|element| {
@@ -169,12 +179,33 @@ pub async fn pending(env: &TestEnv) -> Vec<QueuedMessage> {
 
 /// `LLEN` of the pending list.
 pub async fn pending_len(env: &TestEnv) -> u64 {
-    let mut redis = env.redis().await;
-    redis::cmd("LLEN")
-        .arg(env.keys().shard(0).pending())
-        .query_async(&mut redis)
+    env.redis_query(redis::cmd("LLEN").arg(env.keys().shard(0).pending()))
         .await
-        .unwrap()
+}
+
+/// Asserts `response` is the 401 of a missing or unlisted key (`WWW-Authenticate: Bearer`, error
+/// `unauthorized`), naming `what` on failure; returns the body.
+pub async fn assert_unauthorized(response: reqwest::Response, what: &str) -> serde_json::Value {
+    assert_eq!(response.status(), 401, "{what}");
+    assert_eq!(response.headers()["www-authenticate"], "Bearer", "{what}");
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "unauthorized", "{what}");
+    body
+}
+
+/// Asserts `response` is a refusal to retry after 1 s (`status`, `Retry-After: 1`) with the error code
+/// `error`, naming `what` on failure; returns the body.
+pub async fn assert_retry_later(
+    response: reqwest::Response,
+    status: u16,
+    error: &str,
+    what: &str,
+) -> serde_json::Value {
+    assert_eq!(response.status(), status, "{what}");
+    assert_eq!(response.headers()["retry-after"], "1", "{what}");
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"], error, "{what}");
+    body
 }
 
 /// A message body.
@@ -185,6 +216,5 @@ pub fn message(user_id: i64, channel_id: i64, content: &str) -> String {
 
 /// A loopback port nobody listens on (bound, then released).
 pub fn dead_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
+    testkit::redis_server::free_port()
 }

@@ -7,16 +7,11 @@ pub mod feeds;
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use futures_util::StreamExt;
 use notifier::Config;
-use pipeline::config::{BatchConfig, DatabaseConfig, LogConfig, LogFormat};
 use serde_json::Value;
 use testkit::TestEnv;
-use tokio::{net::TcpStream, task::JoinHandle};
-use tokio_tungstenite::{
-    MaybeTlsStream, WebSocketStream,
-    tungstenite::{Message, protocol::frame::coding::CloseCode},
-};
+use tokio::task::JoinHandle;
+use tokio_tungstenite::{MaybeTlsStream, tungstenite::protocol::frame::coding::CloseCode};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -26,39 +21,21 @@ pub const BATCH_SIZE: usize = 2;
 pub const WAIT: Duration = Duration::from_secs(10);
 
 /// A client of `/ws/stats`.
-pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub use testkit::ws::Ws;
 
 /// The code of the Close frame `ws` receives within `within`, skipping the frames before it; panics if the
 /// connection ends without one.
 pub async fn close_code(ws: &mut Ws, within: Duration) -> Option<CloseCode> {
-    tokio::time::timeout(within, async {
-        loop {
-            match ws.next().await {
-                Some(Ok(Message::Close(frame))) => return frame.map(|f| f.code),
-                Some(Ok(_)) => {}
-                other => panic!("no Close frame: {other:?}"),
-            }
-        }
-    })
-    .await
-    .expect("the Close frame arrives")
+    testkit::ws::close_frame(ws, within).await.map(|f| f.code)
 }
 
 /// The configuration of a test's notifier: its own database and key prefix, no built dashboard.
 pub fn config(env: &TestEnv) -> Config {
     Config {
         redis: env.redis_config(),
-        database: DatabaseConfig {
-            database_url: env.database_url.clone(),
-        },
-        batch: BatchConfig {
-            batch_size: BATCH_SIZE,
-            batch_timeout: Duration::from_millis(100),
-        },
-        log: LogConfig {
-            log_format: LogFormat::Text,
-            log_filter: "info".into(),
-        },
+        database: env.database_config(),
+        batch: testkit::batch_config(BATCH_SIZE, Duration::from_millis(100)),
+        log: testkit::text_log("info"),
         notifier_addr: "127.0.0.1:0".parse().unwrap(),
         // A directory that does not exist: the fallback page is served.
         dashboard_dir: std::env::temp_dir().join(format!("{}-no-dashboard", env.prefix)),
@@ -113,15 +90,8 @@ impl Notifier {
     /// The value of the metric line starting with `series` (e.g. `notifier_ws_clients` or
     /// `notifier_clients_disconnected_total{reason="idle"}`), 0 when absent.
     pub async fn metric(&self, series: &str) -> f64 {
-        let text = reqwest::get(self.url("/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-            .map_or(0.0, |value| value.trim().parse().unwrap())
+        let text = testkit::get_text(&self.url("/metrics")).await;
+        testkit::metric_value(&text, series).unwrap_or(0.0)
     }
 
     pub async fn connect(&self) -> Ws {
@@ -134,37 +104,28 @@ impl Notifier {
     /// Cancels the token and expects `run` to return Ok within a bound.
     pub async fn stop(self) {
         self.shutdown.cancel();
-        tokio::time::timeout(Duration::from_secs(10), self.task)
+        testkit::join_service("notifier", self.task, Duration::from_secs(10))
             .await
-            .expect("the notifier stops within 10 s")
-            .expect("the notifier task did not panic")
             .expect("run returns Ok");
     }
 }
 
+/// A test's environment, a notifier on it with [`config`], and a `/ws/stats` client of it.
+pub async fn start_with_client() -> (TestEnv, Notifier, Ws) {
+    let env = TestEnv::new().await;
+    let notifier = Notifier::start(config(&env)).await;
+    let ws = notifier.connect().await;
+    (env, notifier, ws)
+}
+
 /// Reads until a text message satisfies `wanted`, for at most [`WAIT`]; returns it as JSON.
-pub async fn next_matching(
-    ws: &mut Ws,
-    what: &str,
-    mut wanted: impl FnMut(&Value) -> bool,
-) -> Value {
-    let read = async {
-        loop {
-            match ws.next().await {
-                Some(Ok(Message::Text(text))) => {
-                    let value: Value = serde_json::from_str(&text).expect("every message is JSON");
-                    if wanted(&value) {
-                        return value;
-                    }
-                }
-                Some(Ok(_)) => {}
-                other => panic!("the WebSocket ended while waiting for {what}: {other:?}"),
-            }
-        }
-    };
-    tokio::time::timeout(WAIT, read)
-        .await
-        .unwrap_or_else(|_| panic!("timed out after {WAIT:?} waiting for {what}"))
+pub async fn next_matching(ws: &mut Ws, what: &str, wanted: impl FnMut(&Value) -> bool) -> Value {
+    testkit::ws::next_matching(ws, WAIT, what, wanted).await
+}
+
+/// The next `stats_update`.
+pub async fn next_stats(ws: &mut Ws, what: &str) -> Value {
+    next_matching(ws, what, |v| v["type"] == "stats_update").await
 }
 
 /// The next `batch_persisted` event.
@@ -196,28 +157,47 @@ pub async fn wait_subscribed(env: &TestEnv) {
     testkit::eventually(WAIT, "the relay to subscribe", || {
         let channel = channel.clone();
         async move {
-            let mut redis = env.redis().await;
-            let (_, subscribers): (String, u64) = redis::cmd("PUBSUB")
-                .arg("NUMSUB")
-                .arg(&channel)
-                .query_async(&mut redis)
-                .await
-                .unwrap();
+            let (_, subscribers): (String, u64) = env
+                .redis_query(redis::cmd("PUBSUB").arg("NUMSUB").arg(&channel))
+                .await;
             (subscribers == 1).then_some(())
         }
     })
     .await;
 }
 
+/// A test's environment and a notifier on it that gives a WebSocket client `send_timeout` to accept a message
+/// (`WS_SEND_TIMEOUT`).
+pub async fn start_with_send_timeout(send_timeout: Duration) -> (TestEnv, Notifier) {
+    let env = TestEnv::new().await;
+    let mut config = config(&env);
+    config.ws_send_timeout = send_timeout;
+    let notifier = Notifier::start(config).await;
+    (env, notifier)
+}
+
+/// PUBLISHes the [`batch_event`] of each of `batch_ids` (with the ids `ids_of` gives it) on this test's
+/// events channel, in one round trip.
+pub async fn publish_batches(
+    env: &TestEnv,
+    batch_ids: impl IntoIterator<Item = i64>,
+    ids_of: impl Fn(i64) -> Vec<Uuid>,
+) {
+    let mut pipe = redis::pipe();
+    for batch_id in batch_ids {
+        pipe.cmd("PUBLISH")
+            .arg(env.keys().events())
+            .arg(batch_event(batch_id, &ids_of(batch_id)))
+            .ignore();
+    }
+    let () = pipe.query_async(&mut env.redis().await).await.unwrap();
+}
+
 /// PUBLISHes `payload` on this test's events channel.
 pub async fn publish(env: &TestEnv, payload: &str) {
-    let mut redis = env.redis().await;
-    let _: u64 = redis::cmd("PUBLISH")
-        .arg(env.keys().events())
-        .arg(payload)
-        .query_async(&mut redis)
-        .await
-        .unwrap();
+    let _: u64 = env
+        .redis_query(redis::cmd("PUBLISH").arg(env.keys().events()).arg(payload))
+        .await;
 }
 
 /// A fresh, empty directory named after the test's prefix; the caller removes it.
