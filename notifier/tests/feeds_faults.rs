@@ -105,16 +105,20 @@ async fn read_messages(ws: &mut FeedWs, got: &mut Vec<i64>, n: usize) {
     }
 }
 
+/// The channel's length in the replay test.
+const TOTAL: i64 = 12_000;
+
 #[tokio::test]
 async fn a_replay_that_loses_postgresql_continues_with_no_gap_or_ends_naming_where_to_resume() {
     let env = TestEnv::new().await;
     let notifier = start(&env, "").await;
-    // 3,000 messages of 2 KB (6 pages of 500): far more than the sockets and the connection's queue hold,
+    // 12,000 messages of 2 KB (24 pages of 500, 24 MB): far more than the sockets (loopback buffers grow to a
+    // few MB) and the connection's queue hold,
     // so the replay is still reading pages while the client reads slowly.
-    commit_padded(&env.db().await, 9, 3_000, 2_000).await;
+    commit_padded(&env.db().await, 9, TOTAL, 2_000).await;
     let mut ws = FeedWs::connect_with_tiny_buffer(notifier.addr).await;
     ws.subscribe(9, Some(0)).await;
-    assert_eq!(ws.expect(WAIT, "subscribed").await["head"], 3_000);
+    assert_eq!(ws.expect(WAIT, "subscribed").await["head"], TOTAL);
     let mut got = Vec::new();
     read_messages(&mut ws, &mut got, 100).await;
 
@@ -130,7 +134,7 @@ async fn a_replay_that_loses_postgresql_continues_with_no_gap_or_ends_naming_whe
         .await
         .expect("an error frame");
     let last = *got.last().unwrap();
-    assert!(last < 3_000, "the replay was cut short: {last}");
+    assert!(last < TOTAL, "the replay was cut short: {last}");
     assert_eq!(
         error,
         json!({
@@ -145,10 +149,10 @@ async fn a_replay_that_loses_postgresql_continues_with_no_gap_or_ends_naming_whe
     ws.subscribe(9, Some(last)).await;
     assert_eq!(
         ws.expect(WAIT, "subscribed").await,
-        json!({"type": "subscribed", "channel_id": 9, "head": 3_000})
+        json!({"type": "subscribed", "channel_id": 9, "head": TOTAL})
     );
-    read_messages(&mut ws, &mut got, (3_000 - last) as usize).await;
-    assert_eq!(got, (1..=3_000).collect::<Vec<_>>());
+    read_messages(&mut ws, &mut got, (TOTAL - last) as usize).await;
+    assert_eq!(got, (1..=TOTAL).collect::<Vec<_>>());
     assert_eq!(ws.next(QUIET).await, None, "nothing more");
     notifier.stop().await;
 }
