@@ -10,7 +10,7 @@ use std::{process::Stdio, time::Duration};
 
 use common::*;
 use testkit::TestEnv;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 /// The binary for `env`, with `failpoints` as its FAILPOINTS variable if any.
 fn spawn(env: &TestEnv, batcher_id: &str, failpoints: Option<&str>) -> Child {
