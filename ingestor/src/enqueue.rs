@@ -9,7 +9,9 @@
 //! Each shard's push is one script that first reads the shard's depth (its pending list and every processing
 //! list) and refuses, pushing nothing, when the part would take it past its room: `MAX_QUEUE_DEPTH` minus the
 //! other shards' depth as last read (see `backpressure`). So admission holds across ingestors: with one shard
-//! exactly, whatever the number of ingestors.
+//! exactly, whatever the number of ingestors. With several shards, while the queue is far below the limit, the
+//! push is a plain `LPUSH` instead: a script costs Redis several times an `LPUSH`, and there each group is
+//! split into small per-shard parts.
 
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
@@ -124,31 +126,47 @@ pub fn by_shard<T>(
         .collect()
 }
 
-/// Pushes every part onto its shard's pending list unless it would take the shard past `room(shard)`; one
-/// outcome per part, in order.
+/// Pushes every part onto its shard's pending list; one outcome per part, in order. `room(shard)` is the room the
+/// push script checks the part against (refusing it, nothing pushed, when the part would take the shard past
+/// it), or `None` for a plain `LPUSH` while the queue is far below `MAX_QUEUE_DEPTH` (see `backpressure`).
 pub async fn push<E: ToRedisArgs + Sync>(
     conn: &RedisConn,
     keys: &Keys,
     parts: &[Part<E>],
     wait: WaitReplicas,
-    room: impl Fn(u32) -> u64,
+    room: impl Fn(u32) -> Option<u64>,
 ) -> Vec<Result<(), EnqueueError>> {
     let pushes = parts.iter().map(|part| {
         let shard = keys.shard(part.shard);
-        let mut invocation = PUSH_ADMITTED.key(shard.pending());
-        invocation
-            .key(shard.batchers())
-            .arg(shard.processing(""))
-            .arg(room(part.shard));
-        for element in &part.elements {
-            invocation.arg(element);
-        }
+        let room = room(part.shard);
         async move {
-            let refused_at = retry_once(|| {
-                let (mut conn, invocation) = (conn.clone(), &invocation);
-                async move { invocation.invoke_async::<i64>(&mut conn).await }
-            })
-            .await
+            let refused_at = match room {
+                Some(room) => {
+                    let mut invocation = PUSH_ADMITTED.key(shard.pending());
+                    invocation
+                        .key(shard.batchers())
+                        .arg(shard.processing(""))
+                        .arg(room);
+                    for element in &part.elements {
+                        invocation.arg(element);
+                    }
+                    retry_once(|| {
+                        let (mut conn, invocation) = (conn.clone(), &invocation);
+                        async move { invocation.invoke_async::<i64>(&mut conn).await }
+                    })
+                    .await
+                }
+                None => {
+                    // `LPUSH key e1 e2 …` leaves e1, the oldest, nearest the right end, as the script does.
+                    let mut lpush = redis::cmd("LPUSH");
+                    lpush.arg(shard.pending()).arg(&part.elements);
+                    retry_once(|| {
+                        let (mut conn, lpush) = (conn.clone(), &lpush);
+                        async move { lpush.query_async::<i64>(&mut conn).await.map(|_| -1) }
+                    })
+                    .await
+                }
+            }
             .map_err(|error| EnqueueError::Redis(error.to_string()))?;
             match u64::try_from(refused_at) {
                 Ok(depth) => Err(EnqueueError::Full { depth }),

@@ -122,7 +122,7 @@ async fn push_groups(
             })
             .unzip();
         let push = enqueue::push(&conn, &keys, &elements, wait, |shard| {
-            backpressure.room(shard)
+            backpressure.check(shard)
         });
         let outcomes = match tokio::time::timeout(PUSH_TIMEOUT, push).await {
             Ok(outcomes) => outcomes

@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, time::Duration};
 
 use common::*;
 use pipeline::{keys::shard_of, queued::QueuedMessage};
@@ -186,5 +186,41 @@ async fn an_unkeyed_batch_that_failed_in_one_shard_says_how_much_was_queued() {
     for shard in 0..3 {
         assert_eq!(held[&shard], expected[&shard]);
     }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn with_several_shards_max_queue_depth_still_holds_below_and_above_half_full() {
+    // Up to half of the limit the shards' pushes are plain LPUSHes, past it the script checks each shard's
+    // room: one ingestor admits exactly up to the limit either way.
+    const LIMIT: usize = 40;
+    let env = TestEnv::new().await;
+    let app = spawn_app(&env, |config| {
+        config.redis.queue_shards = SHARDS;
+        config.max_queue_depth = LIMIT as u64;
+    })
+    .await;
+    // Let the depth be read once, so the ingestor knows it has several shards.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A reading taken while a push is in flight counts it twice until the next one (the estimate errs high), so
+    // a 429 is tried again once after two readings: only a second 429 means full.
+    let mut accepted = 0;
+    for n in 0..LIMIT + 5 {
+        let channel = (n % 12 + 1) as i64;
+        let post = || app.post_json("/messages", message(1, channel, &format!("m{n}")));
+        let mut status = post().await.status().as_u16();
+        if status == 429 {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            status = post().await.status().as_u16();
+        }
+        match status {
+            201 => accepted += 1,
+            429 => break,
+            other => panic!("message {n}: {other}"),
+        }
+    }
+    assert_eq!(accepted, LIMIT);
+    let queued: usize = shards(&env).await.values().map(Vec::len).sum();
+    assert_eq!(queued, LIMIT);
     app.stop().await;
 }

@@ -37,12 +37,6 @@ use crate::{
     store::Store,
 };
 
-/// After a take that left room in the batch, how long to let more arrive before the next one (at most; a
-/// tenth of `BATCH_TIMEOUT` if that is shorter). Taking every few elements as they trickle in costs a Redis
-/// script per handful (replicated, on a cluster), and with many shards each one trickles: measured on the
-/// 3-master cluster with 6 shards, takes of ~7 elements made single POSTs half as fast as on one Redis.
-pub const GATHER: Duration = Duration::from_millis(5);
-
 /// What one shard's worker needs.
 #[derive(Clone)]
 pub struct Settings {
@@ -144,10 +138,10 @@ struct Worker {
     seq: u64,
     /// Reclaimed elements not yet flushed (see [`Settings::reclaimed`]).
     replaying: u64,
-    /// After a take that left room: no new take before this (see [`GATHER`]).
+    /// After a take that left room: no new take before this (see [`step::gather_until`]).
     gather_until: Option<Instant>,
-    /// [`GATHER`], or a tenth of `BATCH_TIMEOUT` if shorter.
-    gather: Duration,
+    /// When the last take was made: the rate it saw sets the next gathering.
+    last_take: Option<Instant>,
     course: Course,
     stop: CancellationToken,
     /// Shutdown's grace ran out: stop retrying and leave the rest in Redis.
@@ -179,7 +173,7 @@ impl Worker {
             seq: 0,
             replaying: settings.reclaimed,
             gather_until: None,
-            gather: GATHER.min(settings.policy.timeout / 10),
+            last_take: None,
             // A list left by an earlier holder under this id was reclaimed with the lease, so the worker
             // starts with an empty processing list.
             course: Course::Steady,
@@ -255,11 +249,18 @@ impl Worker {
         match self.queue.take(&mut self.fill, room).await {
             Ok(Taken::Moved(items)) => {
                 let now = Instant::now();
-                let took = !items.is_empty();
+                let took = items.len();
+                let since_previous = self.last_take.map(|previous| now - previous);
+                self.last_take = Some(now);
                 self.batch.extend(items, now);
-                if took && self.batch.room() > 0 {
-                    self.gather_until = Some(now + self.gather);
-                }
+                self.gather_until = step::gather_until(
+                    now,
+                    took,
+                    since_previous,
+                    self.batch.room(),
+                    self.batch.deadline(),
+                    self.policy.timeout,
+                );
             }
             Ok(Taken::Fenced) => self.fence(),
             Err(error) => self.redis_failed(&error),

@@ -64,7 +64,7 @@ pub async fn push_parts(
     parts: &[crate::enqueue::Part<Vec<u8>>],
 ) -> Result<Vec<Result<(), crate::enqueue::EnqueueError>>, ApiError> {
     let push = crate::enqueue::push(&state.redis, &state.keys, parts, state.wait, |shard| {
-        state.backpressure.room(shard)
+        state.backpressure.check(shard)
     });
     tokio::time::timeout(REDIS_TIMEOUT, push)
         .await
