@@ -164,7 +164,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     // Install the recorder before the first metric is touched, and make every metric visible from the start.
-    telemetry::declare_metrics();
+    pipeline::telemetry::declare(telemetry::metrics());
     let read_keys = ReadKeys::new(&config.api_keys)?;
 
     pipeline::schema::connect_and_apply(&config.database.database_url)
