@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use pipeline::api::{BatchSummary, ErrorBody, QUEUED_IDS_SHOWN, QueueStatus};
+use pipeline::api::{BatchSummary, QUEUED_IDS_SHOWN, QueueStatus};
 use serde::Deserialize;
 use uuid::Uuid;
 
