@@ -118,6 +118,14 @@ pub async fn start_with_client() -> (TestEnv, Notifier, Ws) {
     (env, notifier, ws)
 }
 
+/// [`start_with_client`], once the notifier's relay is subscribed to the test's events channel (a publish is
+/// heard).
+pub async fn start_relaying() -> (TestEnv, Notifier, Ws) {
+    let (env, notifier, ws) = start_with_client().await;
+    wait_subscribed(&env).await;
+    (env, notifier, ws)
+}
+
 /// Reads until a text message satisfies `wanted`, for at most [`WAIT`]; returns it as JSON.
 pub async fn next_matching(ws: &mut Ws, what: &str, wanted: impl FnMut(&Value) -> bool) -> Value {
     testkit::ws::next_matching(ws, WAIT, what, wanted).await
@@ -233,6 +241,12 @@ pub async fn redis_clients(env: &TestEnv) -> Vec<(String, String, u64)> {
             )
         })
         .collect()
+}
+
+/// Kills the Redis connection whose client id is `id`; how many were killed.
+pub async fn kill_redis_client(env: &TestEnv, id: &str) -> u64 {
+    env.redis_query(redis::cmd("CLIENT").arg("KILL").arg("ID").arg(id))
+        .await
 }
 
 /// The Redis client id of this test's notifier's relay (its named, subscribed connection), once there is
