@@ -135,6 +135,17 @@ impl TestApp {
         request.send().await.expect("the ingestor answers")
     }
 
+    /// POSTs `body` as `application/json` with `Idempotency-Key: key`.
+    pub async fn post_idempotent(
+        &self,
+        path: &str,
+        body: impl Into<reqwest::Body>,
+        key: &str,
+    ) -> reqwest::Response {
+        self.post_json_with(path, body, &[("idempotency-key", key)])
+            .await
+    }
+
     /// `DELETE /reset`, with `key` as the bearer token when given.
     pub async fn reset(&self, key: Option<&str>) -> reqwest::Response {
         let mut request = self.client.delete(self.url("/reset"));
