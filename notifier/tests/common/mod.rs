@@ -174,14 +174,19 @@ pub async fn wait_subscribed(env: &TestEnv) {
     .await;
 }
 
-/// A test's environment and a notifier on it that gives a WebSocket client `send_timeout` to accept a message
-/// (`WS_SEND_TIMEOUT`).
-pub async fn start_with_send_timeout(send_timeout: Duration) -> (TestEnv, Notifier) {
+/// A test's environment and a notifier on it with its [`config`] as `tweak` changes it.
+pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> (TestEnv, Notifier) {
     let env = TestEnv::new().await;
     let mut config = config(&env);
-    config.ws_send_timeout = send_timeout;
+    tweak(&mut config);
     let notifier = Notifier::start(config).await;
     (env, notifier)
+}
+
+/// A test's environment and a notifier on it that gives a WebSocket client `send_timeout` to accept a write
+/// (`WS_SEND_TIMEOUT`).
+pub async fn start_with_send_timeout(send_timeout: Duration) -> (TestEnv, Notifier) {
+    start_with(|config| config.ws_send_timeout = send_timeout).await
 }
 
 /// PUBLISHes the [`batch_event`] of each of `batch_ids` (with the ids `ids_of` gives it) on this test's
