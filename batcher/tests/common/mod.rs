@@ -10,9 +10,8 @@ use pipeline::{
     events::{BatchPersisted, ServerEvent},
     queued::QueuedMessage,
 };
-use testkit::TestEnv;
+use testkit::{TestEnv, service::Spawned};
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 /// How long a test waits for an outcome that should take well under a second.
@@ -30,35 +29,17 @@ pub fn config(env: &TestEnv, batcher_id: &str, batch_size: usize, timeout_secs: 
     }
 }
 
-/// A batcher running in this process.
-pub struct Running {
-    pub shutdown: CancellationToken,
-    pub task: JoinHandle<anyhow::Result<()>>,
-    pub addr: std::net::SocketAddr,
-}
-
-impl Running {
-    /// Cancels the token and waits for `run` to return; panics if it failed.
-    pub async fn stop(self) {
-        self.shutdown.cancel();
-        testkit::join_service("batcher", self.task, Duration::from_secs(20))
-            .await
-            .expect("the batcher returns Ok");
-    }
-}
+/// A batcher running in this process (given 20 s to stop).
+pub type Running = Spawned;
 
 /// Applies the schema (so the test can query before the batcher has started), then starts `batcher::run`
 /// on 127.0.0.1:0.
 pub async fn start(env: &TestEnv, config: Config) -> Running {
     env.apply_schema().await;
-    let (listener, addr) = testkit::listener().await.unwrap();
-    let shutdown = CancellationToken::new();
-    let task = tokio::spawn(batcher::run(config, listener, shutdown.clone()));
-    Running {
-        shutdown,
-        task,
-        addr,
-    }
+    Spawned::start("batcher", Duration::from_secs(20), |listener, shutdown| {
+        batcher::run(config, listener, shutdown)
+    })
+    .await
 }
 
 /// The batcher binary as `batcher_id` on the database at `database_url` and the key prefix `prefix` (the

@@ -9,10 +9,8 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use notifier::Config;
 use serde_json::Value;
-use testkit::TestEnv;
-use tokio::task::JoinHandle;
+use testkit::{TestEnv, service::Spawned};
 use tokio_tungstenite::{MaybeTlsStream, tungstenite::protocol::frame::coding::CloseCode};
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 /// `BATCH_SIZE` of the tests: small, so a handful of queued messages shows progress and ready batches.
@@ -51,19 +49,18 @@ pub fn config(env: &TestEnv) -> Config {
 /// A notifier running in this process on `127.0.0.1:0`.
 pub struct Notifier {
     pub addr: SocketAddr,
-    pub shutdown: CancellationToken,
-    task: JoinHandle<anyhow::Result<()>>,
+    service: Spawned,
 }
 
 impl Notifier {
     pub async fn start(config: Config) -> Self {
-        let (listener, addr) = testkit::listener().await.unwrap();
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn(notifier::run(config, listener, shutdown.clone()));
+        let service = Spawned::start("notifier", Duration::from_secs(10), |listener, shutdown| {
+            notifier::run(config, listener, shutdown)
+        })
+        .await;
         Self {
-            addr,
-            shutdown,
-            task,
+            addr: service.addr,
+            service,
         }
     }
 
@@ -103,10 +100,7 @@ impl Notifier {
 
     /// Cancels the token and expects `run` to return Ok within a bound.
     pub async fn stop(self) {
-        self.shutdown.cancel();
-        testkit::join_service("notifier", self.task, Duration::from_secs(10))
-            .await
-            .expect("run returns Ok");
+        self.service.stop().await;
     }
 }
 
