@@ -91,6 +91,31 @@ pub async fn start_new(
     (env, batcher)
 }
 
+/// [`start_new`], once it has persisted `n` messages pushed to it.
+pub async fn start_persisted(
+    batcher_id: &str,
+    batch_size: usize,
+    timeout_secs: f64,
+    n: usize,
+) -> (TestEnv, Running) {
+    let (env, batcher) = start_new(batcher_id, batch_size, timeout_secs).await;
+    push(&env, &messages(n)).await;
+    wait_rows(&env, n as i64).await;
+    (env, batcher)
+}
+
+/// [`start_new`], subscribed to the test's events channel before the batcher starts (no event is missed).
+pub async fn start_watched(
+    batcher_id: &str,
+    batch_size: usize,
+    timeout_secs: f64,
+) -> (TestEnv, redis::aio::PubSub, Running) {
+    let env = TestEnv::new().await;
+    let events = subscribe_events(&env).await;
+    let batcher = start(&env, config(&env, batcher_id, batch_size, timeout_secs)).await;
+    (env, events, batcher)
+}
+
 /// A valid message, as the ingestor would queue it (created_at in whole microseconds, like PostgreSQL).
 pub fn message(i: usize) -> QueuedMessage {
     QueuedMessage {
