@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use chrono::Utc;
 use common::*;
-use testkit::TestEnv;
 
 #[tokio::test]
 async fn thirty_messages_with_batch_size_ten_make_exactly_three_size_batches() {
