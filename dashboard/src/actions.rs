@@ -89,10 +89,16 @@ pub async fn send_message(
     content: &str,
 ) -> Result<(), FormError> {
     let body = config::new_message_body(user_id, channel_id, content);
-    queue(store, "/messages", &body, 201, |f, accepted: &MessageAccepted| {
-        let origin = format!("user {} · channel {}", user_id.trim(), channel_id.trim());
-        f.add([(accepted.message_id, Some(content.to_owned()), origin)]);
-    })
+    queue(
+        store,
+        "/messages",
+        &body,
+        201,
+        |f, accepted: &MessageAccepted| {
+            let origin = format!("user {} · channel {}", user_id.trim(), channel_id.trim());
+            f.add([(accepted.message_id, Some(content.to_owned()), origin)]);
+        },
+    )
     .await
     .map(|_| ())
 }
@@ -100,12 +106,18 @@ pub async fn send_message(
 /// `POST /simulate`; on 202 the newest messages of the burst get cards. Returns how many were queued.
 pub async fn simulate(store: Store, count: &str) -> Result<u64, FormError> {
     let body = serde_json::json!({ "count": config::number_or_text(count) }).to_string();
-    queue(store, "/simulate", &body, 202, |f, accepted: &SimulateAccepted| {
-        // Only the newest ones can be shown; skip the rest rather than add and drop them.
-        let ids = &accepted.tracking_ids;
-        let shown = &ids[ids.len().saturating_sub(Feed::CAPACITY)..];
-        f.add(shown.iter().map(|id| (*id, None, "simulated".to_owned())));
-    })
+    queue(
+        store,
+        "/simulate",
+        &body,
+        202,
+        |f, accepted: &SimulateAccepted| {
+            // Only the newest ones can be shown; skip the rest rather than add and drop them.
+            let ids = &accepted.tracking_ids;
+            let shown = &ids[ids.len().saturating_sub(Feed::CAPACITY)..];
+            f.add(shown.iter().map(|id| (*id, None, "simulated".to_owned())));
+        },
+    )
     .await
     .map(|accepted| accepted.messages_count)
 }

@@ -10,8 +10,8 @@ use std::sync::LazyLock;
 
 use axum::http::header;
 use axum::response::IntoResponse;
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use pipeline::api::ErrorBody;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{IntoResponses, Modify, OpenApi};
 
 /// Name of the security scheme of the write endpoints (`API_KEYS`).
@@ -103,7 +103,10 @@ pub enum WriteRefusals {
     #[response(status = 429, description = "The queue is over MAX_QUEUE_DEPTH; nothing was queued.",
         headers(("Retry-After" = u32, description = "Seconds to wait.")))]
     QueueFull(ErrorBody),
-    #[response(status = 500, description = "A bug; details are in the ingestor's log.")]
+    #[response(
+        status = 500,
+        description = "A bug; details are in the ingestor's log."
+    )]
     Bug(ErrorBody),
 }
 
@@ -114,7 +117,10 @@ pub enum ReadFailures {
     #[response(status = 401, description = "API_KEYS is set and no listed key was sent.",
         headers(("WWW-Authenticate" = String, description = "`Bearer`")))]
     NoKey(ErrorBody),
-    #[response(status = 500, description = "A bug; details are in the ingestor's log.")]
+    #[response(
+        status = 500,
+        description = "A bug; details are in the ingestor's log."
+    )]
     Bug(ErrorBody),
     #[response(status = 503, description = "PostgreSQL is unavailable; retry.",
         headers(("Retry-After" = u32, description = "Seconds to wait.")))]
@@ -124,7 +130,10 @@ pub enum ReadFailures {
 /// The failures of the endpoints that need both Redis and PostgreSQL (`GET /queue/status`, `DELETE /reset`).
 #[derive(Debug, IntoResponses)]
 pub enum StoresFailures {
-    #[response(status = 500, description = "A bug; details are in the ingestor's log.")]
+    #[response(
+        status = 500,
+        description = "A bug; details are in the ingestor's log."
+    )]
     Bug(ErrorBody),
     #[response(status = 503, description = "Redis or PostgreSQL is unavailable; retry.",
         headers(("Retry-After" = u32, description = "Seconds to wait.")))]

@@ -9,7 +9,8 @@ mod common;
 use std::time::Duration;
 
 use common::feeds::{
-    connect, offsets, read_from_start, sse_messages, start, start_with_rows, subscribed_from_start, ws_url,
+    connect, offsets, read_from_start, sse_messages, start, start_with_rows, subscribed_from_start,
+    ws_url,
 };
 use futures_util::SinkExt;
 use serde_json::{Value, json};

@@ -96,8 +96,14 @@ mod tests {
     fn states_have_one_spelling() {
         assert_eq!((word(true), word(false)), ("ok", "unavailable"));
         assert_eq!(health(true), (http::StatusCode::OK, "ok"));
-        assert_eq!(health(false), (http::StatusCode::SERVICE_UNAVAILABLE, "degraded"));
+        assert_eq!(
+            health(false),
+            (http::StatusCode::SERVICE_UNAVAILABLE, "degraded")
+        );
         assert_eq!(ready(true), (http::StatusCode::OK, "ready"));
-        assert_eq!(ready(false), (http::StatusCode::SERVICE_UNAVAILABLE, "not_ready"));
+        assert_eq!(
+            ready(false),
+            (http::StatusCode::SERVICE_UNAVAILABLE, "not_ready")
+        );
     }
 }

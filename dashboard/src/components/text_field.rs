@@ -3,7 +3,6 @@
 
 use leptos::prelude::*;
 
-
 /// A password input that the browser does not offer to fill.
 #[component]
 pub fn SecretField(
