@@ -88,6 +88,9 @@ pub struct AccessToken {
     pub access_token: Option<String>,
 }
 
+/// What every 500 says.
+const BUG: &str = "A bug; details are in the ingestor's log.";
+
 /// The answers that the JSON write endpoints (`POST /messages`, `POST /simulate`) share besides their own.
 #[derive(Debug, IntoResponses)]
 pub enum WriteRefusals {
@@ -103,10 +106,7 @@ pub enum WriteRefusals {
     #[response(status = 429, description = "The queue is over MAX_QUEUE_DEPTH; nothing was queued.",
         headers(("Retry-After" = u32, description = "Seconds to wait.")))]
     QueueFull(ErrorBody),
-    #[response(
-        status = 500,
-        description = "A bug; details are in the ingestor's log."
-    )]
+    #[response(status = 500, description = BUG)]
     Bug(ErrorBody),
 }
 
@@ -117,10 +117,7 @@ pub enum ReadFailures {
     #[response(status = 401, description = "API_KEYS is set and no listed key was sent.",
         headers(("WWW-Authenticate" = String, description = "`Bearer`")))]
     NoKey(ErrorBody),
-    #[response(
-        status = 500,
-        description = "A bug; details are in the ingestor's log."
-    )]
+    #[response(status = 500, description = BUG)]
     Bug(ErrorBody),
     #[response(status = 503, description = "PostgreSQL is unavailable; retry.",
         headers(("Retry-After" = u32, description = "Seconds to wait.")))]
@@ -130,10 +127,7 @@ pub enum ReadFailures {
 /// The failures of the endpoints that need both Redis and PostgreSQL (`GET /queue/status`, `DELETE /reset`).
 #[derive(Debug, IntoResponses)]
 pub enum StoresFailures {
-    #[response(
-        status = 500,
-        description = "A bug; details are in the ingestor's log."
-    )]
+    #[response(status = 500, description = BUG)]
     Bug(ErrorBody),
     #[response(status = 503, description = "Redis or PostgreSQL is unavailable; retry.",
         headers(("Retry-After" = u32, description = "Seconds to wait.")))]
