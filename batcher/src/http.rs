@@ -41,17 +41,9 @@ pub fn app(state: HttpState) -> Router {
 async fn health(State(state): State<HttpState>) -> impl IntoResponse {
     let (redis, postgres) = dependencies(&state, "health").await;
     let word = pipeline::probe::word;
-    let status = if redis && postgres {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
+    let (status, verdict) = pipeline::probe::health(redis && postgres);
     let body = Health {
-        status: if status == StatusCode::OK {
-            "ok"
-        } else {
-            "degraded"
-        },
+        status: verdict,
         batcher_id: state.batcher_id,
         redis: word(redis),
         postgres: word(postgres),
@@ -74,13 +66,9 @@ pub struct Ready {
 async fn ready(State(state): State<HttpState>) -> (StatusCode, Json<Ready>) {
     let (redis, postgres) = dependencies(&state, "ready").await;
     let word = pipeline::probe::word;
-    let (status, word_status) = if redis && postgres {
-        (StatusCode::OK, "ready")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not_ready")
-    };
+    let (status, verdict) = pipeline::probe::ready(redis && postgres);
     let body = Ready {
-        status: word_status,
+        status: verdict,
         redis: word(redis),
         postgres: word(postgres),
     };

@@ -121,7 +121,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     // Installs the recorder before the first metric is recorded.
-    telemetry::declare_metrics();
+    pipeline::telemetry::declare(telemetry::metrics());
     let database_url = &config.database.database_url;
     pipeline::schema::connect_and_apply(database_url).await?;
     let redis = config.redis.target()?;

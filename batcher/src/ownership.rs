@@ -16,7 +16,7 @@ use std::{
 };
 
 use futures_util::future::join_all;
-use pipeline::{connection::RedisTarget, keys::Keys};
+use pipeline::{connection::RedisTarget, keys::Keys, streak::FailureStreak};
 use tokio::{sync::Notify, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
@@ -344,7 +344,8 @@ impl Owner {
 async fn renew_leases(mut link: RedisLink, leases: Leases, stop: CancellationToken) {
     let mut ticks = tokio::time::interval(LEASE_INTERVAL);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut failing = false;
+    // Logged once per streak of failed rounds (a round fails when Redis or any renewal fails).
+    let mut streak = FailureStreak::default();
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
@@ -362,7 +363,7 @@ async fn renew_leases(mut link: RedisLink, leases: Leases, stop: CancellationTok
         let conn = match link.conn().await {
             Ok(conn) => conn,
             Err(error) => {
-                if !std::mem::replace(&mut failing, true) {
+                if streak.failed() {
                     tracing::warn!(%error, "cannot renew the shards' leases; retrying every second");
                 }
                 continue;
@@ -377,7 +378,7 @@ async fn renew_leases(mut link: RedisLink, leases: Leases, stop: CancellationTok
                 )
             }
         });
-        let mut broken = false;
+        let mut errors = Vec::new();
         for ((shard, outcome), (_, held)) in join_all(renewals).await.into_iter().zip(&held) {
             match outcome {
                 Ok(true) => {}
@@ -385,16 +386,17 @@ async fn renew_leases(mut link: RedisLink, leases: Leases, stop: CancellationTok
                     tracing::warn!(shard, "the shard's lease is lost");
                     held.fenced.notify_one();
                 }
-                Err(error) => {
-                    broken = true;
-                    if !failing {
-                        tracing::warn!(%error, shard, "cannot renew the shard's lease; retrying every second");
-                    }
-                }
+                Err(error) => errors.push((shard, error)),
             }
         }
-        failing = broken;
-        if broken {
+        if errors.is_empty() {
+            streak.succeeded();
+        } else {
+            if streak.failed() {
+                for (shard, error) in errors {
+                    tracing::warn!(%error, shard, "cannot renew the shard's lease; retrying every second");
+                }
+            }
             link.reset();
         }
     }

@@ -153,6 +153,19 @@ mod tests {
         }
     }
 
+    /// Asserts that `batch`'s timer fires at `deadline` and not a millisecond before, advancing the paused
+    /// clock to it.
+    async fn times_out_at<T>(batch: &Batch<T>, deadline: Instant) {
+        assert_eq!(batch.deadline(), Some(deadline));
+        tokio::time::advance(deadline - Duration::from_millis(1) - Instant::now()).await;
+        assert_eq!(batch.should_flush(Instant::now()), None);
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(
+            batch.should_flush(Instant::now()),
+            Some(FlushReason::Timeout)
+        );
+    }
+
     #[tokio::test(start_paused = true)]
     async fn an_empty_batch_has_no_timer_and_never_flushes() {
         let batch = Batch::<u32>::new(policy(3, 100));
@@ -182,14 +195,7 @@ mod tests {
         tokio::time::advance(Duration::from_millis(60)).await;
         // A later element does not push the deadline back.
         batch.extend([2], Instant::now());
-        assert_eq!(batch.deadline(), Some(first + Duration::from_millis(100)));
-        tokio::time::advance(Duration::from_millis(39)).await;
-        assert_eq!(batch.should_flush(Instant::now()), None);
-        tokio::time::advance(Duration::from_millis(1)).await;
-        assert_eq!(
-            batch.should_flush(Instant::now()),
-            Some(FlushReason::Timeout)
-        );
+        times_out_at(&batch, first + Duration::from_millis(100)).await;
     }
 
     #[tokio::test(start_paused = true)]
@@ -209,14 +215,7 @@ mod tests {
         batch.extend([2], arrived);
         // …the new element still waits its full timeout.
         assert_eq!(batch.should_flush(Instant::now()), None);
-        assert_eq!(batch.deadline(), Some(arrived + Duration::from_millis(100)));
-        tokio::time::advance(Duration::from_millis(99)).await;
-        assert_eq!(batch.should_flush(Instant::now()), None);
-        tokio::time::advance(Duration::from_millis(1)).await;
-        assert_eq!(
-            batch.should_flush(Instant::now()),
-            Some(FlushReason::Timeout)
-        );
+        times_out_at(&batch, arrived + Duration::from_millis(100)).await;
     }
 
     #[tokio::test(start_paused = true)]

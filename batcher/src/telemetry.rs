@@ -5,13 +5,8 @@ use strum::VariantNames;
 
 use crate::policy::FlushReason;
 
-/// Declares every metric the batcher records, so that each is on `/metrics` from the first scrape.
-pub fn declare_metrics() {
-    pipeline::telemetry::declare(metrics());
-}
-
-/// Every metric the batcher records: the one home of its name, type, help and labels (declared at start by
-/// [`declare_metrics`], listed in docs/metrics.md by `scripts/gen-docs`).
+/// Every metric the batcher records: the one home of its name, type, help and labels (declared at start, listed
+/// in docs/metrics.md by `scripts/gen-docs`).
 pub fn metrics() -> &'static [Metric] {
     const METRICS: &[Metric] = &[
         Metric::Counter {

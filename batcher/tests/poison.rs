@@ -22,9 +22,7 @@ async fn dead_letters(env: &TestEnv) -> BTreeMap<Vec<u8>, String> {
 
 #[tokio::test]
 async fn poison_elements_are_dead_lettered_verbatim_and_the_good_ones_commit() {
-    let env = TestEnv::new().await;
-    let mut events = subscribe_events(&env).await;
-    let batcher = start(&env, config(&env, "b1", 100, 0.1)).await;
+    let (env, mut events, batcher) = start_watched("b1", 100, 0.1).await;
 
     let good = messages(5);
     let not_json = b"not json".to_vec();
@@ -124,9 +122,7 @@ async fn rows_postgresql_refuses_are_isolated_and_dead_lettered_with_its_error()
 
 #[tokio::test]
 async fn a_batch_survives_its_postgresql_connection_being_terminated() {
-    let (env, batcher) = start_new("b1", 1000, 0.3).await;
-    push(&env, &messages(1)).await;
-    wait_rows(&env, 1).await;
+    let (env, batcher) = start_persisted("b1", 1000, 0.3, 1).await;
 
     // Kill every other session of the test database (the batcher's), then give it a batch to commit.
     let sent = messages(6);

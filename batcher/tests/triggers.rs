@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use chrono::Utc;
 use common::*;
-use testkit::TestEnv;
 
 #[tokio::test]
 async fn thirty_messages_with_batch_size_ten_make_exactly_three_size_batches() {
@@ -34,9 +33,7 @@ async fn thirty_messages_with_batch_size_ten_make_exactly_three_size_batches() {
 
 #[tokio::test]
 async fn a_partial_batch_is_flushed_by_the_timer_with_its_ids_published() {
-    let env = TestEnv::new().await;
-    let mut events = subscribe_events(&env).await;
-    let batcher = start(&env, config(&env, "b1", 1000, 0.2)).await;
+    let (env, mut events, batcher) = start_watched("b1", 1000, 0.2).await;
 
     let sent = messages(7);
     let pushed_at = Utc::now();
@@ -74,9 +71,7 @@ async fn a_partial_batch_is_flushed_by_the_timer_with_its_ids_published() {
 
 #[tokio::test]
 async fn the_timer_starts_at_the_first_message_not_at_the_last_flush() {
-    let (env, batcher) = start_new("b1", 1000, 0.3).await;
-    push(&env, &messages(1)).await;
-    wait_rows(&env, 1).await;
+    let (env, batcher) = start_persisted("b1", 1000, 0.3, 1).await;
 
     // Idle for twice the timeout after that flush, then one message: it must still wait its full timeout.
     tokio::time::sleep(Duration::from_millis(600)).await;
@@ -99,9 +94,7 @@ async fn the_timer_starts_at_the_first_message_not_at_the_last_flush() {
 
 #[tokio::test]
 async fn health_reports_both_dependencies_and_metrics_count_flushes() {
-    let (env, batcher) = start_new("b-health", 2, 30.0).await;
-    push(&env, &messages(2)).await;
-    wait_rows(&env, 2).await;
+    let (_env, batcher) = start_persisted("b-health", 2, 30.0, 2).await;
 
     let base = format!("http://{}", batcher.addr);
     let response = reqwest::get(format!("{base}/health")).await.unwrap();
@@ -127,9 +120,7 @@ async fn health_reports_both_dependencies_and_metrics_count_flushes() {
 
 #[tokio::test]
 async fn an_element_queued_twice_is_one_row_one_id_in_the_event_and_counted_once() {
-    let env = TestEnv::new().await;
-    let mut events = subscribe_events(&env).await;
-    let batcher = start(&env, config(&env, "b1", 1000, 0.2)).await;
+    let (env, mut events, batcher) = start_watched("b1", 1000, 0.2).await;
 
     // A group push retried after its reply was lost: the same elements twice.
     let sent = messages(3);

@@ -9,11 +9,13 @@ use crate::model::{
     batches::BatchRow,
     config::{self, ClientConfig},
     errors::FormError,
+    feed::Feed,
     health::ServiceHealth,
 };
 use crate::net::http::{self, Call, Reply};
 use crate::store::Store;
 use leptos::prelude::*;
+use serde::de::DeserializeOwned;
 
 /// Health checks must be quick: a service slower than this counts as unreachable.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(3);
@@ -53,6 +55,32 @@ pub(crate) fn form_error(result: &Result<Reply, String>) -> FormError {
     }
 }
 
+/// A write that queues messages: `body` to the ingestor's `path`, counted as a request in flight by the feed.
+/// On the `accepted` status its answer is read, and `add` gives its messages cards (in the same update that
+/// ends the request); otherwise the form's error.
+async fn queue<T: DeserializeOwned>(
+    store: Store,
+    path: &str,
+    body: &str,
+    accepted: u16,
+    add: impl FnOnce(&mut Feed, &T),
+) -> Result<T, FormError> {
+    let url = ingestor(store, path);
+    store.feed.update(|f| f.begin_request());
+    let result = write(store, &url, body).await;
+    let answer = match &result {
+        Ok(reply) if reply.status == accepted => serde_json::from_str::<T>(&reply.body).ok(),
+        _ => None,
+    };
+    store.feed.update(|f| {
+        if let Some(answer) = &answer {
+            add(f, answer);
+        }
+        f.end_request();
+    });
+    answer.ok_or_else(|| form_error(&result))
+}
+
 /// `POST /messages`; on 201 the message gets a card.
 pub async fn send_message(
     store: Store,
@@ -61,49 +89,37 @@ pub async fn send_message(
     content: &str,
 ) -> Result<(), FormError> {
     let body = config::new_message_body(user_id, channel_id, content);
-    let url = ingestor(store, "/messages");
-    store.feed.update(|f| f.begin_request());
-    let result = write(store, &url, &body).await;
-    let accepted = match &result {
-        Ok(reply) if reply.status == 201 => {
-            serde_json::from_str::<MessageAccepted>(&reply.body).ok()
-        }
-        _ => None,
-    };
-    store.feed.update(|f| {
-        if let Some(accepted) = &accepted {
+    queue(
+        store,
+        "/messages",
+        &body,
+        201,
+        |f, accepted: &MessageAccepted| {
             let origin = format!("user {} · channel {}", user_id.trim(), channel_id.trim());
             f.add([(accepted.message_id, Some(content.to_owned()), origin)]);
-        }
-        f.end_request();
-    });
-    accepted.map(|_| ()).ok_or_else(|| form_error(&result))
+        },
+    )
+    .await
+    .map(|_| ())
 }
 
 /// `POST /simulate`; on 202 the newest messages of the burst get cards. Returns how many were queued.
 pub async fn simulate(store: Store, count: &str) -> Result<u64, FormError> {
     let body = serde_json::json!({ "count": config::number_or_text(count) }).to_string();
-    let url = ingestor(store, "/simulate");
-    store.feed.update(|f| f.begin_request());
-    let result = write(store, &url, &body).await;
-    let accepted = match &result {
-        Ok(reply) if reply.status == 202 => {
-            serde_json::from_str::<SimulateAccepted>(&reply.body).ok()
-        }
-        _ => None,
-    };
-    store.feed.update(|f| {
-        if let Some(accepted) = &accepted {
+    queue(
+        store,
+        "/simulate",
+        &body,
+        202,
+        |f, accepted: &SimulateAccepted| {
             // Only the newest ones can be shown; skip the rest rather than add and drop them.
             let ids = &accepted.tracking_ids;
-            let shown = &ids[ids.len().saturating_sub(crate::model::feed::Feed::CAPACITY)..];
+            let shown = &ids[ids.len().saturating_sub(Feed::CAPACITY)..];
             f.add(shown.iter().map(|id| (*id, None, "simulated".to_owned())));
-        }
-        f.end_request();
-    });
-    accepted
-        .map(|a| a.messages_count)
-        .ok_or_else(|| form_error(&result))
+        },
+    )
+    .await
+    .map(|accepted| accepted.messages_count)
 }
 
 /// `DELETE /reset`, with the admin key as a bearer token when one is given.

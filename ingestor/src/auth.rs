@@ -76,10 +76,7 @@ impl Access {
     /// request must carry one of them, as a bearer token or (for browsers' EventSource and WebSocket, which
     /// cannot set headers) as the `access_token` query parameter.
     pub fn check_read(&self, headers: &HeaderMap, uri: &Uri) -> Result<(), ApiError> {
-        let authorization = headers
-            .get(header::AUTHORIZATION)
-            .map(|value| value.as_bytes());
-        if self.readers.allows(authorization, uri.query()) {
+        if self.readers.allows_request(headers, uri) {
             Ok(())
         } else {
             Err(ApiError::Unauthorized {

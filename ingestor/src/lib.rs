@@ -191,7 +191,7 @@ pub async fn run(
     // Redis must not evict the queue; a Redis that is down is not waited for (see `redis_policy`).
     pipeline::redis_policy::check_at_start(&config.redis.target()?).await?;
     // Installs the recorder before anything is counted (counts made before it would be lost).
-    telemetry::declare_metrics();
+    pipeline::telemetry::declare(telemetry::metrics());
     tracing::info!(
         write_keys = config.api_keys.0.len(),
         writes_need_key = access.writes_need_key(),

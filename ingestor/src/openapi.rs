@@ -10,8 +10,9 @@ use std::sync::LazyLock;
 
 use axum::http::header;
 use axum::response::IntoResponse;
+use pipeline::api::ErrorBody;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
-use utoipa::{Modify, OpenApi};
+use utoipa::{IntoResponses, Modify, OpenApi};
 
 /// Name of the security scheme of the write endpoints (`API_KEYS`).
 pub const WRITE_SCHEME: &str = "api_key";
@@ -77,6 +78,60 @@ pub struct IdempotencyKey {
         pattern = "^[!-~]+$"
     )]
     pub idempotency_key: Option<String>,
+}
+
+/// The `access_token` query parameter of the reading endpoints.
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AccessToken {
+    /// One of API_KEYS, for clients that cannot send an Authorization header.
+    pub access_token: Option<String>,
+}
+
+/// What every 500 says.
+const BUG: &str = "A bug; details are in the ingestor's log.";
+
+/// The answers that the JSON write endpoints (`POST /messages`, `POST /simulate`) share besides their own.
+#[derive(Debug, IntoResponses)]
+pub enum WriteRefusals {
+    #[response(status = 400, description = "The body is not JSON.")]
+    NotJson(ErrorBody),
+    #[response(status = 401, description = "API_KEYS is set and no listed key was sent as a bearer token.",
+        headers(("WWW-Authenticate" = String, description = "`Bearer`")))]
+    NoKey(ErrorBody),
+    #[response(status = 413, description = "The body is over 64 KiB.")]
+    TooLarge(ErrorBody),
+    #[response(status = 415, description = "The content type is not JSON.")]
+    NotJsonContent(ErrorBody),
+    #[response(status = 429, description = "The queue is over MAX_QUEUE_DEPTH; nothing was queued.",
+        headers(("Retry-After" = u32, description = "Seconds to wait.")))]
+    QueueFull(ErrorBody),
+    #[response(status = 500, description = BUG)]
+    Bug(ErrorBody),
+}
+
+/// The failures that the endpoints reading content from PostgreSQL (`GET /messages`, a channel's
+/// messages) share besides their own.
+#[derive(Debug, IntoResponses)]
+pub enum ReadFailures {
+    #[response(status = 401, description = "API_KEYS is set and no listed key was sent.",
+        headers(("WWW-Authenticate" = String, description = "`Bearer`")))]
+    NoKey(ErrorBody),
+    #[response(status = 500, description = BUG)]
+    Bug(ErrorBody),
+    #[response(status = 503, description = "PostgreSQL is unavailable; retry.",
+        headers(("Retry-After" = u32, description = "Seconds to wait.")))]
+    Unavailable(ErrorBody),
+}
+
+/// The failures of the endpoints that need both Redis and PostgreSQL (`GET /queue/status`, `DELETE /reset`).
+#[derive(Debug, IntoResponses)]
+pub enum StoresFailures {
+    #[response(status = 500, description = BUG)]
+    Bug(ErrorBody),
+    #[response(status = 503, description = "Redis or PostgreSQL is unavailable; retry.",
+        headers(("Retry-After" = u32, description = "Seconds to wait.")))]
+    Unavailable(ErrorBody),
 }
 
 /// The whole document: [`ApiDoc`] plus every route of [`crate::app::routes`].

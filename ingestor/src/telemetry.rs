@@ -27,13 +27,8 @@ use crate::error::{ErrorCode, Rejection};
 /// Label for requests that matched no route (a fixed value, so unknown paths cannot blow up cardinality).
 const UNMATCHED: &str = "unmatched";
 
-/// Declares the ingestor's metrics, so that each is on `/metrics` from the first scrape.
-pub fn declare_metrics() {
-    pipeline::telemetry::declare(metrics());
-}
-
-/// Every metric the ingestor records: the one home of its name, type, help and labels (declared at start by
-/// [`declare_metrics`], listed in docs/metrics.md by `scripts/gen-docs`).
+/// Every metric the ingestor records: the one home of its name, type, help and labels (declared at start, listed
+/// in docs/metrics.md by `scripts/gen-docs`).
 pub fn metrics() -> &'static [Metric] {
     const METRICS: &[Metric] = &[
         Metric::Counter {

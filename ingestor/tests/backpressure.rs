@@ -138,17 +138,11 @@ async fn a_repeat_with_a_known_idempotency_key_is_answered_while_the_queue_is_fu
     let env = TestEnv::new().await;
     let app = spawn_app(&env, |config| config.max_queue_depth = 3).await;
     let batch = format!("[{}, {}]", message(1, 1, "a"), message(1, 1, "b"));
-    let post_batch = || {
-        app.post_json_with(
-            "/messages/batch",
-            batch.clone(),
-            &[("idempotency-key", "b-1")],
-        )
-    };
+    let post_batch = || app.post_idempotent("/messages/batch", batch.clone(), "b-1");
     let app_ref = &app;
     let post_one = |key: &'static str| async move {
         app_ref
-            .post_json_with("/messages", message(1, 1, "c"), &[("idempotency-key", key)])
+            .post_idempotent("/messages", message(1, 1, "c"), key)
             .await
     };
 

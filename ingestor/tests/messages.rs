@@ -132,7 +132,7 @@ async fn the_same_idempotency_key_on_a_batch_yields_the_same_ids_and_queues_it_o
     let (app_ref, body) = (&app, &body);
     let post = |key: &'static str| async move {
         app_ref
-            .post_json_with("/messages/batch", body.clone(), &[("idempotency-key", key)])
+            .post_idempotent("/messages/batch", body.clone(), key)
             .await
     };
     let first = post("batch-7").await;
@@ -156,11 +156,7 @@ async fn the_same_idempotency_key_on_a_batch_yields_the_same_ids_and_queues_it_o
 
     // Keys are scoped by endpoint: the same key on POST /messages is another request.
     let single = app
-        .post_json_with(
-            "/messages",
-            message(1, 1, "single"),
-            &[("idempotency-key", "batch-7")],
-        )
+        .post_idempotent("/messages", message(1, 1, "single"), "batch-7")
         .await;
     assert_eq!(single.status(), 201);
     let single: MessageAccepted = single.json().await.unwrap();
@@ -240,11 +236,7 @@ async fn the_same_idempotency_key_yields_the_same_id_and_one_element() {
     assert_eq!(ids, [first.message_id, other.message_id]);
 
     let bad = app
-        .post_json_with(
-            "/messages",
-            message(5, 6, "x"),
-            &[("idempotency-key", &"k".repeat(129))],
-        )
+        .post_idempotent("/messages", message(5, 6, "x"), &"k".repeat(129))
         .await;
     assert_eq!(bad.status(), 422);
     let error: Value = bad.json().await.unwrap();

@@ -187,16 +187,12 @@ async fn reset_empties_the_tables_the_totals_and_every_queue() {
             .await;
     }
     let idempotent = app
-        .post_json_with(
-            "/messages",
-            message(1, 1, "once"),
-            &[("idempotency-key", "reset-me")],
-        )
+        .post_idempotent("/messages", message(1, 1, "once"), "reset-me")
         .await;
     assert_eq!(idempotent.status(), 201);
     let batch = format!("[{}]", message(1, 1, "batch once"));
     let idempotent_batch = app
-        .post_json_with("/messages/batch", batch, &[("idempotency-key", "reset-me")])
+        .post_idempotent("/messages/batch", batch, "reset-me")
         .await;
     assert_eq!(idempotent_batch.status(), 201);
     let keys = env.keys().shard(0);

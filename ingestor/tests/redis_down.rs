@@ -97,21 +97,9 @@ async fn a_retry_with_the_same_idempotency_key_after_a_503_is_queued_exactly_onc
     let env = TestEnv::new().await;
     let port = dead_port();
     let app = spawn_on(&env, port).await;
-    let post_one = || {
-        app.post_json_with(
-            "/messages",
-            message(3, 4, "retried"),
-            &[("idempotency-key", "retry-1")],
-        )
-    };
+    let post_one = || app.post_idempotent("/messages", message(3, 4, "retried"), "retry-1");
     let batch = format!("[{}, {}]", message(1, 1, "b1"), message(1, 1, "b2"));
-    let post_batch = || {
-        app.post_json_with(
-            "/messages/batch",
-            batch.clone(),
-            &[("idempotency-key", "retry-2")],
-        )
-    };
+    let post_batch = || app.post_idempotent("/messages/batch", batch.clone(), "retry-2");
 
     // Redis is down: 503, nothing remembered, nothing queued.
     for response in [post_one().await, post_batch().await] {
@@ -157,13 +145,7 @@ async fn a_paused_redis_gets_a_503_within_the_push_timeout_and_a_keyed_retry_is_
     let port = dead_port();
     let _server = RedisServer::start_on(port, &[]).await;
     let app = spawn_on(&env, port).await;
-    let post_keyed = || {
-        app.post_json_with(
-            "/messages",
-            message(5, 6, "paused"),
-            &[("idempotency-key", "paused-1")],
-        )
-    };
+    let post_keyed = || app.post_idempotent("/messages", message(5, 6, "paused"), "paused-1");
     let post = || app.post_json("/messages", message(5, 6, "after the pause"));
     testkit::eventually(Duration::from_secs(10), "a first 201", || async {
         (post().await.status() == 201).then_some(())

@@ -4,22 +4,18 @@
 mod common;
 
 use testkit::TestEnv;
-use testkit::redis_server::RedisServer;
+use testkit::redis_server::assert_refused_for_eviction;
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test]
 async fn the_ingestor_refuses_to_start_on_a_redis_that_evicts_any_key() {
     let env = TestEnv::new().await;
-    let redis = RedisServer::start(&["--maxmemory-policy", "allkeys-lru"]).await;
-    let mut config = common::config(&env);
-    config.redis.redis_url = redis.url();
-    let (listener, _) = testkit::listener().await.unwrap();
-    let run = ingestor::run(config, listener, CancellationToken::new());
-    let message = testkit::start_error("ingestor", run).await;
-    assert!(
-        message.contains("maxmemory-policy allkeys-lru"),
-        "{message}"
-    );
+    let redis = assert_refused_for_eviction("ingestor", "allkeys-lru", |url, listener| {
+        let mut config = common::config(&env);
+        config.redis.redis_url = url;
+        ingestor::run(config, listener, CancellationToken::new())
+    })
+    .await;
 
     // The same Redis with noeviction: it starts and takes a message.
     let mut admin = redis::Client::open(redis.url())

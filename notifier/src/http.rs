@@ -46,13 +46,9 @@ struct Ready {
 /// pause while it is down): 200 when Redis answers, 503 otherwise.
 async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Ready>) {
     let redis = pipeline::probe::redis_answers("ready", &state.redis).await;
-    let (status, word) = if redis {
-        (StatusCode::OK, "ready")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not_ready")
-    };
+    let (status, verdict) = pipeline::probe::ready(redis);
     let body = Ready {
-        status: word,
+        status: verdict,
         redis: pipeline::probe::word(redis),
     };
     (status, Json(body))
@@ -64,14 +60,9 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
         pipeline::probe::redis_answers("health", &state.redis),
         pipeline::probe::postgres_answers("health", &state.postgres)
     );
-    let healthy = redis && postgres;
-    let status = if healthy {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
+    let (status, verdict) = pipeline::probe::health(redis && postgres);
     let body = Health {
-        status: if healthy { "ok" } else { "degraded" },
+        status: verdict,
         redis: pipeline::probe::word(redis),
         postgres: pipeline::probe::word(postgres),
     };

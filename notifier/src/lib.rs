@@ -127,8 +127,9 @@ pub struct Config {
     #[arg(long, env = "WS_ORIGINS", value_delimiter = ',', value_parser = pipeline::config::parse_origin)]
     pub ws_origins: Vec<String>,
 
-    /// Seconds a WebSocket client may take to accept one message (fractions allowed); a client that takes
-    /// longer is disconnected. On /ws/stats, a client more than 128 messages behind is closed at once (1008,
+    /// Seconds a WebSocket client may take to accept one write (fractions allowed): the messages queued for it
+    /// when the write starts (at most 128), sent together and flushed once. A client that takes longer is
+    /// disconnected. On /ws/stats, a client more than 128 messages behind is closed at once (1008,
     /// too slow); on /ws/channels it is told `lagged` and caught up from PostgreSQL.
     #[arg(long, env = "WS_SEND_TIMEOUT", default_value = "10", value_parser = parse_seconds)]
     pub ws_send_timeout: Duration,
@@ -163,7 +164,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     // Install the recorder before the first metric is touched, and make every metric visible from the start.
-    telemetry::declare_metrics();
+    pipeline::telemetry::declare(telemetry::metrics());
     let read_keys = ReadKeys::new(&config.api_keys)?;
 
     pipeline::schema::connect_and_apply(&config.database.database_url)

@@ -2,13 +2,8 @@
 
 use pipeline::telemetry::Metric;
 
-/// Declares every metric the notifier records, so that each is on `/metrics` from the first scrape.
-pub fn declare_metrics() {
-    pipeline::telemetry::declare(metrics());
-}
-
-/// Every metric the notifier records: the one home of its name, type, help and labels (declared at start by
-/// [`declare_metrics`], listed in docs/metrics.md by `scripts/gen-docs`).
+/// Every metric the notifier records: the one home of its name, type, help and labels (declared at start, listed
+/// in docs/metrics.md by `scripts/gen-docs`).
 pub fn metrics() -> &'static [Metric] {
     const METRICS: &[Metric] = &[
         Metric::Gauge {

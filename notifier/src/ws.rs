@@ -8,7 +8,8 @@
 //! - **Memory**: each client has its own queue of at most [`CLIENT_QUEUE`] messages between the fan-out and
 //!   its socket. The messages are shared (reference-counted), so a client pins at most that many events; one
 //!   that falls further behind is closed (1008, "too slow") rather than skipping events silently, and can
-//!   reconnect. Its writer also gives up on a message not taken within `WS_SEND_TIMEOUT`.
+//!   reconnect. Its writer sends what is queued in one write, and gives up on a write not taken within
+//!   `WS_SEND_TIMEOUT`.
 //! - **Idle**: the notifier pings every third of `WS_IDLE_TIMEOUT`; a client from which nothing (not even a
 //!   pong) arrives for that long is closed (1001, "idle").
 

@@ -8,7 +8,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::feeds::{connect, offsets, sse_messages, start, ws_url};
+use common::feeds::{
+    connect, offsets, read_from_start, sse_messages, start, start_with_rows, subscribed_from_start,
+    ws_url,
+};
 use futures_util::SinkExt;
 use serde_json::{Value, json};
 use testkit::{
@@ -28,10 +31,7 @@ fn error(message: &str) -> Value {
 
 #[tokio::test]
 async fn every_bad_request_is_answered_and_the_connection_stays_usable() {
-    let env = TestEnv::new().await;
-    let notifier = start(&env, "").await;
-    let db = env.db().await;
-    commit_rows(&db, 7, 3).await;
+    let (_env, notifier, _db) = start_with_rows("", 7, 3).await;
     let mut ws = connect(&notifier).await;
 
     let expected = [
@@ -123,10 +123,7 @@ async fn every_bad_request_is_answered_and_the_connection_stays_usable() {
 
 #[tokio::test]
 async fn a_subscriber_gets_the_replay_then_live_messages_with_no_gap_and_no_duplicate() {
-    let env = TestEnv::new().await;
-    let notifier = start(&env, "").await;
-    let db = env.db().await;
-    commit_rows(&db, 5, 30).await;
+    let (env, notifier, db) = start_with_rows("", 5, 30).await;
     commit_rows(&db, 6, 2).await;
 
     let mut ws = connect(&notifier).await;
@@ -168,9 +165,7 @@ async fn a_subscriber_gets_the_replay_then_live_messages_with_no_gap_and_no_dupl
     );
 
     // Many channels on one connection; unsubscribing stops a channel.
-    ws.subscribe(6, Some(0)).await;
-    assert_eq!(ws.expect(WAIT, "subscribed").await["head"], 2);
-    assert_eq!(offsets(&mut ws, 6, 2).await, [1, 2]);
+    read_from_start(&mut ws, 6, 2).await;
     ws.send_text(r#"{"type":"unsubscribe","channel_id":5}"#)
         .await;
     assert_eq!(
@@ -196,14 +191,8 @@ async fn a_subscriber_gets_the_replay_then_live_messages_with_no_gap_and_no_dupl
 #[tokio::test]
 async fn when_rows_vanish_without_a_reset_subscribers_start_over_and_new_ones_get_the_new_offsets()
 {
-    let env = TestEnv::new().await;
-    let notifier = start(&env, "").await;
-    let db = env.db().await;
-    commit_rows(&db, 8, 5).await;
-    let mut old = connect(&notifier).await;
-    old.subscribe(8, Some(0)).await;
-    assert_eq!(old.expect(WAIT, "subscribed").await["head"], 5);
-    assert_eq!(offsets(&mut old, 8, 5).await, [1, 2, 3, 4, 5]);
+    let (env, notifier, db) = start_with_rows("", 8, 5).await;
+    let mut old = subscribed_from_start(&notifier, 8, 5).await;
 
     // The tables emptied without counting a reset (not DELETE /reset: see feeds_faults.rs for that); offsets
     // start again at 1. The hub sees the head below what it fanned out (within its 1 s re-read).
@@ -216,10 +205,7 @@ async fn when_rows_vanish_without_a_reset_subscribers_start_over_and_new_ones_ge
         json!({"type": "reset", "channel_id": 8})
     );
     assert_eq!(offsets(&mut old, 8, 2).await, [1, 2]);
-    let mut new = connect(&notifier).await;
-    new.subscribe(8, Some(0)).await;
-    assert_eq!(new.expect(WAIT, "subscribed").await["head"], 2);
-    assert_eq!(offsets(&mut new, 8, 2).await, [1, 2]);
+    let mut new = subscribed_from_start(&notifier, 8, 2).await;
     commit_rows(&db, 8, 1).await;
     common::publish(&env, &announcement(9, 8, 3, 3)).await;
     assert_eq!(offsets(&mut new, 8, 1).await, [3]);
@@ -268,10 +254,7 @@ async fn a_slow_subscriber_is_never_silently_skipped() {
 
 #[tokio::test]
 async fn sse_resumes_after_the_header_or_the_query_parameter() {
-    let env = TestEnv::new().await;
-    let notifier = start(&env, "").await;
-    let db = env.db().await;
-    commit_rows(&db, 4, 10).await;
+    let (env, notifier, db) = start_with_rows("", 4, 10).await;
     let url = |query: &str| format!("http://{}/sse/channels/4{query}", notifier.addr);
 
     // The query parameter (EventSource's first connect).
@@ -336,10 +319,7 @@ async fn sse_resumes_after_the_header_or_the_query_parameter() {
 
 #[tokio::test]
 async fn with_api_keys_the_feeds_need_a_key_and_ws_stats_stays_open() {
-    let env = TestEnv::new().await;
-    let notifier = start(&env, "k1,k2").await;
-    let db = env.db().await;
-    commit_rows(&db, 3, 2).await;
+    let (_env, notifier, _db) = start_with_rows("k1,k2", 3, 2).await;
 
     assert_eq!(
         FeedWs::connect(&ws_url(&notifier, ""), None)
@@ -363,9 +343,7 @@ async fn with_api_keys_the_feeds_need_a_key_and_ws_stats_stays_open() {
         let mut ws = FeedWs::connect(&ws_url(&notifier, query), bearer)
             .await
             .unwrap();
-        ws.subscribe(3, Some(0)).await;
-        assert_eq!(ws.expect(WAIT, "subscribed").await["head"], 2);
-        assert_eq!(offsets(&mut ws, 3, 2).await, [1, 2]);
+        read_from_start(&mut ws, 3, 2).await;
     }
 
     let sse = |query: &str| format!("http://{}/sse/channels/3{query}", notifier.addr);

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::WAIT;
-use common::feeds::{connect, offsets, start};
+use common::feeds::{offsets, start, start_with_rows, subscribed_from_start};
 use serde_json::{Value, json};
 use testkit::{
     TestEnv,
@@ -33,28 +33,15 @@ async fn publish_heard(env: &TestEnv, payload: &str) -> u64 {
 
 #[tokio::test]
 async fn batches_announced_while_the_relay_was_away_reach_subscribers_with_no_gap() {
-    let env = TestEnv::new().await;
-    let notifier = start(&env, "").await;
-    let db = env.db().await;
-    commit_rows(&db, 5, 3).await;
-    let mut ws = connect(&notifier).await;
-    ws.subscribe(5, Some(0)).await;
-    assert_eq!(ws.expect(WAIT, "subscribed").await["head"], 3);
-    assert_eq!(offsets(&mut ws, 5, 3).await, [1, 2, 3]);
+    let (env, notifier, db) = start_with_rows("", 5, 3).await;
+    let mut ws = subscribed_from_start(&notifier, 5, 3).await;
 
     // Batches committed and announced while the relay's connection is down: nobody hears the events.
-    let mut redis = env.redis().await;
     let mut relay = common::relay_connection_id(&env, None).await;
     let mut committed = 3;
     let mut heard = u64::MAX;
     for batch in 1..=KILL_TRIES as i64 {
-        let killed: u64 = redis::cmd("CLIENT")
-            .arg("KILL")
-            .arg("ID")
-            .arg(&relay)
-            .query_async(&mut redis)
-            .await
-            .unwrap();
+        let killed = common::kill_redis_client(&env, &relay).await;
         assert_eq!(killed, 1, "only the relay's connection is killed");
         commit_rows(&db, 5, 2).await;
         heard = publish_heard(&env, &announcement(batch, 5, committed + 1, committed + 2)).await;
@@ -184,14 +171,8 @@ async fn sse_offsets(sse: &mut FeedSse, n: usize) -> Vec<i64> {
 
 #[tokio::test]
 async fn after_a_reset_connected_subscribers_are_told_and_get_the_channel_from_offset_1() {
-    let env = TestEnv::new().await;
-    let notifier = start(&env, "").await;
-    let db = env.db().await;
-    commit_rows(&db, 8, 5).await;
-    let mut ws = connect(&notifier).await;
-    ws.subscribe(8, Some(0)).await;
-    assert_eq!(ws.expect(WAIT, "subscribed").await["head"], 5);
-    assert_eq!(offsets(&mut ws, 8, 5).await, [1, 2, 3, 4, 5]);
+    let (env, notifier, db) = start_with_rows("", 8, 5).await;
+    let mut ws = subscribed_from_start(&notifier, 8, 5).await;
     let url = format!("http://{}/sse/channels/8?last_event_id=0", notifier.addr);
     let mut sse = FeedSse::connect(&url, &[]).await.unwrap();
     assert_eq!(sse.next(WAIT).await.unwrap().retry, Some(1000));

@@ -66,12 +66,12 @@ async fn a_built_dashboard_is_served_from_dashboard_dir() {
 
 #[tokio::test]
 async fn config_json_tells_the_dashboard_where_the_ingestor_is() {
-    let env = TestEnv::new().await;
-    let mut config = common::config(&env);
-    config.ingestor_url = "http://127.0.0.1:18000".into();
-    config.batch.batch_size = 25;
-    config.batch.batch_timeout = Duration::from_millis(250);
-    let notifier = Notifier::start(config).await;
+    let (_env, notifier) = common::start_with(|config| {
+        config.ingestor_url = "http://127.0.0.1:18000".into();
+        config.batch.batch_size = 25;
+        config.batch.batch_timeout = Duration::from_millis(250);
+    })
+    .await;
 
     let config = json!({"ingestor_url": "http://127.0.0.1:18000", "batch_size": 25, "batch_timeout_seconds": 0.25});
     assert_eq!(
@@ -136,10 +136,7 @@ async fn health_is_degraded_but_stats_keep_flowing_when_redis_is_down() {
 
 #[tokio::test]
 async fn clients_beyond_max_ws_clients_get_503() {
-    let env = TestEnv::new().await;
-    let mut config = common::config(&env);
-    config.max_ws_clients = 1;
-    let notifier = Notifier::start(config).await;
+    let (_env, notifier) = common::start_with(|config| config.max_ws_clients = 1).await;
 
     let mut first = notifier.connect().await;
     next_stats(&mut first, "a first stats_update").await;

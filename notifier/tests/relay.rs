@@ -36,10 +36,7 @@ async fn a_batch_persisted_event_reaches_every_client_with_its_ids() {
 
 #[tokio::test]
 async fn a_payload_that_is_not_a_batch_persisted_event_is_not_relayed() {
-    let env = TestEnv::new().await;
-    let notifier = Notifier::start(common::config(&env)).await;
-    let mut ws = notifier.connect().await;
-    wait_subscribed(&env).await;
+    let (env, notifier, mut ws) = common::start_relaying().await;
 
     publish(&env, "not json at all").await;
     publish(
@@ -70,21 +67,9 @@ async fn a_payload_that_is_not_a_batch_persisted_event_is_not_relayed() {
 
 #[tokio::test]
 async fn the_relay_resubscribes_after_its_redis_connection_is_killed() {
-    let env = TestEnv::new().await;
-    let notifier = Notifier::start(common::config(&env)).await;
-    let mut ws = notifier.connect().await;
-    wait_subscribed(&env).await;
+    let (env, notifier, mut ws) = common::start_relaying().await;
     let before = common::relay_connection_id(&env, None).await;
-
-    let mut redis = env.redis().await;
-    let killed: u64 = redis::cmd("CLIENT")
-        .arg("KILL")
-        .arg("ID")
-        .arg(&before)
-        .query_async(&mut redis)
-        .await
-        .unwrap();
-    assert_eq!(killed, 1);
+    assert_eq!(common::kill_redis_client(&env, &before).await, 1);
 
     // A new connection, under the same name, subscribed again.
     let after = common::relay_connection_id(&env, Some(&before)).await;

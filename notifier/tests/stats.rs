@@ -93,11 +93,8 @@ async fn stats_count_messages_waiting_and_held_by_batchers_and_the_persisted_tot
 
 #[tokio::test]
 async fn stats_update_is_rounded_as_the_original_rounds_it() {
-    let env = TestEnv::new().await;
-    let mut config = common::config(&env);
     // A third of a batch waiting: 33.333…% unrounded.
-    config.batch.batch_size = 3;
-    let notifier = Notifier::start(config).await;
+    let (env, notifier) = common::start_with(|config| config.batch.batch_size = 3).await;
     let mut ws = notifier.connect().await;
     next_stats(&mut ws, "the first stats_update").await;
 

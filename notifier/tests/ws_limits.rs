@@ -103,10 +103,8 @@ async fn a_frame_over_64_kib_is_refused_from_its_header_without_waiting_for_its_
 
 #[tokio::test]
 async fn a_silent_client_is_closed_as_idle_and_a_reading_one_is_not() {
-    let env = TestEnv::new().await;
-    let mut config = common::config(&env);
-    config.ws_idle_timeout = Duration::from_millis(600);
-    let notifier = Notifier::start(config).await;
+    let (_env, notifier) =
+        common::start_with(|config| config.ws_idle_timeout = Duration::from_millis(600)).await;
     let mut silent = notifier.connect().await;
     let mut reading = notifier.connect().await;
 

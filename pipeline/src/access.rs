@@ -119,6 +119,14 @@ impl ReadKeys {
         };
         token.is_some_and(|token| matches_any(token, &self.0))
     }
+
+    /// [`ReadKeys::allows`] for a request's headers and URI: every service's check of a read.
+    pub fn allows_request(&self, headers: &http::HeaderMap, uri: &http::Uri) -> bool {
+        let authorization = headers
+            .get(http::header::AUTHORIZATION)
+            .map(|value| value.as_bytes());
+        self.allows(authorization, uri.query())
+    }
 }
 
 /// The token of an `Authorization: Bearer <token>` value (the scheme is case-insensitive, RFC 7235).

@@ -16,6 +16,26 @@ pub fn word(ok: bool) -> &'static str {
     if ok { "ok" } else { "unavailable" }
 }
 
+/// Every service's `/health` verdict: 200 and `ok` when all its dependencies answer, 503 and `degraded`
+/// otherwise (the service keeps running either way).
+pub fn health(all_answer: bool) -> (http::StatusCode, &'static str) {
+    if all_answer {
+        (http::StatusCode::OK, "ok")
+    } else {
+        (http::StatusCode::SERVICE_UNAVAILABLE, "degraded")
+    }
+}
+
+/// Every service's `/ready` verdict: 200 and `ready` when what its main job needs answers, 503 and
+/// `not_ready` otherwise.
+pub fn ready(can_work: bool) -> (http::StatusCode, &'static str) {
+    if can_work {
+        (http::StatusCode::OK, "ready")
+    } else {
+        (http::StatusCode::SERVICE_UNAVAILABLE, "not_ready")
+    }
+}
+
 /// Runs `op` against Redis within [`PROBE_TIMEOUT`] (retried once on a broken connection, see
 /// [`retry_once`]); `None`, logged with `probe` naming the check, when it fails or is late.
 pub async fn redis<T, F, Fut>(probe: &'static str, op: F) -> Option<T>
@@ -75,5 +95,15 @@ mod tests {
     #[test]
     fn states_have_one_spelling() {
         assert_eq!((word(true), word(false)), ("ok", "unavailable"));
+        assert_eq!(health(true), (http::StatusCode::OK, "ok"));
+        assert_eq!(
+            health(false),
+            (http::StatusCode::SERVICE_UNAVAILABLE, "degraded")
+        );
+        assert_eq!(ready(true), (http::StatusCode::OK, "ready"));
+        assert_eq!(
+            ready(false),
+            (http::StatusCode::SERVICE_UNAVAILABLE, "not_ready")
+        );
     }
 }

@@ -6,7 +6,8 @@
 //!
 //! `TEST_REDIS_URL` and `TEST_DATABASE_URL` (a database to connect to for `CREATE DATABASE`) override the
 //! defaults, `redis://127.0.0.1:6379` and `postgres://postgres@127.0.0.1:5432/postgres`. The Redis Cluster
-//! helpers ([`cluster`]) find their cluster through `TEST_REDIS_CLUSTER_NODES`.
+//! helpers ([`cluster`]) find their cluster through `TEST_REDIS_CLUSTER_NODES`. A service runs in the test's
+//! process as a [`service::Spawned`].
 
 pub mod cluster;
 
@@ -15,6 +16,8 @@ pub mod feeds;
 pub mod redis_server;
 
 pub mod seed;
+
+pub mod service;
 
 pub mod ws;
 

@@ -60,6 +60,27 @@ impl RedisServer {
     }
 }
 
+/// Checks that a service refuses to start on a Redis whose `maxmemory-policy` is `policy` (an `allkeys-*` one,
+/// which could evict the queue), with an error naming the setting. `run` is the service's `run` on the Redis at
+/// the URL it is given and on the listener; `service` names it. Returns that Redis, for the test to go on with.
+pub async fn assert_refused_for_eviction<Fut>(
+    service: &str,
+    policy: &str,
+    run: impl FnOnce(String, tokio::net::TcpListener) -> Fut,
+) -> RedisServer
+where
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let redis = RedisServer::start(&["--maxmemory-policy", policy]).await;
+    let (listener, _) = crate::listener().await.unwrap();
+    let message = crate::start_error(service, run(redis.url(), listener)).await;
+    assert!(
+        message.contains(&format!("maxmemory-policy {policy}")),
+        "{message}"
+    );
+    redis
+}
+
 impl Drop for RedisServer {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -10,9 +10,8 @@ use pipeline::{
     events::{BatchPersisted, ServerEvent},
     queued::QueuedMessage,
 };
-use testkit::TestEnv;
+use testkit::{TestEnv, service::Spawned};
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 /// How long a test waits for an outcome that should take well under a second.
@@ -30,35 +29,17 @@ pub fn config(env: &TestEnv, batcher_id: &str, batch_size: usize, timeout_secs: 
     }
 }
 
-/// A batcher running in this process.
-pub struct Running {
-    pub shutdown: CancellationToken,
-    pub task: JoinHandle<anyhow::Result<()>>,
-    pub addr: std::net::SocketAddr,
-}
-
-impl Running {
-    /// Cancels the token and waits for `run` to return; panics if it failed.
-    pub async fn stop(self) {
-        self.shutdown.cancel();
-        testkit::join_service("batcher", self.task, Duration::from_secs(20))
-            .await
-            .expect("the batcher returns Ok");
-    }
-}
+/// A batcher running in this process (given 20 s to stop).
+pub type Running = Spawned;
 
 /// Applies the schema (so the test can query before the batcher has started), then starts `batcher::run`
 /// on 127.0.0.1:0.
 pub async fn start(env: &TestEnv, config: Config) -> Running {
     env.apply_schema().await;
-    let (listener, addr) = testkit::listener().await.unwrap();
-    let shutdown = CancellationToken::new();
-    let task = tokio::spawn(batcher::run(config, listener, shutdown.clone()));
-    Running {
-        shutdown,
-        task,
-        addr,
-    }
+    Spawned::start("batcher", Duration::from_secs(20), |listener, shutdown| {
+        batcher::run(config, listener, shutdown)
+    })
+    .await
 }
 
 /// The batcher binary as `batcher_id` on the database at `database_url` and the key prefix `prefix` (the
@@ -108,6 +89,31 @@ pub async fn start_new(
     let env = TestEnv::new().await;
     let batcher = start(&env, config(&env, batcher_id, batch_size, timeout_secs)).await;
     (env, batcher)
+}
+
+/// [`start_new`], once it has persisted `n` messages pushed to it.
+pub async fn start_persisted(
+    batcher_id: &str,
+    batch_size: usize,
+    timeout_secs: f64,
+    n: usize,
+) -> (TestEnv, Running) {
+    let (env, batcher) = start_new(batcher_id, batch_size, timeout_secs).await;
+    push(&env, &messages(n)).await;
+    wait_rows(&env, n as i64).await;
+    (env, batcher)
+}
+
+/// [`start_new`], subscribed to the test's events channel before the batcher starts (no event is missed).
+pub async fn start_watched(
+    batcher_id: &str,
+    batch_size: usize,
+    timeout_secs: f64,
+) -> (TestEnv, redis::aio::PubSub, Running) {
+    let env = TestEnv::new().await;
+    let events = subscribe_events(&env).await;
+    let batcher = start(&env, config(&env, batcher_id, batch_size, timeout_secs)).await;
+    (env, events, batcher)
 }
 
 /// A valid message, as the ingestor would queue it (created_at in whole microseconds, like PostgreSQL).

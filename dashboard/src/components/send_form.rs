@@ -4,8 +4,8 @@ use leptos::{ev::SubmitEvent, prelude::*};
 
 use super::{
     field_error::{FieldError, invalid},
+    number_field::{NumberField, NumberKind},
     task::Task,
-    text_field::IdField,
 };
 use crate::{actions, store::Store};
 
@@ -36,19 +36,21 @@ pub fn SendForm() -> impl IntoView {
         <form class="form send" on:submit=submit novalidate>
             <h3>"Send a message"</h3>
             <div class="row">
-                <IdField
+                <NumberField
                     label="User id"
                     testid="send-user-id"
                     field="user_id"
                     value=user_id
                     error
+                    kind=NumberKind::Id
                 />
-                <IdField
+                <NumberField
                     label="Channel id"
                     testid="send-channel-id"
                     field="channel_id"
                     value=channel_id
                     error
+                    kind=NumberKind::Id
                 />
             </div>
             <label class="field">

@@ -46,18 +46,13 @@ const BEFORE: &str = "SELECT channel_id, channel_offset, tracking_id, user_id, c
             description = "Messages before this offset, newest first. Not with `after`."),
         ("limit" = Option<u64>, Query, minimum = 1, maximum = 1000,
             description = "How many messages (default 100)."),
-        ("access_token" = Option<String>, Query,
-            description = "One of API_KEYS, for clients that cannot send an Authorization header."),
+        crate::openapi::AccessToken,
     ),
     responses(
         (status = 200, description = "The page (possibly empty).", body = Vec<ChannelMessage>),
-        (status = 401, description = "API_KEYS is set and no listed key was sent.", body = ErrorBody,
-            headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
         (status = 422, description = "`channel_id`, `after`, `before` or `limit` (named in `field`) is \
                                       invalid, or `after` and `before` were both given.", body = ErrorBody),
-        (status = 500, description = "A bug; details are in the ingestor's log.", body = ErrorBody),
-        (status = 503, description = "PostgreSQL is unavailable; retry.", body = ErrorBody,
-            headers(("Retry-After" = u32, description = "Seconds to wait."))),
+        crate::openapi::ReadFailures,
     )
 )]
 pub async fn history(

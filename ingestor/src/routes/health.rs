@@ -50,14 +50,9 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>)
     let redis_ok = depth.is_some();
     let word = pipeline::probe::word;
     let progress = depth.map(|depth| pipeline::events::BatchProgress::of(depth, state.batch_size));
-    let healthy = redis_ok && postgres_ok;
-    let status = if healthy {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
+    let (status, verdict) = pipeline::probe::health(redis_ok && postgres_ok);
     let body = Health {
-        status: if healthy { "ok" } else { "degraded" },
+        status: verdict,
         redis: word(redis_ok),
         postgres: word(postgres_ok),
         queue_length: depth,

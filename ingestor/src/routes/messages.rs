@@ -36,16 +36,9 @@ use crate::telemetry;
     request_body(content = NewMessage, content_type = "application/json"),
     responses(
         (status = 201, description = "Queued.", body = MessageAccepted),
-        (status = 400, description = "The body is not JSON.", body = ErrorBody),
-        (status = 401, description = "API_KEYS is set and no listed key was sent as a bearer token.",
-            body = ErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
-        (status = 413, description = "The body is over 64 KiB.", body = ErrorBody),
-        (status = 415, description = "The content type is not JSON.", body = ErrorBody),
         (status = 422, description = "A field (named in `field`) or the `Idempotency-Key` is invalid.",
             body = ErrorBody),
-        (status = 429, description = "The queue is over MAX_QUEUE_DEPTH; nothing was queued.",
-            body = ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait."))),
-        (status = 500, description = "A bug; details are in the ingestor's log.", body = ErrorBody),
+        crate::openapi::WriteRefusals,
         (status = 503, description = "Redis is unavailable; retry.", body = ErrorBody,
             headers(("Retry-After" = u32, description = "Seconds to wait."))),
     )
@@ -138,17 +131,12 @@ pub struct ListQuery {
     params(
         ("limit" = Option<u64>, Query, minimum = 1, maximum = 1000,
             description = "How many rows (default 50)."),
-        ("access_token" = Option<String>, Query,
-            description = "One of API_KEYS, for clients that cannot send an Authorization header."),
+        crate::openapi::AccessToken,
     ),
     responses(
         (status = 200, description = "Persisted rows, newest first.", body = Vec<PersistedMessage>),
-        (status = 401, description = "API_KEYS is set and no listed key was sent.", body = ErrorBody,
-            headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
         (status = 422, description = "`limit` is not an integer from 1 to 1000.", body = ErrorBody),
-        (status = 500, description = "A bug; details are in the ingestor's log.", body = ErrorBody),
-        (status = 503, description = "PostgreSQL is unavailable; retry.", body = ErrorBody,
-            headers(("Retry-After" = u32, description = "Seconds to wait."))),
+        crate::openapi::ReadFailures,
     )
 )]
 pub async fn list(

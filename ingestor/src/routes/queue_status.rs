@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use pipeline::api::{BatchSummary, ErrorBody, QUEUED_IDS_SHOWN, QueueStatus};
+use pipeline::api::{BatchSummary, QUEUED_IDS_SHOWN, QueueStatus};
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -17,9 +17,7 @@ use crate::state::AppState;
     summary = "Messages in the pipeline, the oldest waiting ids, and the last batch",
     responses(
         (status = 200, description = "The queue now.", body = QueueStatus),
-        (status = 500, description = "A bug; details are in the ingestor's log.", body = ErrorBody),
-        (status = 503, description = "Redis or PostgreSQL is unavailable; retry.", body = ErrorBody,
-            headers(("Retry-After" = u32, description = "Seconds to wait."))),
+        crate::openapi::StoresFailures,
     )
 )]
 pub async fn queue_status(State(state): State<AppState>) -> Result<Json<QueueStatus>, ApiError> {

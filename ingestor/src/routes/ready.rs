@@ -29,17 +29,11 @@ pub struct Ready {
     )
 )]
 pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Ready>) {
-    if super::health::redis_answers(&state).await {
-        let body = Ready {
-            status: "ready",
-            redis: "ok",
-        };
-        (StatusCode::OK, Json(body))
-    } else {
-        let body = Ready {
-            status: "not_ready",
-            redis: "unavailable",
-        };
-        (StatusCode::SERVICE_UNAVAILABLE, Json(body))
-    }
+    let redis = super::health::redis_answers(&state).await;
+    let (status, verdict) = pipeline::probe::ready(redis);
+    let body = Ready {
+        status: verdict,
+        redis: pipeline::probe::word(redis),
+    };
+    (status, Json(body))
 }

@@ -34,9 +34,7 @@ const MAX_SCAN_STEPS: usize = 100_000;
             headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
         (status = 403, description = "ADMIN_API_KEY is not set on the ingestor, so reset is disabled.",
             body = ErrorBody),
-        (status = 500, description = "A bug; details are in the ingestor's log.", body = ErrorBody),
-        (status = 503, description = "Redis or PostgreSQL is unavailable; retry.", body = ErrorBody,
-            headers(("Retry-After" = u32, description = "Seconds to wait."))),
+        crate::openapi::StoresFailures,
     )
 )]
 pub async fn reset(

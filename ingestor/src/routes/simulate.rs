@@ -33,16 +33,9 @@ pub const CHUNK: u64 = 10_000;
     responses(
         (status = 202, description = "All queued; `status` is `simulation_started`, as the original \
                                       answers.", body = SimulateAccepted),
-        (status = 400, description = "The body is not JSON.", body = ErrorBody),
-        (status = 401, description = "API_KEYS is set and no listed key was sent as a bearer token.",
-            body = ErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
-        (status = 413, description = "The body is over 64 KiB.", body = ErrorBody),
-        (status = 415, description = "The content type is not JSON.", body = ErrorBody),
         (status = 422, description = "`count` is not an integer from 1 to 1,000,000, or exceeds \
                                       MAX_QUEUE_DEPTH.", body = ErrorBody),
-        (status = 429, description = "The queue is over MAX_QUEUE_DEPTH; nothing was queued.",
-            body = ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait."))),
-        (status = 500, description = "A bug; details are in the ingestor's log.", body = ErrorBody),
+        crate::openapi::WriteRefusals,
         (status = 503, description = "Redis is unavailable, or the queue filled up part-way (other \
                                       ingestors' submissions; the message says how many were queued). Chunks \
                                       of 10,000 pushed before stay queued.", body = ErrorBody,

@@ -8,8 +8,7 @@ use std::time::Duration;
 use ingestor::Config;
 use ingestor::auth::{ApiKeys, Secret};
 use pipeline::queued::QueuedMessage;
-use testkit::TestEnv;
-use tokio_util::sync::CancellationToken;
+use testkit::{TestEnv, service::Spawned};
 
 /// A running ingestor.
 #[derive(Debug)]
@@ -17,8 +16,7 @@ pub struct TestApp {
     /// `http://127.0.0.1:<port>`.
     pub base: String,
     pub client: reqwest::Client,
-    token: CancellationToken,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    service: Spawned,
 }
 
 /// The configuration a test starts from: this test's Redis prefix and database, BATCH_SIZE 50, and the
@@ -54,14 +52,14 @@ pub fn with_admin_key(config: &mut Config) {
 pub async fn spawn_app(env: &TestEnv, tweak: impl FnOnce(&mut Config)) -> TestApp {
     let mut config = config(env);
     tweak(&mut config);
-    let (listener, addr) = testkit::listener().await.unwrap();
-    let token = CancellationToken::new();
-    let task = tokio::spawn(ingestor::run(config, listener, token.clone()));
+    let service = Spawned::start("ingestor", Duration::from_secs(10), |listener, shutdown| {
+        ingestor::run(config, listener, shutdown)
+    })
+    .await;
     let app = TestApp {
-        base: format!("http://{addr}"),
+        base: format!("http://{}", service.addr),
         client: reqwest::Client::new(),
-        token,
-        task,
+        service,
     };
     // The schema is applied before serving; any answer (even a 503) means the router is up.
     testkit::eventually(
@@ -135,6 +133,17 @@ impl TestApp {
         request.send().await.expect("the ingestor answers")
     }
 
+    /// POSTs `body` as `application/json` with `Idempotency-Key: key`.
+    pub async fn post_idempotent(
+        &self,
+        path: &str,
+        body: impl Into<reqwest::Body>,
+        key: &str,
+    ) -> reqwest::Response {
+        self.post_json_with(path, body, &[("idempotency-key", key)])
+            .await
+    }
+
     /// `DELETE /reset`, with `key` as the bearer token when given.
     pub async fn reset(&self, key: Option<&str>) -> reqwest::Response {
         let mut request = self.client.delete(self.url("/reset"));
@@ -146,18 +155,17 @@ impl TestApp {
 
     /// Cancels the token and waits for `run` to return; it must return Ok.
     pub async fn stop(self) {
-        self.token.cancel();
-        self.join().await.expect("run returns Ok");
+        self.service.stop().await;
     }
 
     /// Cancels the token without waiting.
     pub fn cancel(&self) {
-        self.token.cancel();
+        self.service.cancel();
     }
 
     /// Waits for `run` to return after [`TestApp::cancel`].
     pub async fn join(self) -> anyhow::Result<()> {
-        testkit::join_service("ingestor", self.task, Duration::from_secs(10)).await
+        self.service.join().await
     }
 }
 

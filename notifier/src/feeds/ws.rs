@@ -107,8 +107,8 @@ async fn serve(socket: WebSocket, state: AppState, _permit: OwnedSemaphorePermit
     outgoing.finish(end).await;
 }
 
-/// Waits for room in the writer's queue: the writer takes each message within `WS_SEND_TIMEOUT` or ends
-/// (and with it the queue), so this wait is bounded.
+/// Waits for room in the writer's queue: each write of the writer (what is queued) is taken within
+/// `WS_SEND_TIMEOUT` or the writer ends (and with it the queue), so this wait is bounded.
 async fn send(
     queue: &mpsc::Sender<Message>,
     message: Message,

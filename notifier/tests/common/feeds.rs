@@ -4,7 +4,7 @@
 use serde_json::Value;
 use testkit::{
     TestEnv,
-    feeds::{FeedSse, FeedWs},
+    feeds::{FeedSse, FeedWs, commit_rows},
 };
 
 use pipeline::access::parse_api_keys;
@@ -29,6 +29,37 @@ pub fn ws_url(notifier: &Notifier, query: &str) -> String {
 /// A `/ws/channels` client without a key.
 pub async fn connect(notifier: &Notifier) -> FeedWs {
     FeedWs::connect(&ws_url(notifier, ""), None).await.unwrap()
+}
+
+/// A test's environment, a notifier on it with `API_KEYS` = `keys`, a connection to its database, and `rows`
+/// messages committed to channel `channel_id`.
+pub async fn start_with_rows(
+    keys: &str,
+    channel_id: i64,
+    rows: i64,
+) -> (TestEnv, Notifier, tokio_postgres::Client) {
+    let env = TestEnv::new().await;
+    let notifier = start(&env, keys).await;
+    let db = env.db().await;
+    commit_rows(&db, channel_id, rows).await;
+    (env, notifier, db)
+}
+
+/// Subscribes `ws` to `channel_id` from the start, and reads (checked) the channel's `head` messages.
+pub async fn read_from_start(ws: &mut FeedWs, channel_id: i64, head: i64) {
+    ws.subscribe(channel_id, Some(0)).await;
+    assert_eq!(ws.expect(WAIT, "subscribed").await["head"], head);
+    assert_eq!(
+        offsets(ws, channel_id, head as usize).await,
+        (1..=head).collect::<Vec<_>>()
+    );
+}
+
+/// A `/ws/channels` client without a key that has read (checked) the `head` messages of `channel_id`.
+pub async fn subscribed_from_start(notifier: &Notifier, channel_id: i64, head: i64) -> FeedWs {
+    let mut ws = connect(notifier).await;
+    read_from_start(&mut ws, channel_id, head).await;
+    ws
 }
 
 /// Reads `n` `message` frames of `channel_id` and returns their offsets, checking each carries its content.

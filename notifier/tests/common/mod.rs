@@ -9,10 +9,8 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use notifier::Config;
 use serde_json::Value;
-use testkit::TestEnv;
-use tokio::task::JoinHandle;
+use testkit::{TestEnv, service::Spawned};
 use tokio_tungstenite::{MaybeTlsStream, tungstenite::protocol::frame::coding::CloseCode};
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 /// `BATCH_SIZE` of the tests: small, so a handful of queued messages shows progress and ready batches.
@@ -51,19 +49,18 @@ pub fn config(env: &TestEnv) -> Config {
 /// A notifier running in this process on `127.0.0.1:0`.
 pub struct Notifier {
     pub addr: SocketAddr,
-    pub shutdown: CancellationToken,
-    task: JoinHandle<anyhow::Result<()>>,
+    service: Spawned,
 }
 
 impl Notifier {
     pub async fn start(config: Config) -> Self {
-        let (listener, addr) = testkit::listener().await.unwrap();
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn(notifier::run(config, listener, shutdown.clone()));
+        let service = Spawned::start("notifier", Duration::from_secs(10), |listener, shutdown| {
+            notifier::run(config, listener, shutdown)
+        })
+        .await;
         Self {
-            addr,
-            shutdown,
-            task,
+            addr: service.addr,
+            service,
         }
     }
 
@@ -103,10 +100,7 @@ impl Notifier {
 
     /// Cancels the token and expects `run` to return Ok within a bound.
     pub async fn stop(self) {
-        self.shutdown.cancel();
-        testkit::join_service("notifier", self.task, Duration::from_secs(10))
-            .await
-            .expect("run returns Ok");
+        self.service.stop().await;
     }
 }
 
@@ -115,6 +109,14 @@ pub async fn start_with_client() -> (TestEnv, Notifier, Ws) {
     let env = TestEnv::new().await;
     let notifier = Notifier::start(config(&env)).await;
     let ws = notifier.connect().await;
+    (env, notifier, ws)
+}
+
+/// [`start_with_client`], once the notifier's relay is subscribed to the test's events channel (a publish is
+/// heard).
+pub async fn start_relaying() -> (TestEnv, Notifier, Ws) {
+    let (env, notifier, ws) = start_with_client().await;
+    wait_subscribed(&env).await;
     (env, notifier, ws)
 }
 
@@ -166,14 +168,19 @@ pub async fn wait_subscribed(env: &TestEnv) {
     .await;
 }
 
-/// A test's environment and a notifier on it that gives a WebSocket client `send_timeout` to accept a message
-/// (`WS_SEND_TIMEOUT`).
-pub async fn start_with_send_timeout(send_timeout: Duration) -> (TestEnv, Notifier) {
+/// A test's environment and a notifier on it with its [`config`] as `tweak` changes it.
+pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> (TestEnv, Notifier) {
     let env = TestEnv::new().await;
     let mut config = config(&env);
-    config.ws_send_timeout = send_timeout;
+    tweak(&mut config);
     let notifier = Notifier::start(config).await;
     (env, notifier)
+}
+
+/// A test's environment and a notifier on it that gives a WebSocket client `send_timeout` to accept a write
+/// (`WS_SEND_TIMEOUT`).
+pub async fn start_with_send_timeout(send_timeout: Duration) -> (TestEnv, Notifier) {
+    start_with(|config| config.ws_send_timeout = send_timeout).await
 }
 
 /// PUBLISHes the [`batch_event`] of each of `batch_ids` (with the ids `ids_of` gives it) on this test's
@@ -233,6 +240,12 @@ pub async fn redis_clients(env: &TestEnv) -> Vec<(String, String, u64)> {
             )
         })
         .collect()
+}
+
+/// Kills the Redis connection whose client id is `id`; how many were killed.
+pub async fn kill_redis_client(env: &TestEnv, id: &str) -> u64 {
+    env.redis_query(redis::cmd("CLIENT").arg("KILL").arg("ID").arg(id))
+        .await
 }
 
 /// The Redis client id of this test's notifier's relay (its named, subscribed connection), once there is
