@@ -79,6 +79,9 @@ pub(crate) struct Subscription {
     replayed: VecDeque<Arc<Delivered>>,
     store: Store,
     transport: &'static str,
+    /// `notifier_feed_deliveries_total` for this transport, looked up once: the recorder hashes the labels on
+    /// every lookup, and this counts every message to every subscriber.
+    deliveries: metrics::Counter,
     failed: bool,
     _counted: Counted,
 }
@@ -108,6 +111,7 @@ impl Subscription {
             replayed: VecDeque::new(),
             store: hub.store().clone(),
             transport,
+            deliveries: metrics::counter!("notifier_feed_deliveries_total", "transport" => transport),
             failed: false,
             _counted: Counted::new(),
         };
@@ -200,8 +204,7 @@ impl Subscription {
 
     fn deliver(&mut self, message: Arc<Delivered>) -> Item {
         self.last = message.offset;
-        metrics::counter!("notifier_feed_deliveries_total", "transport" => self.transport)
-            .increment(1);
+        self.deliveries.increment(1);
         Item::Message(message)
     }
 

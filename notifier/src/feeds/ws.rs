@@ -16,8 +16,11 @@ use axum::{
     http::{HeaderMap, Uri},
     response::Response,
 };
-use futures_util::{Stream, StreamExt};
-use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use futures_util::{FutureExt, Stream, StreamExt};
+use tokio::sync::{
+    OwnedSemaphorePermit,
+    mpsc::{self, error::TrySendError},
+};
 use tokio_stream::StreamMap;
 use tokio_util::sync::CancellationToken;
 
@@ -32,6 +35,9 @@ use crate::{
 };
 
 type Feed = Pin<Box<dyn Stream<Item = Item> + Send>>;
+
+/// Most subscription items taken in one pass of the connection's loop (see [`serve`]).
+const BURST: usize = 256;
 
 /// Upgrades if the request carries a key (when `API_KEYS` is set; else 401), the origin is allowed (else
 /// 403) and a client slot is free (else 503).
@@ -80,31 +86,57 @@ async fn serve(socket: WebSocket, state: AppState, _permit: OwnedSemaphorePermit
                 end = Some(End::idle(settings.idle_timeout));
             }
             Some((channel_id, item)) = subscriptions.next(), if !subscriptions.is_empty() => {
-                replies.push(match item {
-                    Item::Message(message) => Message::Text(message.frame.clone()),
-                    Item::Lagged { last_offset } => text(&Reply::Lagged { channel_id, last_offset }),
-                    Item::Reset => text(&Reply::Reset { channel_id }),
-                    // The subscription's stream ends after this, which removes it.
-                    Item::Failed { last_offset, error } => {
-                        tracing::warn!(%error, channel_id, "a channel subscription ends: PostgreSQL unavailable");
-                        text(&Reply::error(
-                            format!("cannot read channel {channel_id} from PostgreSQL; subscribe again with \"after\":{last_offset}"),
-                            Some(channel_id),
-                        ))
+                replies.push(reply(channel_id, item));
+                // A batch's event fans out many messages at once: take what else is ready now, so the select
+                // above (its timers, the shutdown check) runs once per burst rather than once per message.
+                // A subscription found pending here is polled again by the select before the task sleeps.
+                while replies.len() < BURST {
+                    match subscriptions.next().now_or_never() {
+                        Some(Some((channel_id, item))) => replies.push(reply(channel_id, item)),
+                        _ => break,
                     }
-                });
+                }
             }
             () = keepalive.ping_due() => replies.push(Message::Ping(Default::default())),
         }
         for reply in replies {
-            if end.is_none() {
-                end = send(&outgoing.queue, reply, &state.shutdown).await;
+            if end.is_some() {
+                break;
             }
+            end = match outgoing.queue.try_send(reply) {
+                Ok(()) => None,
+                Err(TrySendError::Full(reply)) => {
+                    send(&outgoing.queue, reply, &state.shutdown).await
+                }
+                Err(TrySendError::Closed(_)) => Some(End::Gone),
+            };
         }
     }
     // Stop holding the channels' broadcasts at once: the writer may still wait below.
     drop(subscriptions);
     outgoing.finish(end).await;
+}
+
+/// What a subscription's item becomes on the wire.
+fn reply(channel_id: i64, item: Item) -> Message {
+    match item {
+        Item::Message(message) => Message::Text(message.frame.clone()),
+        Item::Lagged { last_offset } => text(&Reply::Lagged {
+            channel_id,
+            last_offset,
+        }),
+        Item::Reset => text(&Reply::Reset { channel_id }),
+        // The subscription's stream ends after this, which removes it.
+        Item::Failed { last_offset, error } => {
+            tracing::warn!(%error, channel_id, "a channel subscription ends: PostgreSQL unavailable");
+            text(&Reply::error(
+                format!(
+                    "cannot read channel {channel_id} from PostgreSQL; subscribe again with \"after\":{last_offset}"
+                ),
+                Some(channel_id),
+            ))
+        }
+    }
 }
 
 /// Waits for room in the writer's queue: each write of the writer (what is queued) is taken within
