@@ -8,8 +8,6 @@ use std::time::Duration;
 
 pub use pipeline::backoff::Backoff;
 
-use tokio_util::sync::CancellationToken;
-
 /// First delay after a failure.
 pub const MIN_DELAY: Duration = Duration::from_millis(50);
 /// Largest delay between two attempts.
@@ -18,12 +16,4 @@ pub const MAX_DELAY: Duration = Duration::from_secs(5);
 /// The batcher's retry backoff: 50 ms, 100 ms, 200 ms, … doubling up to 5 s.
 pub fn retry_backoff() -> Backoff {
     Backoff::new(MIN_DELAY, MAX_DELAY)
-}
-
-/// Sleeps `delay`; `false` if `stop` was cancelled first (the retry loops' one way to wait).
-pub async fn pause(delay: Duration, stop: &CancellationToken) -> bool {
-    tokio::select! {
-        () = tokio::time::sleep(delay) => true,
-        () = stop.cancelled() => false,
-    }
 }

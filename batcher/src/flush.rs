@@ -284,7 +284,7 @@ impl Flusher {
 
     /// Sleeps `delay`; `false` if the grace period ended meanwhile.
     async fn pause(&self, delay: Duration) -> bool {
-        crate::backoff::pause(delay, &self.give_up).await
+        pipeline::shutdown::pause(delay, &self.give_up).await
     }
 }
 

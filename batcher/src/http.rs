@@ -1,12 +1,6 @@
 //! `/health` (the detailed view), `/ready` (the readiness probe) and `/metrics`.
 
-use axum::{
-    Json, Router,
-    extract::State,
-    http::{StatusCode, header},
-    response::IntoResponse,
-    routing::get,
-};
+use axum::{Json, Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
 use serde::Serialize;
 
 /// What the handlers need.
@@ -84,8 +78,5 @@ async fn dependencies(state: &HttpState, probe: &'static str) -> (bool, bool) {
 }
 
 async fn metrics() -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        pipeline::telemetry::metrics().render(),
-    )
+    pipeline::telemetry::exposition()
 }

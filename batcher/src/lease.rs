@@ -18,11 +18,10 @@ use std::time::Duration;
 
 use pipeline::{
     connection::RedisConn,
-    keys::{Keys, ShardKeys},
+    keys::{Keys, LUA_CHUNK, ShardKeys},
 };
 
 use crate::link::{QueueError, RedisLink};
-use crate::queue::LUA_CHUNK;
 
 /// How often leases and membership are renewed.
 pub const LEASE_INTERVAL: Duration = Duration::from_secs(1);

@@ -21,7 +21,7 @@ use pipeline::{connection::RedisConn, keys::ShardKeys};
 
 use crate::link::{QueueError, REDIS_OP_TIMEOUT, RedisLink};
 
-pub use pipeline::keys::LUA_CHUNK;
+use pipeline::keys::LUA_CHUNK;
 
 /// KEYS[1] = pending, KEYS[2] = processing, KEYS[3] = lease. ARGV[1] = most elements to move, ARGV[2] = chunk,
 /// ARGV[3] = lease token. Moves up to ARGV[1] of the oldest pending elements in one round trip and returns

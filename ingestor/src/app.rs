@@ -1,7 +1,9 @@
 //! The router: every route with its OpenAPI description, in one list from which both the router and the
 //! document (`GET /openapi.json`) are made, plus the fallbacks and the layers every request passes.
 
-use axum::Router;
+use std::sync::Arc;
+
+use axum::{Extension, Router};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -31,12 +33,14 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(ws_stats::ws_stats))
 }
 
-/// The router with every route, the JSON fallbacks, request metrics and CORS.
+/// The router with every route, the JSON fallbacks, request metrics and CORS, and the OpenAPI document made
+/// from the same list (for the handlers that show it).
 pub fn app(state: AppState) -> Router {
-    let (router, _document) = routes().split_for_parts();
+    let (router, document) = routes().split_for_parts();
     router
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(Extension(Arc::new(openapi::Document::new(&document))))
         .layer(telemetry::TrackRequestsLayer)
         .layer(cors::layer(&state.cors_origins))
         .with_state(state)

@@ -7,7 +7,8 @@
 //! configuration can be logged, and no log line can carry a key.
 //!
 //! Handlers ask for access with an extractor placed before the body ([`WriteAccess`], [`ReadAccess`],
-//! [`AdminAccess`]), so an unauthorised request is refused before its body is read.
+//! [`AdminAccess`]), so an unauthorised request is refused before its body is read. The extractors take the
+//! [`Access`] from any state that holds one (`AsRef<Access>`), so this module needs nothing from `state`.
 
 use std::sync::Arc;
 
@@ -18,7 +19,6 @@ pub use pipeline::access::{ApiKeys, BadKey, MAX_KEY_LEN, Secret, parse_api_keys,
 use pipeline::access::{ReadKeys, bearer_token, matches_any};
 
 use crate::error::ApiError;
-use crate::state::AppState;
 
 /// Who may do what; built once from the configuration. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -108,11 +108,11 @@ fn bearer(headers: &HeaderMap) -> Option<&[u8]> {
 #[derive(Debug, Clone, Copy)]
 pub struct WriteAccess;
 
-impl FromRequestParts<AppState> for WriteAccess {
+impl<S: AsRef<Access> + Sync> FromRequestParts<S> for WriteAccess {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        state.access.check_write(&parts.headers).map(|()| Self)
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        state.as_ref().check_write(&parts.headers).map(|()| Self)
     }
 }
 
@@ -120,12 +120,12 @@ impl FromRequestParts<AppState> for WriteAccess {
 #[derive(Debug, Clone, Copy)]
 pub struct ReadAccess;
 
-impl FromRequestParts<AppState> for ReadAccess {
+impl<S: AsRef<Access> + Sync> FromRequestParts<S> for ReadAccess {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         state
-            .access
+            .as_ref()
             .check_read(&parts.headers, &parts.uri)
             .map(|()| Self)
     }
@@ -135,11 +135,11 @@ impl FromRequestParts<AppState> for ReadAccess {
 #[derive(Debug, Clone, Copy)]
 pub struct AdminAccess;
 
-impl FromRequestParts<AppState> for AdminAccess {
+impl<S: AsRef<Access> + Sync> FromRequestParts<S> for AdminAccess {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        state.access.check_admin(&parts.headers).map(|()| Self)
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        state.as_ref().check_admin(&parts.headers).map(|()| Self)
     }
 }
 

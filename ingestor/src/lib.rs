@@ -4,12 +4,12 @@
 //! # Layout
 //!
 //! - [`Config`] and [`run`] (this file): configuration from the environment, and serving until shutdown.
-//! - [`state`]: [`state::AppState`], what every handler shares.
+//! - [`state`]: [`state::AppState`], what every handler shares; it imports no handler, `auth` or `openapi`.
 //! - [`app`]: the one list of routes ([`app::routes`]), from which the router ([`app::app`]) and the OpenAPI
-//!   document are both made.
+//!   document are both made; the document reaches its handlers as an `Extension`.
 //! - [`routes`]: one module per endpoint (`messages`, `batch`, `simulate`, `queue_status`, `reset`,
 //!   `health`, `ready`, `metrics`, `root` (`GET /`), `ws_stats` (the `/ws/stats` relay to the notifier)),
-//!   plus the Redis/PostgreSQL timeouts, the queue depth read and the admission check they share.
+//!   plus the Redis/PostgreSQL timeouts, the queue depth read and the `Idempotency-Key` calls they share.
 //! - [`schema`]: `init.sql`, applied in the background with retries, so writes never wait for PostgreSQL.
 //! - [`openapi`]: `GET /openapi.json`, generated from the handlers' annotations.
 //! - [`auth`]: `API_KEYS` for the write endpoints and content reads, `ADMIN_API_KEY` for `DELETE /reset`.

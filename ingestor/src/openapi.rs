@@ -2,12 +2,15 @@
 //!
 //! Each handler carries its own `#[utoipa::path]` (parameters, bodies, every status with its headers), and
 //! [`crate::app::routes`] registers the handlers through utoipa-axum, so the router and the document are
-//! built from the same list and cannot drift apart. This module adds what belongs to no handler: the
-//! title, the tags and the two security schemes.
+//! built from the same list and cannot drift apart. This module adds what belongs to no handler (the
+//! title, the tags, the two security schemes, the answers several endpoints share) and serves the document
+//! [`crate::app::app`] hands it ([`Document`]).
 
 use std::collections::BTreeMap;
-use std::sync::LazyLock;
+use std::sync::Arc;
 
+use axum::Extension;
+use axum::body::Bytes;
 use axum::http::header;
 use axum::response::IntoResponse;
 use pipeline::api::ErrorBody;
@@ -134,46 +137,65 @@ pub enum StoresFailures {
     Unavailable(ErrorBody),
 }
 
-/// The whole document: [`ApiDoc`] plus every route of [`crate::app::routes`].
-pub fn document() -> utoipa::openapi::OpenApi {
-    crate::app::routes().into_openapi()
+/// The document as served, made once by [`crate::app::app`] from the route list the router comes from and
+/// handed to the handlers that show it (`GET /openapi.json`, `GET /`) as an `Extension`: so this module
+/// needs nothing from the router.
+#[derive(Debug)]
+pub struct Document {
+    json: Bytes,
+    endpoints: BTreeMap<String, String>,
 }
 
-/// Every operation of the document as `"<METHOD> <path>"` → its summary, for `GET /`; the WebSocket
-/// route is listed as `"WS /ws/stats"`, as the original lists it. Made once.
-pub fn endpoints() -> &'static BTreeMap<String, String> {
-    static ENDPOINTS: LazyLock<BTreeMap<String, String>> = LazyLock::new(|| {
-        let document = document();
-        let mut endpoints = BTreeMap::new();
-        for (path, item) in &document.paths.paths {
-            let operations = [
-                ("GET", &item.get),
-                ("POST", &item.post),
-                ("PUT", &item.put),
-                ("PATCH", &item.patch),
-                ("DELETE", &item.delete),
-            ];
-            for (method, operation) in operations {
-                let Some(operation) = operation else { continue };
-                let method = if path == crate::routes::ws_stats::PATH {
-                    "WS"
-                } else {
-                    method
-                };
-                let summary = operation.summary.clone().unwrap_or_default();
-                endpoints.insert(format!("{method} {path}"), summary);
-            }
+impl Document {
+    /// Serialises `document` (every route of [`crate::app::routes`] plus [`ApiDoc`]). utoipa's response
+    /// headers have no `required`, yet every header the document names is always sent with its status
+    /// (`Retry-After` with 429 and 503, `WWW-Authenticate` with 401), so each is marked required here, for
+    /// clients and for checkers such as schemathesis.
+    pub fn new(document: &utoipa::openapi::OpenApi) -> Self {
+        Self {
+            json: Bytes::from(json(document)),
+            endpoints: endpoints(document),
         }
-        endpoints
-    });
-    &ENDPOINTS
+    }
+
+    /// The document as JSON.
+    pub fn json(&self) -> &[u8] {
+        &self.json
+    }
+
+    /// Every operation as `"<METHOD> <path>"` → its summary, for `GET /`; the WebSocket route is listed as
+    /// `"WS /ws/stats"`, as the original lists it.
+    pub fn endpoints(&self) -> &BTreeMap<String, String> {
+        &self.endpoints
+    }
 }
 
-/// The document as JSON, made once. utoipa's response headers have no `required`, yet every header the
-/// document names is always sent with its status (`Retry-After` with 429 and 503, `WWW-Authenticate`
-/// with 401), so each is marked required here, for clients and for checkers such as schemathesis.
-static DOCUMENT_JSON: LazyLock<String> = LazyLock::new(|| {
-    let mut document = serde_json::to_value(document()).expect("the OpenAPI document serialises");
+fn endpoints(document: &utoipa::openapi::OpenApi) -> BTreeMap<String, String> {
+    let mut endpoints = BTreeMap::new();
+    for (path, item) in &document.paths.paths {
+        let operations = [
+            ("GET", &item.get),
+            ("POST", &item.post),
+            ("PUT", &item.put),
+            ("PATCH", &item.patch),
+            ("DELETE", &item.delete),
+        ];
+        for (method, operation) in operations {
+            let Some(operation) = operation else { continue };
+            let method = if path == crate::routes::ws_stats::PATH {
+                "WS"
+            } else {
+                method
+            };
+            let summary = operation.summary.clone().unwrap_or_default();
+            endpoints.insert(format!("{method} {path}"), summary);
+        }
+    }
+    endpoints
+}
+
+fn json(document: &utoipa::openapi::OpenApi) -> String {
+    let mut document = serde_json::to_value(document).expect("the OpenAPI document serialises");
     let operations = document["paths"]
         .as_object_mut()
         .into_iter()
@@ -196,7 +218,7 @@ static DOCUMENT_JSON: LazyLock<String> = LazyLock::new(|| {
         }
     }
     serde_json::to_string_pretty(&document).expect("JSON serialises")
-});
+}
 
 /// `GET /openapi.json`.
 #[utoipa::path(
@@ -207,10 +229,10 @@ static DOCUMENT_JSON: LazyLock<String> = LazyLock::new(|| {
     responses((status = 200, description = "The OpenAPI 3.1 document.", content_type = "application/json",
         body = Object)),
 )]
-pub async fn openapi_json() -> impl IntoResponse {
+pub async fn openapi_json(Extension(document): Extension<Arc<Document>>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "application/json")],
-        DOCUMENT_JSON.as_str(),
+        document.json.clone(),
     )
 }
 
@@ -220,8 +242,12 @@ mod tests {
     use pipeline::api::{MAX_CONTENT_CHARS, MAX_LIST_LIMIT, MAX_SIMULATE_COUNT};
     use serde_json::Value;
 
+    fn document() -> Document {
+        Document::new(&crate::app::routes().into_openapi())
+    }
+
     fn doc() -> Value {
-        serde_json::from_str(&DOCUMENT_JSON).unwrap()
+        serde_json::from_slice(document().json()).unwrap()
     }
 
     const WRITES: [(&str, &str); 3] = [
@@ -268,7 +294,8 @@ mod tests {
 
     #[test]
     fn the_service_description_lists_every_endpoint_the_original_lists() {
-        let endpoints = endpoints();
+        let document = document();
+        let endpoints = document.endpoints();
         for original in testkit::seed::ENDPOINTS {
             let summary = endpoints
                 .get(original)

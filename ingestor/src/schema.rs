@@ -80,9 +80,8 @@ async fn retry_until_applied(
 ) {
     let mut failures = 1_u32;
     loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(retry_delay(failures)) => {}
+        if !pipeline::shutdown::pause(retry_delay(failures), &shutdown).await {
+            return;
         }
         let attempt = tokio::time::timeout(
             ATTEMPT_TIMEOUT,

@@ -16,7 +16,6 @@ use crate::auth::Access;
 use crate::backpressure::Backpressure;
 use crate::enqueue::WaitReplicas;
 use crate::pusher::Pusher;
-use crate::routes::ws_stats;
 use crate::schema::SchemaStatus;
 
 /// Connections in the PostgreSQL pool (reads, `/reset` and `/health`; writes are the batcher's).
@@ -34,6 +33,12 @@ const WAIT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Everything handlers share: one `Arc`, since axum clones the state for every request.
 #[derive(Clone, Debug)]
 pub struct AppState(Arc<Shared>);
+
+impl AsRef<Access> for AppState {
+    fn as_ref(&self) -> &Access {
+        &self.access
+    }
+}
 
 impl Deref for AppState {
     type Target = Shared;
@@ -58,12 +63,12 @@ pub struct Shared {
     /// Group commit of `POST /messages`, on a connection of its own so a large /simulate does not delay it.
     pub pusher: Pusher,
     pub db: deadpool_postgres::Pool,
-    /// `BATCH_SIZE`, reported as `batch_threshold`.
-    pub batch_size: u64,
+    /// The flush threshold (`BATCH_SIZE`), reported as `batch_threshold` (`batch_config.batch_size` in `GET /`).
+    pub flush_threshold: u64,
     /// `BATCH_TIMEOUT`, reported by `GET /`.
     pub batch_timeout: Duration,
-    /// The notifier's `/ws/stats` (`ws://…`), where `GET /ws/stats` is relayed.
-    pub notifier_stats_url: String,
+    /// `NOTIFIER_URL`: `GET /ws/stats` is relayed to its `/ws/stats`.
+    pub notifier_url: String,
     /// Cancelled at shutdown: relayed WebSockets are closed then.
     pub shutdown: CancellationToken,
     /// The `/ws/stats` relays, which the server does not wait for (they are upgraded connections).
@@ -128,9 +133,9 @@ impl AppState {
             redis,
             pusher,
             db,
-            batch_size: config.batch.batch_size as u64,
+            flush_threshold: config.batch.batch_size as u64,
             batch_timeout: config.batch.batch_timeout,
-            notifier_stats_url: ws_stats::upstream_url(&config.notifier_url),
+            notifier_url: config.notifier_url.clone(),
             shutdown: shutdown.clone(),
             relays: relays.clone(),
             cors_origins: config.cors_origins.clone(),

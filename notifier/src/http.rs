@@ -2,13 +2,7 @@
 
 use std::path::Path;
 
-use axum::{
-    Json, Router,
-    extract::State,
-    http::{StatusCode, header},
-    response::IntoResponse,
-    routing::get,
-};
+use axum::{Json, Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
 use serde::Serialize;
 
 use crate::{dashboard, feeds, state::AppState, ws};
@@ -71,8 +65,5 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
 
 /// Prometheus text format.
 async fn metrics() -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        pipeline::telemetry::metrics().render(),
-    )
+    pipeline::telemetry::exposition()
 }

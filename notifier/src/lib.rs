@@ -21,7 +21,8 @@
 //! - `origin`: `WS_ORIGINS`, which browser pages may open a WebSocket (default: the notifier's own).
 //! - `dashboard`: the built dashboard at `/` (or a small page saying how to build it) and `GET /config.json`.
 //! - `http`: the router, `/health`, `/ready` (their checks are `pipeline::probe`'s) and `/metrics`.
-//! - `state`: `AppState`, what the handlers share; `error`: `ApiError`, the HTTP layer's one error type.
+//! - `state`: `AppState`, what the handlers share (with the read check and the WebSocket settings); `error`:
+//!   `ApiError`, the HTTP layer's one error type. Both are leaves: no module they import imports them back.
 //! - `telemetry`: the metrics, declared at start.
 //!
 //! The dashboard calls the ingestor's API directly: it learns the ingestor's URL from `/config.json`
@@ -177,7 +178,7 @@ pub async fn run(
     pipeline::redis_policy::check_at_start(&target).await?;
     let redis = target.lazy(REDIS_TIMEOUTS)?;
     let keys = config.redis.keys();
-    let batch_size = u64::try_from(config.batch.batch_size).unwrap_or(u64::MAX);
+    let flush_threshold = u64::try_from(config.batch.batch_size).unwrap_or(u64::MAX);
 
     // The tasks stop with the service, and also if the HTTP server fails.
     let stop = shutdown.child_token();
@@ -185,7 +186,7 @@ pub async fn run(
     let (stats_tx, stats_rx) = watch::channel(stats::StatsFrame::new(stats::derive(
         stats::Totals::default(),
         0,
-        batch_size,
+        flush_threshold,
         0.0,
     )));
 
@@ -215,7 +216,7 @@ pub async fn run(
             postgres: postgres.clone(),
             keys,
             queue_shards: config.redis.queue_shards,
-            batch_size,
+            flush_threshold,
         },
         stats_tx,
         stop.clone(),
@@ -231,7 +232,7 @@ pub async fn run(
         redis,
         postgres,
         client_config: Arc::new(dashboard::client_config_of(&config)),
-        ws: Arc::new(ws::WsSettings {
+        ws: Arc::new(state::WsSettings {
             origins: origin::AllowedOrigins::new(&config.ws_origins),
             send_timeout: config.ws_send_timeout,
             idle_timeout: config.ws_idle_timeout,

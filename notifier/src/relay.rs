@@ -147,9 +147,8 @@ pub(crate) async fn run(relay: Relay, shutdown: CancellationToken) {
                 tracing::debug!(%error, "still cannot subscribe to batch events")
             }
         }
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(backoff.next_delay()) => {}
+        if !pipeline::shutdown::pause(backoff.next_delay(), &shutdown).await {
+            return;
         }
     }
 }

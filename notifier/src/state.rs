@@ -1,13 +1,14 @@
 //! What the notifier's handlers share.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use axum::extract::ws::Utf8Bytes;
+use axum::http::{HeaderMap, Uri};
 use pipeline::access::ReadKeys;
 use tokio::sync::{Semaphore, broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::{feeds, stats, ws};
+use crate::{error::ApiError, feeds, origin::AllowedOrigins, stats};
 
 /// What the HTTP handlers share.
 #[derive(Debug, Clone)]
@@ -27,6 +28,25 @@ pub(crate) struct AppState {
     /// Body of `/config.json`.
     pub(crate) client_config: Arc<pipeline::api::ClientConfig>,
     /// Origins and timeouts of WebSocket clients.
-    pub(crate) ws: Arc<ws::WsSettings>,
+    pub(crate) ws: Arc<WsSettings>,
     pub(crate) shutdown: CancellationToken,
+}
+
+impl AppState {
+    /// With `API_KEYS` set, reading content needs one of them (bearer token or `access_token`); else 401.
+    pub(crate) fn check_read(&self, headers: &HeaderMap, uri: &Uri) -> Result<(), ApiError> {
+        if self.read_keys.allows_request(headers, uri) {
+            Ok(())
+        } else {
+            Err(ApiError::Unauthorized)
+        }
+    }
+}
+
+/// `WS_ORIGINS`, `WS_SEND_TIMEOUT` and `WS_IDLE_TIMEOUT`.
+#[derive(Debug, Clone)]
+pub(crate) struct WsSettings {
+    pub(crate) origins: AllowedOrigins,
+    pub(crate) send_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
 }

@@ -34,10 +34,10 @@ pub(crate) struct Totals {
 pub(crate) fn derive(
     totals: Totals,
     queue_depth: u64,
-    batch_size: u64,
+    flush_threshold: u64,
     messages_per_second: f64,
 ) -> Stats {
-    let progress = pipeline::events::BatchProgress::of(queue_depth, batch_size);
+    let progress = pipeline::events::BatchProgress::of(queue_depth, flush_threshold);
     Stats {
         total_messages: totals.messages,
         queue_depth,
@@ -93,7 +93,8 @@ pub(crate) struct Source {
     pub(crate) keys: Keys,
     /// `QUEUE_SHARDS`.
     pub(crate) queue_shards: u32,
-    pub(crate) batch_size: u64,
+    /// `BATCH_SIZE`, the flush threshold.
+    pub(crate) flush_threshold: u64,
 }
 
 /// Why one read failed (logged, counted, and the last good value kept).
@@ -209,7 +210,7 @@ pub(crate) async fn run(
         stats.send_replace(StatsFrame::new(derive(
             totals,
             queue_depth,
-            source.batch_size,
+            source.flush_threshold,
             messages_per_second,
         )));
     }

@@ -27,7 +27,7 @@ use futures_util::{SinkExt, StreamExt, stream::SplitSink};
 use tokio::sync::{OwnedSemaphorePermit, broadcast::error::RecvError, mpsc, oneshot};
 use tokio::time::Instant;
 
-use crate::{error::ApiError, origin::AllowedOrigins, state::AppState};
+use crate::{error::ApiError, state::AppState};
 
 /// Largest frame, and message, a client may send us: pings, Close frames and (on `/ws/channels`) small
 /// subscribe messages.
@@ -38,14 +38,6 @@ const READ_BUFFER: usize = 4 * 1024;
 pub(crate) const CLIENT_QUEUE: usize = 128;
 /// How long a client gets to take our Close frame at shutdown.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// `WS_ORIGINS`, `WS_SEND_TIMEOUT` and `WS_IDLE_TIMEOUT`.
-#[derive(Debug, Clone)]
-pub(crate) struct WsSettings {
-    pub(crate) origins: AllowedOrigins,
-    pub(crate) send_timeout: Duration,
-    pub(crate) idle_timeout: Duration,
-}
 
 /// Upgrades to a WebSocket if the origin is allowed (else 403) and a client slot is free (else 503).
 pub(crate) async fn upgrade(

@@ -5,6 +5,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::events::BatchProgress;
+
 /// Largest `content`, in characters (Unicode scalar values, not bytes).
 pub const MAX_CONTENT_CHARS: usize = 2000;
 /// Largest `count` accepted by `POST /simulate`.
@@ -75,31 +77,30 @@ pub struct SimulateAccepted {
 }
 
 impl SimulateAccepted {
-    /// The answer for `tracking_ids` pushed, with `current_queue` in the pipeline right after and a
-    /// `BATCH_SIZE` of `batch_threshold` (at least 1).
-    pub fn new(tracking_ids: Vec<Uuid>, current_queue: u64, batch_threshold: u64) -> Self {
+    /// The answer for `tracking_ids` pushed, with a queue depth of `queue_depth` right after and a flush
+    /// threshold (`BATCH_SIZE`) of `threshold` (0 counts as 1).
+    pub fn new(tracking_ids: Vec<Uuid>, queue_depth: u64, threshold: u64) -> Self {
         let count = tracking_ids.len() as u64;
         Self {
             tracking_ids,
-            ..Self::without_ids(count, current_queue, batch_threshold)
+            ..Self::without_ids(count, queue_depth, threshold)
         }
     }
 
     /// The answer for `count` messages pushed, with `tracking_ids` left empty: for a server that writes the
     /// ids itself, a piece at a time, rather than hold them all in this value and in its JSON at once.
-    pub fn without_ids(count: u64, current_queue: u64, batch_threshold: u64) -> Self {
-        let batch_threshold = batch_threshold.max(1);
-        let batches = current_queue / batch_threshold;
-        let remaining = current_queue % batch_threshold;
+    pub fn without_ids(count: u64, queue_depth: u64, threshold: u64) -> Self {
+        let progress = BatchProgress::of(queue_depth, threshold);
+        let (batches, remaining) = (progress.ready, progress.progress);
         Self {
             status: "simulation_started".into(),
             messages_count: count,
             tracking_ids: Vec::new(),
-            current_queue,
-            expected_total: current_queue,
+            current_queue: queue_depth,
+            expected_total: queue_depth,
             expected_complete_batches: batches,
             expected_remaining_queued: remaining,
-            batch_threshold,
+            batch_threshold: progress.threshold,
             message: format!(
                 "Injecting {count} messages. {batches} batch(es) will flush, {remaining} will remain queued."
             ),

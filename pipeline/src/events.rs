@@ -102,8 +102,9 @@ pub fn merge_ranges(ranges: &mut Vec<ChannelRange>, more: &[ChannelRange]) {
 }
 
 /// Where the queue stands against the flush threshold (`BATCH_SIZE`): the one formula behind `/health`,
-/// `/queue/status` and `stats_update` (which report it under the original's names: `batch_progress`,
-/// `batches_ready` or `batches_pending`).
+/// `/queue/status`, `/simulate` and `stats_update` (which report it under the original's names:
+/// `batch_progress`, `batches_ready`, `batches_pending` or `expected_complete_batches` and
+/// `expected_remaining_queued`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchProgress {
     /// The flush threshold, at least 1.

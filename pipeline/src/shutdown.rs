@@ -1,5 +1,7 @@
 //! Shutdown: SIGTERM or Ctrl-C cancels one token that every task of a service watches.
 
+use std::time::Duration;
+
 use tokio_util::sync::CancellationToken;
 
 /// A token cancelled on the first SIGTERM or Ctrl-C.
@@ -12,6 +14,14 @@ pub fn on_signal() -> CancellationToken {
         cancel.cancel();
     });
     token
+}
+
+/// Sleeps `delay`; `false` if `stop` was cancelled first: every retry loop's one way to wait.
+pub async fn pause(delay: Duration, stop: &CancellationToken) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(delay) => true,
+        () = stop.cancelled() => false,
+    }
 }
 
 async fn signal() {

@@ -31,6 +31,14 @@ const SIZE_BUCKETS: &[f64] = &[
     1.0, 10.0, 50.0, 100.0, 500.0, 1000.0, 5000.0, 10000.0, 50000.0, 100000.0,
 ];
 
+/// Every service's `GET /metrics` answer: the process's metrics in the Prometheus text exposition format.
+pub fn exposition() -> ([(http::HeaderName, &'static str); 1], String) {
+    (
+        [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        metrics().render(),
+    )
+}
+
 /// The process-wide Prometheus recorder, installed on first use.
 ///
 /// Once per process rather than once per service, because tests run several services in one process; each

@@ -21,6 +21,7 @@ pub mod step;
 use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
 use pipeline::connection::RedisTarget;
+use pipeline::shutdown::pause;
 use tokio::{sync::Notify, task::JoinError, time::Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -29,7 +30,7 @@ use self::{
     step::{Course, Situation, Step},
 };
 use crate::{
-    backoff::{pause, retry_backoff},
+    backoff::retry_backoff,
     flush::{FlushJob, FlushOutcome, Flusher},
     link::{QueueError, RedisLink},
     policy::{Batch, FlushPolicy, FlushReason},

@@ -4,7 +4,7 @@ use leptos::prelude::*;
 use pipeline::events::Stats;
 
 use super::stat_card::StatCard;
-use crate::model::format::{decimal, duration_ms, fixed, percent_value, thousands};
+use crate::model::format::{decimal, duration_ms, fixed, thousands};
 use crate::store::Store;
 
 /// Shown before the first `stats_update`.
@@ -32,9 +32,8 @@ pub fn StatCards() -> impl IntoView {
     });
     let progress_width = move || {
         store.stats.with(|stats| {
-            let percent = stats
-                .as_ref()
-                .map_or(0.0, |s| percent_value(s.batch_progress, s.batch_threshold));
+            // The server's figure (`pipeline::events::BatchProgress`), not a second formula here.
+            let percent = stats.as_ref().map_or(0.0, |s| s.batch_progress_percent);
             format!("{}%", fixed(percent, 1))
         })
     };

@@ -49,14 +49,15 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>)
     );
     let redis_ok = depth.is_some();
     let word = pipeline::probe::word;
-    let progress = depth.map(|depth| pipeline::events::BatchProgress::of(depth, state.batch_size));
+    let progress =
+        depth.map(|depth| pipeline::events::BatchProgress::of(depth, state.flush_threshold));
     let (status, verdict) = pipeline::probe::health(redis_ok && postgres_ok);
     let body = Health {
         status: verdict,
         redis: word(redis_ok),
         postgres: word(postgres_ok),
         queue_length: depth,
-        batch_threshold: state.batch_size.max(1),
+        batch_threshold: state.flush_threshold.max(1),
         batch_progress: progress.map(|progress| progress.progress),
         batches_pending: progress.map(|progress| progress.ready),
     };

@@ -1,6 +1,5 @@
 //! `GET /metrics`: the process's Prometheus metrics, in the text exposition format.
 
-use axum::http::header;
 use axum::response::IntoResponse;
 
 /// Renders every metric recorded in this process.
@@ -15,8 +14,5 @@ use axum::response::IntoResponse;
     )
 )]
 pub async fn metrics() -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        pipeline::telemetry::metrics().render(),
-    )
+    pipeline::telemetry::exposition()
 }

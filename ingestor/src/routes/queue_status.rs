@@ -23,7 +23,7 @@ use crate::state::AppState;
 pub async fn queue_status(State(state): State<AppState>) -> Result<Json<QueueStatus>, ApiError> {
     let (queue, last_batch) = tokio::try_join!(queue(&state), last_batch(&state))?;
     let (depth, oldest) = queue;
-    let progress = pipeline::events::BatchProgress::of(depth, state.batch_size);
+    let progress = pipeline::events::BatchProgress::of(depth, state.flush_threshold);
     Ok(Json(QueueStatus {
         queue_length: depth,
         batch_threshold: progress.threshold,

@@ -2,12 +2,14 @@
 //! `batch_config`, `endpoints`), plus our `version` and where the full API document is.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Json;
 use axum::extract::State;
+use axum::{Extension, Json};
 use serde::Serialize;
 
+use crate::openapi::Document;
 use crate::state::AppState;
 
 /// The original's service name, kept so that clients which show or check it see what they expect.
@@ -45,15 +47,18 @@ pub struct BatchSettings {
     summary = "What this service is: name, batch settings and endpoints",
     responses((status = 200, description = "Always, while the ingestor runs.", body = ServiceDescription)),
 )]
-pub async fn describe(State(state): State<AppState>) -> Json<ServiceDescription> {
+pub async fn describe(
+    State(state): State<AppState>,
+    Extension(document): Extension<Arc<Document>>,
+) -> Json<ServiceDescription> {
     Json(ServiceDescription {
         service: SERVICE,
         status: "running",
         batch_config: BatchSettings {
-            batch_size: state.batch_size,
+            batch_size: state.flush_threshold,
             timeout_seconds: seconds(state.batch_timeout),
         },
-        endpoints: crate::openapi::endpoints().clone(),
+        endpoints: document.endpoints().clone(),
         version: env!("CARGO_PKG_VERSION"),
         openapi: "/openapi.json",
     })

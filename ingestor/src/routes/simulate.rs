@@ -94,7 +94,7 @@ pub async fn simulate(
     }
     // Everything is queued now, so the answer is a 202 whatever happens next: a 503 here would invite a
     // retry that queues it all again. Without a fresh reading, the admission estimate stands in.
-    let current_queue = match queue_depth(&state).await {
+    let depth = match queue_depth(&state).await {
         Ok(depth) => depth,
         Err(error) => {
             tracing::warn!(%error, "cannot read the queue depth after /simulate; answering with the estimate");
@@ -103,7 +103,7 @@ pub async fn simulate(
     };
     Ok(SimulateAnswer::new(
         tracking_ids,
-        current_queue,
-        state.batch_size,
+        depth,
+        state.flush_threshold,
     ))
 }

@@ -36,12 +36,9 @@ pub struct SimulateAnswer {
 }
 
 impl SimulateAnswer {
-    pub fn new(tracking_ids: Vec<Uuid>, current_queue: u64, batch_threshold: u64) -> Self {
-        let summary = SimulateAccepted::without_ids(
-            tracking_ids.len() as u64,
-            current_queue,
-            batch_threshold,
-        );
+    pub fn new(tracking_ids: Vec<Uuid>, queue_depth: u64, threshold: u64) -> Self {
+        let summary =
+            SimulateAccepted::without_ids(tracking_ids.len() as u64, queue_depth, threshold);
         // Serialising plain strings and integers cannot fail.
         let json = serde_json::to_string(&summary).expect("the answer serialises");
         // The field names and the status precede the ids, and no string before them can contain this text.

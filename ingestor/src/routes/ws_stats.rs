@@ -66,7 +66,10 @@ pub async fn ws_stats(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let upgrade = upgrade.map_err(|rejection| ApiError::NotAWebSocket(rejection.body_text()))?;
-    let request = upstream_request(&state.notifier_stats_url, headers.get(header::ORIGIN))?;
+    let request = upstream_request(
+        &upstream_url(&state.notifier_url),
+        headers.get(header::ORIGIN),
+    )?;
     let upstream = connect(request).await?;
     let shutdown = state.shutdown.clone();
     // Held for the relay's life, so shutdown can wait for its Close frames.

@@ -17,16 +17,3 @@ pub(crate) mod sse;
 pub(crate) mod store;
 pub(crate) mod subscription;
 pub(crate) mod ws;
-
-use axum::http::{HeaderMap, Uri};
-
-use crate::{error::ApiError, state::AppState};
-
-/// With `API_KEYS` set, reading content needs one of them (bearer token or `access_token`); else 401.
-fn check_read(state: &AppState, headers: &HeaderMap, uri: &Uri) -> Result<(), ApiError> {
-    if state.read_keys.allows_request(headers, uri) {
-        Ok(())
-    } else {
-        Err(ApiError::Unauthorized)
-    }
-}

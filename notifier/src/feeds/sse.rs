@@ -44,7 +44,7 @@ pub(crate) async fn stream(
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Response, ApiError> {
-    super::check_read(&state, &headers, &uri)?;
+    state.check_read(&headers, &uri)?;
     let channel_id = channel_id
         .parse::<i64>()
         .ok()

@@ -13,6 +13,7 @@
 use std::{collections::VecDeque, sync::Arc, time::Duration};
 
 use futures_util::Stream;
+use pipeline::backoff::Backoff;
 use tokio::sync::{
     broadcast::{self, error::RecvError},
     watch,
@@ -29,7 +30,8 @@ use super::{
 const PAGE: i64 = 500;
 /// Replay reads tried before the subscription gives up (the client resumes later): about 3 s of backoff.
 const READ_TRIES: u32 = 5;
-const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+/// The waits between those reads: 200, 400, 800 and 1,600 ms.
+const READ_BACKOFF: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_millis(1600));
 
 /// What a subscription yields.
 #[derive(Debug, Clone)]
@@ -210,7 +212,7 @@ impl Subscription {
 
     /// The next page after `last`, retrying a few times with backoff.
     async fn read_page(&self) -> Result<Vec<Arc<Delivered>>, ReadError> {
-        let mut backoff = FIRST_BACKOFF;
+        let mut backoff = READ_BACKOFF;
         let mut tries = 0;
         loop {
             match self.store.page(self.channel_id, self.last, PAGE).await {
@@ -224,8 +226,7 @@ impl Subscription {
                 Err(error) => {
                     tracing::debug!(%error, channel_id = self.channel_id, "replay read failed; retrying");
                     tries += 1;
-                    tokio::time::sleep(backoff).await;
-                    backoff *= 2;
+                    tokio::time::sleep(backoff.next_delay()).await;
                 }
             }
         }

@@ -47,7 +47,7 @@ pub(crate) async fn upgrade(
     uri: Uri,
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
-    super::check_read(&state, &headers, &uri)?;
+    state.check_read(&headers, &uri)?;
     let permit = crate::ws::admit(&state, &headers)?;
     Ok(crate::ws::configure(ws).on_upgrade(move |socket| serve(socket, state, permit)))
 }
