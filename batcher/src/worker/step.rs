@@ -16,6 +16,10 @@ pub const IDLE_BLOCK: Duration = Duration::from_secs(1);
 /// POSTs half as fast as on one Redis.
 pub const GATHER: Duration = Duration::from_millis(5);
 
+/// Longest gathering between two takes (half of `BATCH_TIMEOUT` if that is shorter): how late the volume
+/// trigger may notice a burst that follows an idle spell, whatever `BATCH_TIMEOUT` is (30 s by default).
+pub const LONGEST_GATHER: Duration = Duration::from_millis(25);
+
 /// After a take of `took` elements at `now`, `since_previous` after the take before it, that left `room` in a
 /// batch due at `deadline`: until when to let elements gather in pending before the next take, or `None` to
 /// take no more without waiting first (the take found nothing, filled the batch, or was the one at the
@@ -23,10 +27,11 @@ pub const GATHER: Duration = Duration::from_millis(5);
 ///
 /// Every take is a script on the shard's Redis, so a batch should be filled in few of them: the gathering
 /// lasts until, at the rate the last take saw, half the room would be filled, but at least [`GATHER`] and at
-/// most half of `BATCH_TIMEOUT`. With a time-triggered batch that is about three takes: the first element's,
-/// one mid-way and one at the deadline (see [`next`]); a rate that would fill the batch sooner is taken more
-/// often, so the volume trigger is late by at most a quarter of what the rest of the batch took to arrive, and
-/// after an idle spell (no rate yet) by at most half of `BATCH_TIMEOUT`.
+/// most [`LONGEST_GATHER`] or half of `BATCH_TIMEOUT`, whichever is shorter. With `BATCH_TIMEOUT` = 50 ms a
+/// time-triggered batch is then filled in about three takes: the first element's, one mid-way and one at the
+/// deadline (see [`next`]). A rate that would fill the batch sooner is taken more often, so the volume trigger
+/// is late by at most a quarter of what the rest of the batch took to arrive, and after an idle spell (when
+/// the rate looks tiny) by at most [`LONGEST_GATHER`].
 pub fn gather_until(
     now: Instant,
     took: usize,
@@ -39,7 +44,7 @@ pub fn gather_until(
         return None;
     }
     let shortest = GATHER.min(timeout / 10);
-    let longest = (timeout / 2).max(shortest);
+    let longest = (timeout / 2).min(LONGEST_GATHER).max(shortest);
     let half_room = since_previous.map_or(shortest, |since| {
         // room / rate / 2, with rate = took / since.
         since.mul_f64(room as f64 / (2.0 * took as f64))
@@ -309,8 +314,18 @@ mod tests {
         // Never shorter than GATHER (a tenth of BATCH_TIMEOUT when that is shorter) ...
         assert_eq!(until(1000, Some(1), 10), Some(GATHER));
         assert_eq!(until(1, None, 400), Some(GATHER));
-        // ... and never longer than half of BATCH_TIMEOUT (after an idle spell the rate looks tiny).
-        assert_eq!(until(1, Some(60_000), 400), Some(ms(50)));
+        // ... and never longer than LONGEST_GATHER or half of BATCH_TIMEOUT (after an idle spell the rate looks
+        // tiny), whatever BATCH_TIMEOUT is.
+        assert_eq!(until(1, Some(60_000), 400), Some(LONGEST_GATHER));
+        let long = Duration::from_secs(30);
+        assert_eq!(
+            gather_until(now, 1, Some(ms(60_000)), 49, deadline, long).map(|until| until - now),
+            Some(LONGEST_GATHER)
+        );
+        assert_eq!(
+            gather_until(now, 1, Some(ms(60_000)), 400, deadline, ms(40)).map(|until| until - now),
+            Some(ms(20))
+        );
         let short = Duration::from_millis(20);
         assert_eq!(
             gather_until(now, 1, None, 400, deadline, short).map(|until| until - now),
