@@ -119,11 +119,31 @@ impl Backpressure {
     /// How many messages `shard` may hold after a push: the limit minus the other shards' depth as last read.
     /// The push script compares it with the shard's exact depth (see the module docs).
     pub fn room(&self, shard: u32) -> u64 {
-        let shards = self
-            .counters
+        self.room_in(&self.shards(), shard)
+    }
+
+    /// What a push onto `shard` must check: the shard's [`room`](Self::room), or `None` (a plain `LPUSH`)
+    /// while the queue is far below the limit and has several shards: at most half of the limit, by this
+    /// ingestor's estimate, which includes every shard as last read (see the module docs).
+    pub fn check(&self, shard: u32) -> Option<u64> {
+        let shards = self.shards();
+        if shards.len() > 1 && self.depth() <= self.limit / 2 {
+            None
+        } else {
+            Some(self.room_in(&shards, shard))
+        }
+    }
+
+    /// The last reading of each shard's depth.
+    fn shards(&self) -> std::sync::MutexGuard<'_, Vec<u64>> {
+        self.counters
             .shards
             .lock()
-            .unwrap_or_else(|e| e.into_inner());
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The limit minus every shard's last reading but `shard`'s.
+    fn room_in(&self, shards: &[u64], shard: u32) -> u64 {
         let others: u64 = shards
             .iter()
             .enumerate()
@@ -131,23 +151,6 @@ impl Backpressure {
             .map(|(_, depth)| depth)
             .sum();
         self.limit.saturating_sub(others)
-    }
-
-    /// What a push onto `shard` must check: the shard's [`room`](Self::room), or `None` (a plain `LPUSH`)
-    /// while the queue is far below the limit and has several shards: at most half of the limit, by this
-    /// ingestor's estimate, which includes every shard as last read (see the module docs).
-    pub fn check(&self, shard: u32) -> Option<u64> {
-        let shards = self
-            .counters
-            .shards
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .len();
-        if shards > 1 && self.depth() <= self.limit / 2 {
-            None
-        } else {
-            Some(self.room(shard))
-        }
     }
 
     /// The estimated queue depth (see the module docs).

@@ -400,6 +400,14 @@ mod tests {
         feed.apply(ServerFrame::Message(message(feed.channel_id, offset)))
     }
 
+    /// The notifier's answer to the feed's subscription: the channel's head is `head`.
+    fn subscribed(feed: &mut ChannelFeed, head: i64) -> Outcome {
+        feed.apply(ServerFrame::Subscribed {
+            channel_id: feed.channel_id,
+            head,
+        })
+    }
+
     #[test]
     fn opening_shows_the_newest_page_and_resumes_after_its_last_offset() {
         let mut feed = ChannelFeed::open(7, &page(7, 41..=45));
@@ -449,10 +457,7 @@ mod tests {
     fn a_hole_asks_once_for_a_resubscription_after_the_last_offset_and_the_replay_fills_it() {
         let mut feed = ChannelFeed::open(7, &page(7, 1..=2));
         feed.subscribe();
-        feed.apply(ServerFrame::Subscribed {
-            channel_id: 7,
-            head: 2,
-        });
+        subscribed(&mut feed, 2);
         assert_eq!(live(&mut feed, 3), Outcome::Nothing);
         assert_eq!(live(&mut feed, 5), Outcome::Resubscribe);
         assert_eq!(
@@ -465,10 +470,7 @@ mod tests {
         // Until the new subscription answers, further holes are its to fill.
         assert_eq!(live(&mut feed, 6), Outcome::Nothing);
         assert_eq!(feed.head(), 6);
-        feed.apply(ServerFrame::Subscribed {
-            channel_id: 7,
-            head: 6,
-        });
+        subscribed(&mut feed, 6);
         for offset in 4..=6 {
             assert_eq!(live(&mut feed, offset), Outcome::Nothing);
         }
@@ -493,10 +495,7 @@ mod tests {
                 after: Some(4)
             }
         );
-        feed.apply(ServerFrame::Subscribed {
-            channel_id: 7,
-            head: 8,
-        });
+        subscribed(&mut feed, 8);
         for offset in [3, 4, 5, 6, 7, 8, 8] {
             assert_eq!(live(&mut feed, offset), Outcome::Nothing);
         }
@@ -507,10 +506,7 @@ mod tests {
     fn a_reset_frame_clears_the_view_and_the_channel_continues_from_offset_1() {
         let mut feed = ChannelFeed::open(7, &page(7, 1..=5));
         feed.subscribe();
-        feed.apply(ServerFrame::Subscribed {
-            channel_id: 7,
-            head: 5,
-        });
+        subscribed(&mut feed, 5);
         let reset = ServerFrame::parse(r#"{"type":"reset","channel_id":7}"#).unwrap();
         assert_eq!(reset, ServerFrame::Reset { channel_id: 7 });
         // Another channel's reset changes nothing here.
@@ -565,10 +561,7 @@ mod tests {
         assert_eq!(live(&mut feed, 2), Outcome::Resubscribe);
         // A subscription clears the error.
         feed.subscribe();
-        feed.apply(ServerFrame::Subscribed {
-            channel_id: 7,
-            head: 2,
-        });
+        subscribed(&mut feed, 2);
         assert_eq!(feed.error(), None);
     }
 
