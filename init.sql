@@ -72,6 +72,16 @@ CREATE TABLE IF NOT EXISTS pipeline_totals (
     dead_letters bigint  NOT NULL DEFAULT 0
 );
 INSERT INTO pipeline_totals (singleton) VALUES (true) ON CONFLICT DO NOTHING;
+-- Each queue shard's running totals, added to in each of its batches' transactions; the totals are these rows
+-- summed plus `pipeline_totals`' own counts (`pipeline::schema::TOTALS`), which batchers of earlier versions
+-- still add to during a rolling upgrade. Not one row for every batch: a row's lock lasts until COMMIT, so every
+-- shard's commit would wait for the one before it, and concurrent commits could not share a WAL flush.
+CREATE TABLE IF NOT EXISTS shard_totals (
+    shard        integer PRIMARY KEY,
+    messages     bigint  NOT NULL DEFAULT 0,
+    batches      bigint  NOT NULL DEFAULT 0,
+    dead_letters bigint  NOT NULL DEFAULT 0
+);
 -- How many times `DELETE /reset` has emptied the tables: channel offsets start again at 1 after each, and a
 -- notifier that sees this change tells its channel subscribers to start over. Only when missing, for the
 -- reason given for `channel_offset` (the batches' UPDATE holds the row's lock).

@@ -107,6 +107,7 @@ impl Flusher {
         let batcher_id = self.queue.id.clone();
         let batch = BatchToCommit {
             batcher_id: &batcher_id,
+            shard: i32::try_from(self.queue.shard.index()).expect("shard indexes are small"),
             reason: job.reason,
             size,
             rows: &rows,

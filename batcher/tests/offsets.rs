@@ -1,6 +1,7 @@
 //! Channel offsets, through `Store::commit` on a real PostgreSQL: 1, 2, 3, … per channel in commit order,
 //! never a second offset for a row, never a hole (replays, late commits, refused rows, dead letters), and
-//! concurrent batches sharing channels do not deadlock.
+//! concurrent batches sharing channels do not deadlock. And the running totals each batch adds to its shard's
+//! row.
 
 mod common;
 
@@ -35,9 +36,20 @@ fn rows(n: usize, channels: i64, tag: &str) -> Vec<Row<'static>> {
 }
 
 async fn commit(store: &mut Store, rows: &[Row<'_>], rejected: &[(&[u8], String)]) -> Committed {
+    commit_from(store, 0, rows, rejected).await
+}
+
+/// Commits a batch taken from queue shard `shard`.
+async fn commit_from(
+    store: &mut Store,
+    shard: i32,
+    rows: &[Row<'_>],
+    rejected: &[(&[u8], String)],
+) -> Committed {
     let raws: Vec<&[u8]> = rows.iter().map(|_| b"raw".as_slice()).collect();
     let batch = BatchToCommit {
         batcher_id: "test",
+        shard,
         reason: FlushReason::Size,
         size: rows.len() + rejected.len(),
         rows,
@@ -220,6 +232,34 @@ async fn dead_letters_and_refused_rows_take_no_offset() {
     commit(&mut store, &rows(4, 2, "after"), &[]).await;
     let by_channel = assert_contiguous(&env).await;
     assert_eq!(by_channel[&1].last().unwrap(), &("after 2".to_owned(), 17));
+}
+
+#[tokio::test]
+async fn each_batch_adds_to_its_shards_totals_and_a_replay_adds_no_messages() {
+    let env = TestEnv::new().await;
+    common::forbid_content(&env).await;
+    let mut store = Store::new(&env.database_url);
+    commit_from(&mut store, 0, &rows(10, 2, "a"), &[]).await;
+    let replayed = rows(5, 2, "b");
+    commit_from(&mut store, 3, &replayed, &[]).await;
+    let mut batch = rows(4, 2, "c");
+    batch.push(row(1, "forbidden"));
+    let rejected: Vec<(&[u8], String)> = vec![(b"not json".as_slice(), "not JSON".into())];
+    commit_from(&mut store, 3, &batch, &rejected).await;
+    // The replay is one more batch of shard 3, with no new message.
+    commit_from(&mut store, 3, &replayed, &[]).await;
+
+    let shards = env
+        .rows(
+            "SELECT shard, messages, batches, dead_letters FROM shard_totals ORDER BY shard",
+            |row| {
+                let count = |i| row.get::<_, i64>(i);
+                (row.get::<_, i32>(0), count(1), count(2), count(3))
+            },
+        )
+        .await;
+    assert_eq!(shards, [(0, 10, 1, 0), (3, 9, 3, 2)]);
+    assert_eq!(env.totals().await, (19, 4, 2), "the shards' rows summed");
 }
 
 #[tokio::test]

@@ -59,6 +59,9 @@ struct Frame<'a> {
     head: Option<i64>,
     #[serde(default)]
     created_at: Option<DateTime<Utc>>,
+    /// When the batch's transaction began (`messages.inserted_at` is `now()`).
+    #[serde(default)]
+    inserted_at: Option<DateTime<Utc>>,
     /// An error's text: owned only if it has escapes (`missing field \"type\"`).
     #[serde(default, borrow)]
     message: Option<Cow<'a, str>>,
@@ -82,6 +85,10 @@ pub struct Tally {
     pub first_error: Option<String>,
     /// creation (`created_at`) → frame read, µs on this machine's clock.
     pub latencies: Samples,
+    /// creation → the batch's transaction began (`inserted_at`): the part spent queued and batching.
+    pub to_insert: Samples,
+    /// the batch's transaction began → frame read: the commit, the event and the fan-out.
+    pub from_insert: Samples,
     /// When the last message arrived.
     pub last_received: Option<Instant>,
     /// The socket ended before the scenario stopped it.
@@ -112,9 +119,17 @@ impl Tally {
                 self.last = self.last.max(offset);
                 self.delivered += 1;
                 self.last_received = Some(received);
+                let micros = |from: DateTime<Utc>, to: DateTime<Utc>| {
+                    (to - from).num_microseconds().unwrap_or(i64::MAX)
+                };
                 if let Some(created_at) = frame.created_at {
-                    let micros = (now - created_at).num_microseconds().unwrap_or(i64::MAX);
-                    self.latencies.record_signed_micros(micros);
+                    self.latencies.record_signed_micros(micros(created_at, now));
+                    if let Some(inserted_at) = frame.inserted_at {
+                        self.to_insert
+                            .record_signed_micros(micros(created_at, inserted_at));
+                        self.from_insert
+                            .record_signed_micros(micros(inserted_at, now));
+                    }
                 }
                 true
             }
@@ -148,6 +163,8 @@ pub struct Delivery {
     pub first_error: Option<String>,
     pub closed: usize,
     pub latencies: Samples,
+    pub to_insert: Samples,
+    pub from_insert: Samples,
     pub last_received: Option<Instant>,
 }
 
@@ -165,6 +182,8 @@ pub fn merge(tallies: Vec<(i64, Tally)>, heads: &HashMap<i64, i64>) -> Delivery 
         }
         total.closed += usize::from(tally.closed);
         total.latencies.merge(tally.latencies);
+        total.to_insert.merge(tally.to_insert);
+        total.from_insert.merge(tally.from_insert);
         total.last_received = total.last_received.max(tally.last_received);
     }
     total
@@ -495,6 +514,19 @@ impl Bench {
                 report::duration(http.p99)
             ));
         }
+        let stages = (
+            delivery.to_insert.clone().summary(),
+            delivery.from_insert.clone().summary(),
+        );
+        if let (Some(to), Some(from)) = stages {
+            notes.push(format!(
+                "creation → transaction start p50 {} p99 {}; transaction start → delivered p50 {} p99 {}",
+                report::duration(to.p50),
+                report::duration(to.p99),
+                report::duration(from.p50),
+                report::duration(from.p99)
+            ));
+        }
         notes.extend(saturation(&measured, target));
         if delivery.out_of_order > 0 {
             notes.push(format!("{} out of order", delivery.out_of_order));
@@ -513,8 +545,9 @@ impl Bench {
             ));
         }
         let name = format!(
-            "(5) fan-out {} msg/s → {subscribers} subscribers / {channels} channels: creation→delivered",
-            rate(target)
+            "(5) fan-out {} msg/s → {subscribers} subscribers / {channels} channels: creation→delivered{}",
+            rate(target),
+            self.redis_label()
         );
         let mut row: Row = self.row(name, &measured, notes);
         (row.p50, row.p99) = (latency.map(|l| l.p50), latency.map(|l| l.p99));
@@ -543,17 +576,27 @@ mod tests {
     }
 
     #[test]
-    fn a_message_frame_counts_with_its_latency_from_creation() {
+    fn a_message_frame_counts_with_its_latency_from_creation_split_at_its_transaction() {
         let mut tally = Tally::new(42);
         let now = Instant::now();
-        assert!(tally.frame(MESSAGE, now, at("2026-11-29T12:00:00.130000Z")));
+        assert!(tally.frame(MESSAGE, now, at("2026-11-29T12:00:00.180000Z")));
         assert_eq!(
             (tally.delivered, tally.last, tally.out_of_order),
             (1, 43, 0)
         );
         assert_eq!(tally.last_received, Some(now));
-        let summary = tally.latencies.summary().unwrap();
-        assert_eq!(summary.max, Duration::from_millis(30));
+        let max = |samples: Samples| samples.summary().unwrap().max;
+        assert_eq!(max(tally.latencies), Duration::from_millis(80));
+        assert_eq!(
+            max(tally.to_insert),
+            Duration::from_millis(50),
+            "until inserted_at"
+        );
+        assert_eq!(
+            max(tally.from_insert),
+            Duration::from_millis(30),
+            "since inserted_at"
+        );
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Watching the pipeline from outside: rows committed (`pipeline_totals`, updated in each batch's
+//! Watching the pipeline from outside: rows committed (the running totals, updated in each batch's
 //! transaction) and the backlog (`queue_depth`: pending plus held by batchers), sampled while a load runs
 //! and polled until it drains.
 
@@ -113,16 +113,16 @@ impl Monitor {
     pub async fn snapshot(&mut self) -> anyhow::Result<Snapshot> {
         let row = self
             .pg
-            .query_one("SELECT messages, dead_letters FROM pipeline_totals", &[])
+            .query_one(pipeline::schema::TOTALS, &[])
             .await
-            .context("cannot read pipeline_totals")?;
+            .context("cannot read the running totals")?;
         let depth = pipeline::depth::queue_depth(&mut self.redis, &self.keys, self.shards)
             .await
             .context("cannot read queue_depth")?;
         Ok(Snapshot {
             at: Instant::now(),
-            persisted: row.get::<_, i64>(0) as u64,
-            dead_letters: row.get::<_, i64>(1) as u64,
+            persisted: row.get::<_, i64>("messages") as u64,
+            dead_letters: row.get::<_, i64>("dead_letters") as u64,
             depth,
         })
     }

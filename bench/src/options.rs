@@ -61,9 +61,9 @@ pub struct RunArgs {
     /// Redis (loopback). The run uses its own key prefix and deletes its keys at the end.
     #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
     pub redis_url: String,
-    /// Seed nodes (`host:port`, comma-separated, loopback) of a Redis Cluster: the single-message and bulk
-    /// scenarios then run a second time on it, with `--queue-shards` shards, after the single-Redis ones,
-    /// and each cluster figure is shown as a ratio to the same run's single-Redis figure. scripts/bench
+    /// Seed nodes (`host:port`, comma-separated, loopback) of a Redis Cluster: the single-message, bulk and
+    /// fan-out scenarios then run a second time on it, with `--queue-shards` shards, after the single-Redis
+    /// ones, and each cluster throughput figure is shown as a ratio to the same run's single-Redis figure. scripts/bench
     /// passes the cluster of `scripts/cluster` unless given `--no-cluster`.
     #[arg(long, env = "BENCH_CLUSTER_NODES", value_delimiter = ',')]
     pub cluster_nodes: Vec<String>,
@@ -338,7 +338,7 @@ impl Plan {
 pub const MAX_SUBSCRIBERS: u64 = 5_000;
 
 /// The scenarios the cluster part runs again on the cluster.
-pub const CLUSTER_SCENARIOS: [Scenario; 2] = [Scenario::Single, Scenario::Bulk];
+pub const CLUSTER_SCENARIOS: [Scenario; 3] = [Scenario::Single, Scenario::Bulk, Scenario::Fanout];
 
 /// `127.0.0.1:7100`, `localhost:7100`, `[::1]:7100`, or the same as a `redis://` URL.
 fn is_loopback_node(node: &str) -> bool {

@@ -178,7 +178,7 @@ impl Bench {
         }
     }
 
-    /// The single-message and bulk scenarios again, with the services on the Redis Cluster.
+    /// The single-message, bulk and fan-out scenarios again, with the services on the Redis Cluster.
     async fn cluster_part(&mut self, single: &ServiceConfig) {
         let config = ServiceConfig {
             cluster_nodes: self.plan.cluster_nodes.clone(),
@@ -346,8 +346,8 @@ impl Bench {
 }
 
 const METHOD: &str = "
-How: accepted = messages answered 201/202 per second of load; persisted = rows committed (from
-`pipeline_totals`) per second from the load's start until the backlog drained, so a pipeline that cannot
+How: accepted = messages answered 201/202 per second of load; persisted = rows committed (the running
+totals) per second from the load's start until the backlog drained, so a pipeline that cannot
 keep up shows its real end-to-end rate. Sustained = the backlog did not grow over the second half of the
 load, nothing was refused (429), and what was left drained within 1 s + 2 × BATCH_TIMEOUT. Closed-loop
 rows (1, 2) offer as much as the ingestor accepts: their persisted column is the pipeline's capacity;

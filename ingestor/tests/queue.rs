@@ -209,10 +209,16 @@ async fn reset_empties_the_tables_the_totals_and_every_queue() {
          INSERT INTO channel_heads (channel_id, head) VALUES (1, 1); \
          INSERT INTO batches (batcher_id, reason, size) VALUES ('b1', 'size', 1); \
          INSERT INTO dead_letters (raw, error, batcher_id) VALUES ('\\x00', 'bad', 'b1'); \
-         UPDATE pipeline_totals SET messages = 1, batches = 1, dead_letters = 1",
+         UPDATE pipeline_totals SET messages = 1, batches = 1, dead_letters = 1; \
+         INSERT INTO shard_totals (shard, messages, batches, dead_letters) VALUES (0, 2, 1, 0), (3, 5, 2, 1)",
     )
     .await
     .unwrap();
+    assert_eq!(
+        env.totals().await,
+        (8, 4, 2),
+        "the totals are pipeline_totals' counts plus every shard's"
+    );
 
     let redis_key = keys.idempotency("reset-me");
     let remembered: u64 = env
@@ -240,21 +246,7 @@ async fn reset_empties_the_tables_the_totals_and_every_queue() {
     for table in ["messages", "batches", "dead_letters", "channel_heads"] {
         assert_eq!(env.count(table).await, 0, "{table}");
     }
-    let totals = db
-        .query_one(
-            "SELECT messages, batches, dead_letters FROM pipeline_totals",
-            &[],
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        (
-            totals.get::<_, i64>(0),
-            totals.get::<_, i64>(1),
-            totals.get::<_, i64>(2)
-        ),
-        (0, 0, 0)
-    );
+    assert_eq!(env.totals().await, (0, 0, 0), "every shard's totals too");
     let redis_key = keys.pending();
     let exists: u64 = env
         .redis_query(

@@ -124,12 +124,7 @@ impl Source {
     async fn totals(&self) -> Result<Totals, ReadError> {
         let read = async {
             let client = self.postgres.get().await?;
-            let row = client
-                .query_opt(
-                    "SELECT messages, batches, dead_letters FROM pipeline_totals",
-                    &[],
-                )
-                .await?;
+            let row = client.query_opt(pipeline::schema::TOTALS, &[]).await?;
             let count = |i: usize| {
                 row.as_ref()
                     .map_or(0, |row| u64::try_from(row.get::<_, i64>(i)).unwrap_or(0))

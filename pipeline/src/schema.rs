@@ -8,14 +8,24 @@ pub use crate::redact::redact;
 pub const INIT_SQL: &str = include_str!("../../init.sql");
 
 /// What `DELETE /reset` does to the tables, after locking them: every message, dead letter and channel head
-/// goes (offsets start again at 1), totals go to zero, and `resets` counts one more, which tells the
+/// goes (offsets start again at 1), totals go to zero (every shard's too), and `resets` counts one more, which tells the
 /// notifiers' channel feeds to start their subscribers over. Batch ids keep counting up: a batcher takes its
 /// batch's id before its transaction and, on a retry, takes a `batches` row with that id as proof that an
 /// earlier try committed; restarting the sequence would let a later batch draw an id that a batch in flight
 /// at the reset commits under, and count itself committed without a row.
 pub const RESET_TABLES: &str = "TRUNCATE messages, dead_letters, channel_heads RESTART IDENTITY; \
      TRUNCATE batches CONTINUE IDENTITY; \
-     UPDATE pipeline_totals SET messages = 0, batches = 0, dead_letters = 0, resets = resets + 1";
+     UPDATE pipeline_totals SET messages = 0, batches = 0, dead_letters = 0, resets = resets + 1; \
+     DELETE FROM shard_totals";
+
+/// The running totals, one row `(messages, batches, dead_letters)`: every shard's (`shard_totals`) plus
+/// `pipeline_totals`' own counts, kept from before `shard_totals` and added to by earlier batchers during a
+/// rolling upgrade. Stats read these instead of counting `messages`.
+pub const TOTALS: &str = "SELECT t.messages + s.messages AS messages, t.batches + s.batches AS batches, \
+     t.dead_letters + s.dead_letters AS dead_letters \
+     FROM pipeline_totals t, (SELECT coalesce(sum(messages), 0)::bigint AS messages, \
+     coalesce(sum(batches), 0)::bigint AS batches, coalesce(sum(dead_letters), 0)::bigint AS dead_letters \
+     FROM shard_totals) s";
 
 /// Any fixed number; it only has to be the same for every service.
 const SCHEMA_LOCK: i64 = 0x001a_6e57_0001;

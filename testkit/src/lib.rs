@@ -182,15 +182,12 @@ impl TestEnv {
             .expect("Redis is reachable at TEST_REDIS_URL")
     }
 
-    /// The running totals the batchers keep: `(messages, batches, dead_letters)` of `pipeline_totals`.
+    /// The running totals the batchers keep: `(messages, batches, dead_letters)` ([`pipeline::schema::TOTALS`]).
     pub async fn totals(&self) -> (i64, i64, i64) {
         let row = self
             .db()
             .await
-            .query_one(
-                "SELECT messages, batches, dead_letters FROM pipeline_totals",
-                &[],
-            )
+            .query_one(pipeline::schema::TOTALS, &[])
             .await
             .expect("pipeline_totals has its row");
         (row.get(0), row.get(1), row.get(2))

@@ -19,7 +19,7 @@
 //! already there (replay, late commit of a fenced batcher) or refused never takes an offset, and a rolled
 //! back try (or savepoint) rolls its heads back with it, so no offset is used twice or skipped.
 //!
-//! The `batches` row, the `dead_letters` rows and the `pipeline_totals` update are in the same transaction:
+//! The `batches` row, the `dead_letters` rows and the shard's `shard_totals` update are in the same transaction:
 //! either all of a batch is durable, or none of it. Any other error is *transient*: the caller retries the
 //! whole batch on a new connection.
 
@@ -48,6 +48,8 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 pub struct BatchToCommit<'a> {
     pub batcher_id: &'a str,
+    /// The queue shard it came from: its totals go to that shard's row of `shard_totals`.
+    pub shard: i32,
     pub reason: FlushReason,
     /// Elements taken from Redis, dead letters included.
     pub size: usize,
@@ -274,7 +276,10 @@ impl Store {
                     &dead_i32,
                 ],
             ),
-            tx.execute(&statements.add_totals, &[&inserted_i64, &dead_i64]),
+            tx.execute(
+                &statements.add_totals,
+                &[&batch.shard, &inserted_i64, &dead_i64],
+            ),
         )
         .await;
         if let Err(error) = finish {

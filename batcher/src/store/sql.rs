@@ -77,8 +77,10 @@ const INSERT_BATCH: &str = "INSERT INTO batches (id, batcher_id, reason, size, i
     VALUES ($1, $2, $3, $4, $5, $6, clock_timestamp())";
 const INSERT_DEAD_LETTERS: &str = "INSERT INTO dead_letters (raw, error, batcher_id, batch_id) \
     SELECT raw, error, $3, $4 FROM unnest($1::bytea[], $2::text[]) AS d(raw, error)";
-const ADD_TOTALS: &str = "UPDATE pipeline_totals \
-    SET messages = messages + $1, batches = batches + 1, dead_letters = dead_letters + $2";
+// The shard's row of the totals (see `shard_totals` in init.sql): shards commit without waiting for each other.
+const ADD_TOTALS: &str = "INSERT INTO shard_totals AS t (shard, messages, batches, dead_letters) \
+    VALUES ($1, $2, 1, $3) ON CONFLICT (shard) DO UPDATE SET messages = t.messages + EXCLUDED.messages, \
+    batches = t.batches + 1, dead_letters = t.dead_letters + EXCLUDED.dead_letters";
 const FIND_BATCH: &str = "SELECT inserted FROM batches WHERE id = $1";
 // Each channel's offsets among these tracking ids (the batch's rows: inserted now, or found already there by
 // a replay), for the `channels` of the batch's event. Only the staged and isolating paths and a commit whose
