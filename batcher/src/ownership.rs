@@ -16,7 +16,11 @@ use std::{
 };
 
 use futures_util::future::join_all;
-use pipeline::{connection::RedisTarget, keys::Keys, streak::FailureStreak};
+use pipeline::{
+    connection::RedisTarget,
+    keys::{Events, Keys},
+    streak::FailureStreak,
+};
 use tokio::{sync::Notify, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
@@ -274,7 +278,8 @@ impl Owner {
             metrics::counter!("batcher_reclaimed_messages_total").increment(reclaimed);
         }
         tracing::info!(shard, "holding the shard");
-        let queue = Queue::new(&keys, me, &token, self.settings.keys.events());
+        let events = Events::of(&self.settings.keys, &keys, self.settings.redis.is_cluster());
+        let queue = Queue::new(&keys, me, &token, events);
         let fenced = Arc::new(Notify::new());
         self.leases.lock().expect("leases lock").insert(
             shard,

@@ -17,7 +17,10 @@
 
 use std::{future::Future, time::Duration};
 
-use pipeline::{connection::RedisConn, keys::ShardKeys};
+use pipeline::{
+    connection::RedisConn,
+    keys::{Events, ShardKeys},
+};
 
 use crate::link::{QueueError, REDIS_OP_TIMEOUT, RedisLink};
 
@@ -43,7 +46,7 @@ return oldest_first
 
 /// KEYS: 1 processing, 2 lease, 3 cleared marker.
 /// ARGV: 1 lease token, 2 lease ttl ms, 3 k, 4 marker (token:seq), 5 oldest element, 6 newest element,
-/// 7 events channel, 8 event payload.
+/// 7 events channel, 8 event payload, 9 `PUBLISH` or `SPUBLISH` (see `pipeline::keys::Events`).
 ///
 /// Returns 1 when the k oldest elements are cleared (or were already, by an earlier try whose reply was lost),
 /// 0 when this worker no longer holds the shard's lease (fenced), -1 when the list's oldest end is not the
@@ -59,12 +62,12 @@ redis.call('PEXPIRE', KEYS[2], ARGV[2])
 if redis.call('GET', KEYS[3]) == ARGV[4] then return 1 end
 local k = tonumber(ARGV[3])
 if redis.call('LINDEX', KEYS[1], -1) ~= ARGV[5] or redis.call('LINDEX', KEYS[1], -k) ~= ARGV[6] then
-  redis.call('PUBLISH', ARGV[7], ARGV[8])
+  redis.call(ARGV[9], ARGV[7], ARGV[8])
   return -1
 end
 redis.call('LTRIM', KEYS[1], 0, -(k + 1))
 redis.call('SET', KEYS[3], ARGV[4])
-redis.call('PUBLISH', ARGV[7], ARGV[8])
+redis.call(ARGV[9], ARGV[7], ARGV[8])
 return 1
 ";
 
@@ -100,14 +103,15 @@ pub struct Queue {
     pub pending: String,
     pub processing: String,
     pub lease: String,
-    pub events: String,
+    /// Where the batch events go.
+    pub events: Events,
     /// The last clear applied, `token:seq`, which makes retrying a clear harmless.
     pub cleared: String,
 }
 
 impl Queue {
     /// Keys of batcher `id` in `shard`, held under lease `token`; events go to `events`.
-    pub fn new(shard: &ShardKeys, id: &str, token: &str, events: String) -> Self {
+    pub fn new(shard: &ShardKeys, id: &str, token: &str, events: Events) -> Self {
         Self {
             id: id.to_owned(),
             shard: shard.clone(),
@@ -223,8 +227,9 @@ impl Queue {
                     .arg(&marker)
                     .arg(oldest.as_slice())
                     .arg(newest.as_slice())
-                    .arg(&self.events)
+                    .arg(&self.events.channel)
                     .arg(event)
+                    .arg(self.events.command)
                     .invoke_async(&mut conn)
                     .await
             })

@@ -194,7 +194,7 @@ pub async fn run(
     let relay = tokio::spawn(relay::run(
         relay::Relay::new(
             &target,
-            keys.events(),
+            &keys,
             format!("notifier-{}", config.redis.redis_key_prefix),
             events.clone(),
             resubscribed.clone(),

@@ -1,17 +1,26 @@
-//! The Redis pub/sub subscriber: every valid `batch_persisted` payload on `{prefix}:events` goes, unchanged, onto
-//! the broadcast channel the WebSocket clients read.
+//! The Redis pub/sub subscriber: every valid `batch_persisted` payload the batchers publish goes, unchanged,
+//! onto the broadcast channel the WebSocket clients and the channel feeds read.
 //!
-//! The subscription uses a RESP3 connection (Redis 6 or newer) because on it we can also name the connection
-//! (`CLIENT SETNAME notifier-<prefix>`), which lets operators and tests find it in `CLIENT LIST`.
+//! On one Redis it subscribes to `{prefix}:events` on a RESP3 connection (Redis 6 or newer), named
+//! `notifier-<prefix>` (`CLIENT SETNAME`) so operators and tests can find it in `CLIENT LIST`.
 //!
-//! On a Redis Cluster, a `PUBLISH` on any node reaches every node, so the relay subscribes on one seed node and
-//! moves to the next seed when that one's connection fails.
+//! On a Redis Cluster the batchers publish each shard's events with `SPUBLISH` on the shard's own channel
+//! (`pipeline::keys::Events`), and the relay subscribes (`SSUBSCRIBE`) to every shard's channel through
+//! redis-rs's cluster connection, which sends each subscription to the master holding the channel's slot and
+//! subscribes again after a failover or a slot move. Events then never cross the cluster bus, whose links
+//! Redis 7.0 leaves without `TCP_NODELAY` (one event in ten arrived 30–35 ms late that way).
 
 use std::{sync::Arc, time::Duration};
 
 use axum::extract::ws::Utf8Bytes;
-use pipeline::{connection::RedisTarget, events::ServerEvent, streak::FailureStreak};
-use redis::{AsyncConnectionConfig, ProtocolVersion, PushInfo, PushKind};
+use futures_util::future::try_join_all;
+use pipeline::{
+    connection::RedisTarget,
+    events::ServerEvent,
+    keys::{Events, Keys},
+    streak::FailureStreak,
+};
+use redis::{AsyncConnectionConfig, ProtocolVersion, PushInfo, PushKind, cluster::ClusterClient};
 use tokio::sync::{Notify, broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
@@ -21,12 +30,25 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Bounds connecting and each command, so a hung Redis ends the attempt instead of stalling the relay.
 const REDIS_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Where the events are subscribed to.
+#[derive(Debug)]
+enum Source {
+    /// One Redis: every shard publishes on one channel.
+    Single {
+        client: redis::Client,
+        channel: String,
+    },
+    /// A Redis Cluster: each shard publishes on its own channel (sharded pub/sub).
+    Cluster {
+        seeds: Vec<String>,
+        channels: Vec<String>,
+    },
+}
+
 /// Everything the subscriber needs.
 #[derive(Debug)]
 pub(crate) struct Relay {
-    /// The server, or every seed node of the cluster; sessions go round them.
-    clients: Vec<redis::Client>,
-    channel: String,
+    source: Source,
     client_name: String,
     events: broadcast::Sender<Utf8Bytes>,
     /// Notified after every (re)subscription: events published while the relay was away are lost, and the
@@ -35,63 +57,114 @@ pub(crate) struct Relay {
 }
 
 impl Relay {
-    /// A subscriber of `channel` on `target` whose connection is named `client_name`.
+    /// A subscriber of the batch events of `keys` on `target`, whose connection (on one Redis) is named
+    /// `client_name`.
     pub(crate) fn new(
         target: &RedisTarget,
-        channel: String,
+        keys: &Keys,
         client_name: String,
         events: broadcast::Sender<Utf8Bytes>,
         subscribed: Arc<Notify>,
     ) -> anyhow::Result<Self> {
-        let clients = target
-            .pubsub_clients()
-            .into_iter()
-            .map(|client| {
+        let source = match target {
+            RedisTarget::Single(client) => {
                 let info = client.get_connection_info().clone();
                 let resp3 = info
                     .redis_settings()
                     .clone()
                     .set_protocol(ProtocolVersion::RESP3);
-                redis::Client::open(info.set_redis_settings(resp3))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        anyhow::ensure!(!clients.is_empty(), "no Redis node to subscribe on");
+                Source::Single {
+                    client: redis::Client::open(info.set_redis_settings(resp3))?,
+                    channel: keys.events(),
+                }
+            }
+            RedisTarget::Cluster(_, seeds) => Source::Cluster {
+                seeds: seeds.clone(),
+                channels: Events::sharded_channels(keys),
+            },
+        };
         Ok(Self {
-            clients,
-            channel,
+            source,
             client_name,
             events,
             subscribed,
         })
     }
 
-    /// One connection's life: connect, name it, subscribe, relay until it drops. `subscribed` is called once the
+    /// One connection's life: connect, subscribe, relay until it drops. `subscribed` is called once the
     /// subscription is in place.
-    async fn session(&self, attempt: usize, subscribed: impl FnOnce()) -> redis::RedisResult<()> {
-        let client = &self.clients[attempt % self.clients.len()];
+    async fn session(&self, subscribed: impl FnOnce()) -> redis::RedisResult<()> {
         // Unbounded only between the connection's driver and this loop, which does no I/O per message
         // (parse and a non-blocking broadcast send), so it drains as fast as Redis fills it.
         let (pushes, mut received) = mpsc::unbounded_channel::<PushInfo>();
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(REDIS_TIMEOUT))
-            .set_response_timeout(Some(REDIS_TIMEOUT))
-            .set_push_sender(pushes);
-        let mut conn = client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await?;
-        redis::cmd("CLIENT")
-            .arg("SETNAME")
-            .arg(&self.client_name)
-            .query_async::<()>(&mut conn)
-            .await?;
-        conn.subscribe(&self.channel).await?;
-        tracing::info!(channel = %self.channel, "subscribed to batch events");
+        // Dropping a connection ends its subscriptions: both are held for the session.
+        let mut single = None;
+        let mut cluster = None;
+        match &self.source {
+            Source::Single { client, channel } => {
+                let config = AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(REDIS_TIMEOUT))
+                    .set_response_timeout(Some(REDIS_TIMEOUT))
+                    .set_push_sender(pushes);
+                let mut conn = client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await?;
+                redis::cmd("CLIENT")
+                    .arg("SETNAME")
+                    .arg(&self.client_name)
+                    .query_async::<()>(&mut conn)
+                    .await?;
+                conn.subscribe(channel).await?;
+                tracing::info!(%channel, "subscribed to batch events");
+                single = Some(conn);
+            }
+            Source::Cluster { seeds, channels } => {
+                let client = ClusterClient::builder(seeds.iter().map(String::as_str))
+                    .use_protocol(ProtocolVersion::RESP3)
+                    .push_sender(pushes)
+                    .connection_timeout(REDIS_TIMEOUT)
+                    .response_timeout(REDIS_TIMEOUT)
+                    .build()?;
+                let conn = client.get_async_connection().await?;
+                // One channel per command: a command's channels must share a slot.
+                try_join_all(channels.iter().map(|channel| {
+                    let mut conn = conn.clone();
+                    async move { conn.ssubscribe(channel).await }
+                }))
+                .await?;
+                tracing::info!(
+                    channels = channels.len(),
+                    "subscribed to every shard's batch events (sharded pub/sub)"
+                );
+                cluster = Some(conn);
+            }
+        }
         subscribed();
         self.subscribed.notify_one();
         while let Some(push) = received.recv().await {
             match push.kind {
-                PushKind::Message => self.relay(push),
-                PushKind::Disconnection => break,
+                PushKind::Message | PushKind::SMessage => self.relay(push),
+                // One Redis: the subscription is gone with the connection.
+                PushKind::Disconnection if single.is_some() => break,
+                // The relay never unsubscribes: a node that no longer holds a channel's slot (a failover made
+                // it a replica, or the slot moved) ends the subscription itself. Subscribing again goes to the
+                // slot's master by the slot map, refreshed by the MOVED the old one answers.
+                PushKind::SUnsubscribe => {
+                    if let (Some(conn), Some(channel)) = (&mut cluster, unsubscribed_channel(&push))
+                    {
+                        tracing::info!(%channel, "a shard's events channel moved; subscribing again");
+                        // The client's slot map may still name that node, and a replica accepts sharded
+                        // subscriptions (fed over the cluster bus, late). A keyed read in the channel's slot
+                        // gets MOVED from it, which refreshes the map, so the subscription goes to the master.
+                        let _: redis::RedisResult<bool> =
+                            redis::cmd("EXISTS").arg(&channel).query_async(conn).await;
+                        conn.ssubscribe(&channel).await?;
+                    }
+                }
+                // A cluster node's connection dropped, or channels were subscribed (again): events published
+                // meanwhile are lost, so the feeds re-read the heads. redis-rs reconnects and subscribes again
+                // by itself.
+                PushKind::Disconnection | PushKind::SSubscribe => self.subscribed.notify_one(),
                 _ => {}
             }
         }
@@ -108,9 +181,17 @@ impl Relay {
             }
             None => {
                 metrics::counter!("notifier_events_dropped_total").increment(1);
-                tracing::warn!(channel = %self.channel, "dropped a payload that is not a batch_persisted event");
+                tracing::warn!("dropped a payload that is not a batch_persisted event");
             }
         }
+    }
+}
+
+/// The channel a `sunsubscribe` push names.
+fn unsubscribed_channel(push: &PushInfo) -> Option<String> {
+    match push.data.first()? {
+        redis::Value::BulkString(bytes) => String::from_utf8(bytes.clone()).ok(),
+        _ => None,
     }
 }
 
@@ -127,18 +208,18 @@ fn batch_persisted(payload: Vec<u8>) -> Option<Utf8Bytes> {
 pub(crate) async fn run(relay: Relay, shutdown: CancellationToken) {
     let mut backoff = pipeline::backoff::Backoff::new(MIN_BACKOFF, MAX_BACKOFF);
     let mut streak = FailureStreak::default();
-    for attempt in 0.. {
+    loop {
         let mut was_subscribed = false;
         let outcome = tokio::select! {
             () = shutdown.cancelled() => return,
-            outcome = relay.session(attempt, || was_subscribed = true) => outcome,
+            outcome = relay.session(|| was_subscribed = true) => outcome,
         };
         if was_subscribed {
             backoff.reset();
             streak.succeeded();
         }
         match outcome {
-            Ok(()) => tracing::warn!(channel = %relay.channel, "subscription lost; reconnecting"),
+            Ok(()) => tracing::warn!("subscription to batch events lost; reconnecting"),
             // Log a failure streak once; the retries that follow are only worth a debug line.
             Err(error) if streak.failed() => {
                 tracing::warn!(%error, "cannot subscribe to batch events; retrying with backoff");

@@ -2,6 +2,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::{Notifier, batch_event, next_batch, publish, wait_subscribed};
 use serde_json::Value;
 use testkit::TestEnv;
@@ -81,6 +83,80 @@ async fn the_relay_resubscribes_after_its_redis_connection_is_killed() {
     let event = next_batch(&mut ws).await;
     assert_eq!(ids_of(&event), ids);
     assert_eq!(event["batch_id"], 9);
+
+    notifier.stop().await;
+}
+
+/// On a Redis Cluster each shard's events come with `SPUBLISH` on the shard's own channel, and the relay
+/// subscribes to every one on the master that holds it: the events of shards on every master reach the
+/// clients, and so do they after a failover of one shard's master and after another shard's slot moves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_redis_cluster_every_shards_events_reach_the_clients_through_a_failover_and_a_slot_move()
+ {
+    let Some(nodes) = testkit::cluster::nodes_from_env() else {
+        eprintln!("TEST_REDIS_CLUSTER_NODES is not set: skipping the cluster case");
+        return;
+    };
+    let env = TestEnv::new().await;
+    let mut config = common::config(&env);
+    config.redis.redis_cluster_nodes = nodes.clone();
+    let notifier = Notifier::start(config).await;
+    let mut ws = notifier.connect().await;
+    let keys = env.keys();
+    let channel_of = |shard: u32| keys.shard(shard).events();
+    let slot_of = |shard: u32| testkit::cluster::slot_of(channel_of(shard));
+
+    // Publishes batch `batch_id` on `shard`'s channel once the relay is subscribed there (on the master that
+    // holds it now), and expects it on the WebSocket.
+    let mut batch_id = 0;
+    let mut publish_on = async |shard: u32| {
+        batch_id += 1;
+        let channel = channel_of(shard);
+        let master = testkit::cluster::master_of_slot(&nodes, slot_of(shard)).await;
+        let mut conn = testkit::cluster::connect(&master).await.unwrap();
+        testkit::eventually(
+            Duration::from_secs(20),
+            "the relay to subscribe on the master",
+            || {
+                let (mut conn, channel) = (conn.clone(), channel.clone());
+                async move {
+                    let (_, subscribers): (String, u64) = redis::cmd("PUBSUB")
+                        .arg("SHARDNUMSUB")
+                        .arg(&channel)
+                        .query_async(&mut conn)
+                        .await
+                        .unwrap();
+                    (subscribers == 1).then_some(())
+                }
+            },
+        )
+        .await;
+        let ids = [Uuid::now_v7()];
+        let receivers: u64 = redis::cmd("SPUBLISH")
+            .arg(&channel)
+            .arg(batch_event(batch_id, &ids))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(receivers, 1, "the relay is the one subscriber of {channel}");
+        let event = next_batch(&mut ws).await;
+        assert_eq!(
+            (ids_of(&event), event["batch_id"].clone()),
+            (ids.to_vec(), batch_id.into())
+        );
+    };
+
+    // Six shards: their slots spread over the masters.
+    for shard in 0..6 {
+        publish_on(shard).await;
+    }
+    testkit::cluster::failover(&nodes, slot_of(0)).await;
+    publish_on(0).await;
+    let holder = testkit::cluster::master_of_slot(&nodes, slot_of(1)).await;
+    let masters = testkit::cluster::masters(&nodes).await;
+    let elsewhere = masters.iter().find(|master| **master != holder).unwrap();
+    testkit::cluster::migrate_slot(&nodes, slot_of(1), elsewhere).await;
+    publish_on(1).await;
 
     notifier.stop().await;
 }

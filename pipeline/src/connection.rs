@@ -129,18 +129,6 @@ impl RedisTarget {
             )),
         }
     }
-
-    /// Clients for a pub/sub subscription: the server, or each seed node of the cluster (a `PUBLISH` reaches
-    /// every node of a cluster, so any one will do; the next is tried when one is down).
-    pub fn pubsub_clients(&self) -> Vec<redis::Client> {
-        match self {
-            Self::Single(client) => vec![client.clone()],
-            Self::Cluster(_, seeds) => seeds
-                .iter()
-                .filter_map(|node| redis::Client::open(node.as_str()).ok())
-                .collect(),
-        }
-    }
 }
 
 fn cluster_config(timeouts: Timeouts) -> ClusterConfig {

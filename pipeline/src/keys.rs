@@ -110,12 +110,60 @@ impl ShardKeys {
         format!("{}:lease", self.tag)
     }
 
+    /// The shard's own batch events channel, for sharded pub/sub on a Redis Cluster (see [`Events`]).
+    pub fn events(&self) -> String {
+        format!("{}:events", self.tag)
+    }
+
     /// The record of an `Idempotency-Key` in this shard (the answer it got), under `…:idempotency:<key>`;
     /// the ingestor passes `batch <key>` for `POST /messages/batch`, so the two endpoints' keys never meet.
     /// A request's record lives in the shard of its first message; a batch whose messages span shards has
     /// one in every shard it pushed to, each holding the whole answer (see the ingestor's `idempotency`).
     pub fn idempotency(&self, key: &str) -> String {
         format!("{}:idempotency:{key}", self.tag)
+    }
+}
+
+/// Where a shard's batcher publishes its `batch_persisted` events.
+///
+/// On one Redis, every shard publishes with `PUBLISH` on [`Keys::events`]. On a Redis Cluster each shard
+/// publishes with `SPUBLISH` on its own channel ([`ShardKeys::events`], in the shard's slot), which only the
+/// shard's master (and its replicas) carries, and the notifier subscribes to every shard's channel on the
+/// master that holds it. A `PUBLISH` there would cross the cluster bus to reach the notifier's node, and
+/// Redis 7.0's cluster bus sends without `TCP_NODELAY`: measured on the loopback cluster, one event in ten
+/// arrived 30–35 ms late (redis/redis#11869, valkey-io/valkey#1758), which was most of
+/// the channel feeds' p99 on the cluster. See `docs/pubsub.md`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Events {
+    /// `PUBLISH` or `SPUBLISH`.
+    pub command: &'static str,
+    pub channel: String,
+}
+
+impl Events {
+    /// Where `shard`'s events go, on a Redis Cluster or not.
+    pub fn of(keys: &Keys, shard: &ShardKeys, cluster: bool) -> Self {
+        if cluster {
+            Self {
+                command: "SPUBLISH",
+                channel: shard.events(),
+            }
+        } else {
+            Self {
+                command: "PUBLISH",
+                channel: keys.events(),
+            }
+        }
+    }
+
+    /// The channels a subscriber follows on a Redis Cluster: every shard's, up to [`MAX_QUEUE_SHARDS`], since
+    /// batchers drain the shards of an earlier `QUEUE_SHARDS` too.
+    ///
+    /// [`MAX_QUEUE_SHARDS`]: crate::config::MAX_QUEUE_SHARDS
+    pub fn sharded_channels(keys: &Keys) -> Vec<String> {
+        keys.shards(crate::config::MAX_QUEUE_SHARDS)
+            .map(|shard| shard.events())
+            .collect()
     }
 }
 
@@ -153,10 +201,33 @@ mod tests {
         assert_eq!(three.pending(), "{ingest:3}:pending");
         assert_eq!(three.processing("b1"), "{ingest:3}:processing:b1");
         assert_eq!(keys.events(), "{ingest}:events");
+        assert_eq!(three.events(), "{ingest:3}:events");
         assert_eq!(keys.members(), "{ingest}:members");
         assert_eq!(keys.layouts(), "{ingest}:layouts");
         let indexes: Vec<u32> = keys.shards(3).map(|shard| shard.index()).collect();
         assert_eq!(indexes, [0, 1, 2]);
+    }
+
+    #[test]
+    fn one_redis_publishes_every_shards_events_on_one_channel_a_cluster_on_each_shards_own() {
+        let keys = Keys::new("ingest");
+        let three = keys.shard(3);
+        let single = Events::of(&keys, &three, false);
+        assert_eq!(
+            (single.command, single.channel.as_str()),
+            ("PUBLISH", "{ingest}:events")
+        );
+        let cluster = Events::of(&keys, &three, true);
+        assert_eq!(
+            (cluster.command, cluster.channel.as_str()),
+            ("SPUBLISH", "{ingest:3}:events")
+        );
+        let channels = Events::sharded_channels(&keys);
+        assert_eq!(channels.len(), crate::config::MAX_QUEUE_SHARDS as usize);
+        assert_eq!(
+            (channels[0].as_str(), channels[3].as_str()),
+            ("{ingest}:events", "{ingest:3}:events")
+        );
     }
 
     #[test]
