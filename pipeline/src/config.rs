@@ -20,7 +20,7 @@ pub struct RedisConfig {
 
     /// Redis Cluster seed nodes, comma-separated `host:port` or `redis://host:port`. When set, every
     /// connection is cluster-aware (redis-rs's cluster client: MOVED/ASK, resharding and master failover are
-    /// followed) and REDIS_URL is unused.
+    /// followed) and REDIS_URL is unused. Needs Redis 7.0 or newer: batch events use sharded pub/sub.
     #[arg(
         long,
         env = "REDIS_CLUSTER_NODES",
