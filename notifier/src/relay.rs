@@ -45,6 +45,18 @@ enum Source {
     },
 }
 
+/// A session's subscribed connection.
+enum Subscription {
+    Single(
+        #[expect(
+            dead_code,
+            reason = "held, never read: dropping it ends the subscription"
+        )]
+        redis::aio::MultiplexedConnection,
+    ),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
 /// Everything the subscriber needs.
 #[derive(Debug)]
 pub(crate) struct Relay {
@@ -97,9 +109,45 @@ impl Relay {
         // Unbounded only between the connection's driver and this loop, which does no I/O per message
         // (parse and a non-blocking broadcast send), so it drains as fast as Redis fills it.
         let (pushes, mut received) = mpsc::unbounded_channel::<PushInfo>();
-        // Dropping a connection ends its subscriptions: both are held for the session.
-        let mut single = None;
-        let mut cluster = None;
+        // Held for the session: dropping the connection ends its subscriptions.
+        let mut subscription = self.subscribe(pushes).await?;
+        subscribed();
+        self.subscribed.notify_one();
+        while let Some(push) = received.recv().await {
+            match (push.kind.clone(), &mut subscription) {
+                (PushKind::Message | PushKind::SMessage, _) => self.relay(push),
+                // One Redis: the subscription is gone with the connection.
+                (PushKind::Disconnection, Subscription::Single(_)) => break,
+                // The relay never unsubscribes: a node that no longer holds a channel's slot (a failover made
+                // it a replica, or the slot moved) ends the subscription itself.
+                (PushKind::SUnsubscribe, Subscription::Cluster(conn)) => {
+                    if let Some(channel) = unsubscribed_channel(&push) {
+                        tracing::info!(%channel, "a shard's events channel moved; subscribing again");
+                        // The client's slot map may still name that node, and a replica accepts sharded
+                        // subscriptions (fed over the cluster bus, late). A keyed read in the channel's slot
+                        // gets MOVED from it, which refreshes the map, so the subscription goes to the master.
+                        let _: redis::RedisResult<bool> =
+                            redis::cmd("EXISTS").arg(&channel).query_async(conn).await;
+                        conn.ssubscribe(&channel).await?;
+                    }
+                }
+                // A cluster node's connection dropped, or channels were subscribed (again): events published
+                // meanwhile are lost, so the feeds re-read the heads. redis-rs reconnects and subscribes again
+                // by itself.
+                (PushKind::Disconnection | PushKind::SSubscribe, Subscription::Cluster(_)) => {
+                    self.subscribed.notify_one()
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Connects and subscribes; pushes (messages, subscription changes, disconnection) go to `pushes`.
+    async fn subscribe(
+        &self,
+        pushes: mpsc::UnboundedSender<PushInfo>,
+    ) -> redis::RedisResult<Subscription> {
         match &self.source {
             Source::Single { client, channel } => {
                 let config = AsyncConnectionConfig::new()
@@ -116,7 +164,7 @@ impl Relay {
                     .await?;
                 conn.subscribe(channel).await?;
                 tracing::info!(%channel, "subscribed to batch events");
-                single = Some(conn);
+                Ok(Subscription::Single(conn))
             }
             Source::Cluster { seeds, channels } => {
                 let client = ClusterClient::builder(seeds.iter().map(String::as_str))
@@ -136,39 +184,9 @@ impl Relay {
                     channels = channels.len(),
                     "subscribed to every shard's batch events (sharded pub/sub)"
                 );
-                cluster = Some(conn);
+                Ok(Subscription::Cluster(conn))
             }
         }
-        subscribed();
-        self.subscribed.notify_one();
-        while let Some(push) = received.recv().await {
-            match push.kind {
-                PushKind::Message | PushKind::SMessage => self.relay(push),
-                // One Redis: the subscription is gone with the connection.
-                PushKind::Disconnection if single.is_some() => break,
-                // The relay never unsubscribes: a node that no longer holds a channel's slot (a failover made
-                // it a replica, or the slot moved) ends the subscription itself. Subscribing again goes to the
-                // slot's master by the slot map, refreshed by the MOVED the old one answers.
-                PushKind::SUnsubscribe => {
-                    if let (Some(conn), Some(channel)) = (&mut cluster, unsubscribed_channel(&push))
-                    {
-                        tracing::info!(%channel, "a shard's events channel moved; subscribing again");
-                        // The client's slot map may still name that node, and a replica accepts sharded
-                        // subscriptions (fed over the cluster bus, late). A keyed read in the channel's slot
-                        // gets MOVED from it, which refreshes the map, so the subscription goes to the master.
-                        let _: redis::RedisResult<bool> =
-                            redis::cmd("EXISTS").arg(&channel).query_async(conn).await;
-                        conn.ssubscribe(&channel).await?;
-                    }
-                }
-                // A cluster node's connection dropped, or channels were subscribed (again): events published
-                // meanwhile are lost, so the feeds re-read the heads. redis-rs reconnects and subscribes again
-                // by itself.
-                PushKind::Disconnection | PushKind::SSubscribe => self.subscribed.notify_one(),
-                _ => {}
-            }
-        }
-        Ok(())
     }
 
     fn relay(&self, push: PushInfo) {
