@@ -5,11 +5,11 @@
 
 use std::cell::OnceCell;
 
-use pipeline::api::ChannelMessage;
+use pipeline::api::{ChannelMessage, FeedFrame};
 
 use crate::actions::{form_error, ingestor};
 use crate::model::{
-    channel::{ChannelFeed, NEWEST, Outcome, ServerFrame, history_path},
+    channel::{ChannelFeed, NEWEST, Outcome, history_path, parse_frame},
     config::{websocket_url, with_access_token},
     errors::FormError,
 };
@@ -96,7 +96,7 @@ fn on_event(store: Store, event: SocketEvent) {
     match event {
         SocketEvent::Text(text) => {
             // A frame of a newer protocol: nothing the view can show.
-            if let Some(frame) = ServerFrame::parse(&text) {
+            if let Some(frame) = parse_frame(&text) {
                 on_frame(store, frame);
             }
         }
@@ -115,7 +115,7 @@ fn on_event(store: Store, event: SocketEvent) {
     }
 }
 
-fn on_frame(store: Store, frame: ServerFrame) {
+fn on_frame(store: Store, frame: FeedFrame) {
     let frames = store
         .channel
         .try_update(|feed| {

@@ -137,6 +137,76 @@ pub struct ChannelMessage {
     pub inserted_at: DateTime<Utc>,
 }
 
+/// A frame a client sends on the notifier's `GET /ws/channels`. The notifier reads requests by hand
+/// (`notifier/src/feeds/protocol.rs`), so its error frame can say what is wrong with one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum FeedRequest {
+    /// `{"type":"subscribe","channel_id":7,"after":42}`: every message after offset `after` (replayed, then
+    /// live); `after` absent: live only, from the channel's head; 0: from the start.
+    Subscribe {
+        channel_id: i64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        after: Option<i64>,
+    },
+    /// `{"type":"unsubscribe","channel_id":7}`.
+    Unsubscribe { channel_id: i64 },
+}
+
+impl FeedRequest {
+    pub fn to_json(&self) -> String {
+        // Integers only: serialising cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// A frame the notifier sends on `GET /ws/channels`, tagged by `type`. The notifier encodes each `message`
+/// frame once for every subscriber (`Delivered`), the same bytes this type gives it; the dashboard reads
+/// frames by hand (`dashboard/src/model/channel.rs`), which keeps serde's tagged-enum reader out of its wasm.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum FeedFrame {
+    /// The subscription is in place; `head` is the channel's last offset when it started (0: no message yet).
+    Subscribed {
+        channel_id: i64,
+        head: i64,
+    },
+    Unsubscribed {
+        channel_id: i64,
+    },
+    /// `{"type":"message", …the message object…}`.
+    Message(ChannelMessage),
+    /// The subscriber fell behind after `last_offset`; it is caught up from PostgreSQL right after this.
+    Lagged {
+        channel_id: i64,
+        last_offset: i64,
+    },
+    /// The channel started over from offset 1 (the data was reset): drop what was received of it; its
+    /// messages from offset 1 follow.
+    Reset {
+        channel_id: i64,
+    },
+    /// Bad input, or a refused request about `channel_id`; the connection stays usable.
+    Error {
+        message: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        channel_id: Option<i64>,
+    },
+}
+
+impl FeedFrame {
+    pub fn error(message: impl Into<String>, channel_id: Option<i64>) -> Self {
+        Self::Error {
+            message: message.into(),
+            channel_id,
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("frames serialize")
+    }
+}
+
 /// `GET /queue/status`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

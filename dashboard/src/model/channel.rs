@@ -11,8 +11,8 @@
 
 use std::collections::VecDeque;
 
-use pipeline::api::ChannelMessage;
-use serde::{Deserialize, Serialize};
+use pipeline::api::{ChannelMessage, FeedFrame, FeedRequest};
+use serde::Deserialize;
 
 use super::{config::encode, errors::FormError};
 
@@ -37,118 +37,70 @@ pub fn history_path(channel_input: &str, before: i64) -> Result<String, FormErro
     ))
 }
 
-/// A frame the page sends on `/ws/channels`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum ClientFrame {
-    /// Every message after offset `after` (replayed, then live); without `after`, live only.
-    Subscribe {
-        channel_id: i64,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        after: Option<i64>,
-    },
-    Unsubscribe {
-        channel_id: i64,
-    },
-}
-
-impl ClientFrame {
-    pub fn to_json(&self) -> String {
-        // A plain enum of integers: serialising it cannot fail.
-        serde_json::to_string(self).unwrap_or_default()
+/// Reads a frame of the notifier's `/ws/channels`; `None` for a type the page does not know (a newer
+/// protocol) or a malformed one.
+///
+/// The `type` first, then the body as that type's struct: serde's internally tagged enum would buffer
+/// every frame into an intermediate tree, and that code cost ~4 KiB of the gzipped .wasm. `unsubscribed` and
+/// any newer type are `None`: nothing the view needs.
+pub fn parse_frame(text: &str) -> Option<FeedFrame> {
+    #[derive(Deserialize)]
+    struct Kind {
+        #[serde(rename = "type")]
+        kind: String,
     }
-}
-
-/// A frame the notifier sends on `/ws/channels`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ServerFrame {
-    /// The subscription is in place; `head` is the channel's last offset.
-    Subscribed {
+    #[derive(Deserialize)]
+    struct Subscribed {
         channel_id: i64,
         head: i64,
-    },
-    Message(ChannelMessage),
-    /// The subscriber fell behind after `last_offset`; the notifier catches it up from PostgreSQL right after.
-    Lagged {
+    }
+    #[derive(Deserialize)]
+    struct Lagged {
         channel_id: i64,
         last_offset: i64,
-    },
-    /// The channel started over from offset 1 (the data was reset); its messages from offset 1 follow.
-    Reset {
+    }
+    #[derive(Deserialize)]
+    struct Reset {
         channel_id: i64,
-    },
-    /// Bad input from the page, or a refused request about `channel_id`; the connection stays usable.
-    Error {
+    }
+    #[derive(Deserialize)]
+    struct Error {
         message: String,
         channel_id: Option<i64>,
-    },
-}
-
-impl ServerFrame {
-    /// Reads a frame; `None` for a type the page does not know (a newer protocol) or a malformed one.
-    ///
-    /// The `type` first, then the body as that type's struct: serde's internally tagged enum would buffer
-    /// every frame into an intermediate tree, and that code cost ~4 KiB of the gzipped .wasm. `unsubscribed` and
-    /// any newer type are `None`: nothing the view needs.
-    pub fn parse(text: &str) -> Option<Self> {
-        #[derive(Deserialize)]
-        struct Kind {
-            #[serde(rename = "type")]
-            kind: String,
-        }
-        #[derive(Deserialize)]
-        struct Subscribed {
-            channel_id: i64,
-            head: i64,
-        }
-        #[derive(Deserialize)]
-        struct Lagged {
-            channel_id: i64,
-            last_offset: i64,
-        }
-        #[derive(Deserialize)]
-        struct Reset {
-            channel_id: i64,
-        }
-        #[derive(Deserialize)]
-        struct Error {
-            message: String,
-            channel_id: Option<i64>,
-        }
-        let frame = match serde_json::from_str::<Kind>(text).ok()?.kind.as_str() {
-            "subscribed" => {
-                let Subscribed { channel_id, head } = serde_json::from_str(text).ok()?;
-                Self::Subscribed { channel_id, head }
-            }
-            "message" => Self::Message(serde_json::from_str(text).ok()?),
-            "lagged" => {
-                let Lagged {
-                    channel_id,
-                    last_offset,
-                } = serde_json::from_str(text).ok()?;
-                Self::Lagged {
-                    channel_id,
-                    last_offset,
-                }
-            }
-            "reset" => {
-                let Reset { channel_id } = serde_json::from_str(text).ok()?;
-                Self::Reset { channel_id }
-            }
-            "error" => {
-                let Error {
-                    message,
-                    channel_id,
-                } = serde_json::from_str(text).ok()?;
-                Self::Error {
-                    message,
-                    channel_id,
-                }
-            }
-            _ => return None,
-        };
-        Some(frame)
     }
+    let frame = match serde_json::from_str::<Kind>(text).ok()?.kind.as_str() {
+        "subscribed" => {
+            let Subscribed { channel_id, head } = serde_json::from_str(text).ok()?;
+            FeedFrame::Subscribed { channel_id, head }
+        }
+        "message" => FeedFrame::Message(serde_json::from_str(text).ok()?),
+        "lagged" => {
+            let Lagged {
+                channel_id,
+                last_offset,
+            } = serde_json::from_str(text).ok()?;
+            FeedFrame::Lagged {
+                channel_id,
+                last_offset,
+            }
+        }
+        "reset" => {
+            let Reset { channel_id } = serde_json::from_str(text).ok()?;
+            FeedFrame::Reset { channel_id }
+        }
+        "error" => {
+            let Error {
+                message,
+                channel_id,
+            } = serde_json::from_str(text).ok()?;
+            FeedFrame::Error {
+                message,
+                channel_id,
+            }
+        }
+        _ => return None,
+    };
+    Some(frame)
 }
 
 /// What the caller must do after [`ChannelFeed::apply`].
@@ -255,24 +207,24 @@ impl ChannelFeed {
     }
 
     /// The frame that (re)subscribes: resume after the last offset shown.
-    pub fn subscribe(&mut self) -> ClientFrame {
+    pub fn subscribe(&mut self) -> FeedRequest {
         self.subscribing = true;
-        ClientFrame::Subscribe {
+        FeedRequest::Subscribe {
             channel_id: self.channel_id,
             after: Some(self.last),
         }
     }
 
-    pub fn unsubscribe(&self) -> ClientFrame {
-        ClientFrame::Unsubscribe {
+    pub fn unsubscribe(&self) -> FeedRequest {
+        FeedRequest::Unsubscribe {
             channel_id: self.channel_id,
         }
     }
 
     /// Applies a frame of the socket.
-    pub fn apply(&mut self, frame: ServerFrame) -> Outcome {
+    pub fn apply(&mut self, frame: FeedFrame) -> Outcome {
         match frame {
-            ServerFrame::Subscribed { channel_id, head } if channel_id == self.channel_id => {
+            FeedFrame::Subscribed { channel_id, head } if channel_id == self.channel_id => {
                 self.subscribing = false;
                 self.restarted = false;
                 self.error = None;
@@ -286,14 +238,14 @@ impl ChannelFeed {
                 self.head = self.head.max(head);
                 Outcome::Nothing
             }
-            ServerFrame::Message(message) if message.channel_id == self.channel_id => {
+            FeedFrame::Message(message) if message.channel_id == self.channel_id => {
                 self.append(message)
             }
-            ServerFrame::Lagged { channel_id, .. } if channel_id == self.channel_id => {
+            FeedFrame::Lagged { channel_id, .. } if channel_id == self.channel_id => {
                 self.lagged = self.lagged.saturating_add(1);
                 Outcome::Nothing
             }
-            ServerFrame::Reset { channel_id } if channel_id == self.channel_id => {
+            FeedFrame::Reset { channel_id } if channel_id == self.channel_id => {
                 // What is shown is another history; the notifier sends the channel's from offset 1 next,
                 // on the same subscription.
                 self.messages.clear();
@@ -301,7 +253,7 @@ impl ChannelFeed {
                 self.head = 0;
                 Outcome::Nothing
             }
-            ServerFrame::Error {
+            FeedFrame::Error {
                 message,
                 channel_id,
             } => {
@@ -397,12 +349,12 @@ mod tests {
     }
 
     fn live(feed: &mut ChannelFeed, offset: i64) -> Outcome {
-        feed.apply(ServerFrame::Message(message(feed.channel_id, offset)))
+        feed.apply(FeedFrame::Message(message(feed.channel_id, offset)))
     }
 
     /// The notifier's answer to the feed's subscription: the channel's head is `head`.
     fn subscribed(feed: &mut ChannelFeed, head: i64) -> Outcome {
-        feed.apply(ServerFrame::Subscribed {
+        feed.apply(FeedFrame::Subscribed {
             channel_id: feed.channel_id,
             head,
         })
@@ -426,7 +378,7 @@ mod tests {
         assert_eq!((shown(&empty), empty.last()), (vec![], 0));
         assert_eq!(
             empty.subscribe(),
-            ClientFrame::Subscribe {
+            FeedRequest::Subscribe {
                 channel_id: 8,
                 after: Some(0)
             }
@@ -438,7 +390,7 @@ mod tests {
     fn messages_are_appended_in_offset_order_and_duplicates_ignored() {
         let mut feed = ChannelFeed::open(7, &[]);
         feed.subscribe();
-        let subscribed = ServerFrame::Subscribed {
+        let subscribed = FeedFrame::Subscribed {
             channel_id: 7,
             head: 0,
         };
@@ -448,7 +400,7 @@ mod tests {
         }
         assert_eq!(shown(&feed), [1, 2, 3]);
         // Another channel's frames change nothing.
-        let other = ServerFrame::Message(message(9, 4));
+        let other = FeedFrame::Message(message(9, 4));
         assert_eq!(feed.apply(other), Outcome::Nothing);
         assert_eq!((shown(&feed), feed.last()), (vec![1, 2, 3], 3));
     }
@@ -462,7 +414,7 @@ mod tests {
         assert_eq!(live(&mut feed, 5), Outcome::Resubscribe);
         assert_eq!(
             feed.subscribe(),
-            ClientFrame::Subscribe {
+            FeedRequest::Subscribe {
                 channel_id: 7,
                 after: Some(3)
             }
@@ -490,7 +442,7 @@ mod tests {
         // The connection dropped; the new one resumes after 4; the notifier replays 5..=8.
         assert_eq!(
             feed.subscribe(),
-            ClientFrame::Subscribe {
+            FeedRequest::Subscribe {
                 channel_id: 7,
                 after: Some(4)
             }
@@ -507,11 +459,11 @@ mod tests {
         let mut feed = ChannelFeed::open(7, &page(7, 1..=5));
         feed.subscribe();
         subscribed(&mut feed, 5);
-        let reset = ServerFrame::parse(r#"{"type":"reset","channel_id":7}"#).unwrap();
-        assert_eq!(reset, ServerFrame::Reset { channel_id: 7 });
+        let reset = parse_frame(r#"{"type":"reset","channel_id":7}"#).unwrap();
+        assert_eq!(reset, FeedFrame::Reset { channel_id: 7 });
         // Another channel's reset changes nothing here.
         assert_eq!(
-            feed.apply(ServerFrame::Reset { channel_id: 8 }),
+            feed.apply(FeedFrame::Reset { channel_id: 8 }),
             Outcome::Nothing
         );
         assert_eq!(shown(&feed), [1, 2, 3, 4, 5]);
@@ -527,7 +479,7 @@ mod tests {
     fn a_head_below_the_last_offset_means_a_reset_channel_the_view_starts_over() {
         let mut feed = ChannelFeed::open(7, &page(7, 1..=5));
         feed.subscribe();
-        let reset = ServerFrame::Subscribed {
+        let reset = FeedFrame::Subscribed {
             channel_id: 7,
             head: 2,
         };
@@ -535,7 +487,7 @@ mod tests {
         assert_eq!((shown(&feed), feed.last(), feed.head()), (vec![], 2, 2));
         assert_eq!(
             feed.subscribe(),
-            ClientFrame::Subscribe {
+            FeedRequest::Subscribe {
                 channel_id: 7,
                 after: Some(2)
             }
@@ -546,12 +498,12 @@ mod tests {
     fn lagged_and_error_frames_are_counted_and_kept() {
         let mut feed = ChannelFeed::open(7, &[]);
         feed.subscribe();
-        let lagged = ServerFrame::Lagged {
+        let lagged = FeedFrame::Lagged {
             channel_id: 7,
             last_offset: 3,
         };
         assert_eq!(feed.apply(lagged), Outcome::Nothing);
-        let error = ServerFrame::Error {
+        let error = FeedFrame::Error {
             message: "unknown type".into(),
             channel_id: None,
         };
@@ -570,7 +522,7 @@ mod tests {
         let mut feed = ChannelFeed::open(7, &page(7, 1..=40));
         // After a reset, resuming after 40 is past the channel's head.
         feed.subscribe();
-        let refused = || ServerFrame::Error {
+        let refused = || FeedFrame::Error {
             message: "after 40 is past the head of channel 7: 2".into(),
             channel_id: Some(7),
         };
@@ -578,7 +530,7 @@ mod tests {
         assert_eq!((shown(&feed), feed.last()), (vec![], 0));
         assert_eq!(
             feed.subscribe(),
-            ClientFrame::Subscribe {
+            FeedRequest::Subscribe {
                 channel_id: 7,
                 after: Some(0)
             }
@@ -650,37 +602,31 @@ mod tests {
             r#"{"type":"error","message":"not subscribed to channel 7","channel_id":7}"#,
             r#"{"type":"message","channel_id":7,"offset":43,"message_id":"00000000-0000-0000-0000-00000000002b","user_id":1,"content":"m43","created_at":"2023-11-14T22:13:20.043Z","inserted_at":"2023-11-14T22:13:20.043Z"}"#,
         ];
-        let parsed: Vec<ServerFrame> = frames
-            .iter()
-            .map(|f| ServerFrame::parse(f).unwrap())
-            .collect();
+        let parsed: Vec<FeedFrame> = frames.iter().map(|f| parse_frame(f).unwrap()).collect();
         assert_eq!(
             parsed,
             [
-                ServerFrame::Subscribed {
+                FeedFrame::Subscribed {
                     channel_id: 7,
                     head: 42
                 },
-                ServerFrame::Lagged {
+                FeedFrame::Lagged {
                     channel_id: 7,
                     last_offset: 40
                 },
-                ServerFrame::Error {
+                FeedFrame::Error {
                     message: "unknown type".into(),
                     channel_id: None,
                 },
-                ServerFrame::Error {
+                FeedFrame::Error {
                     message: "not subscribed to channel 7".into(),
                     channel_id: Some(7),
                 },
-                ServerFrame::Message(message(7, 43)),
+                FeedFrame::Message(message(7, 43)),
             ]
         );
-        assert_eq!(ServerFrame::parse(r#"{"type":"stats_update"}"#), None);
-        assert_eq!(
-            ServerFrame::parse(r#"{"type":"lagged","channel_id":7}"#),
-            None
-        );
-        assert_eq!(ServerFrame::parse("not json"), None);
+        assert_eq!(parse_frame(r#"{"type":"stats_update"}"#), None);
+        assert_eq!(parse_frame(r#"{"type":"lagged","channel_id":7}"#), None);
+        assert_eq!(parse_frame("not json"), None);
     }
 }

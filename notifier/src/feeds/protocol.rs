@@ -1,22 +1,11 @@
 //! The `/ws/channels` protocol: what clients send, checked, and what the server sends back (pure, so every
 //! bad input is unit-tested here).
 
-use pipeline::api::ChannelMessage;
-use serde::Serialize;
+use pipeline::api::{ChannelMessage, FeedRequest};
 use serde_json::Value;
 
 /// Most channels one connection may be subscribed to at once.
 pub(crate) const MAX_SUBSCRIPTIONS: usize = 100;
-
-/// A client's request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Request {
-    /// `{"type":"subscribe","channel_id":7,"after":42}`; `after` absent: from the channel's head on (live
-    /// only); 0: from the start.
-    Subscribe { channel_id: i64, after: Option<i64> },
-    /// `{"type":"unsubscribe","channel_id":7}`.
-    Unsubscribe { channel_id: i64 },
-}
 
 /// The answer to a frame that is not a valid request (the connection stays usable).
 pub(crate) const NOT_JSON: &str =
@@ -30,7 +19,7 @@ pub(crate) const BAD_AFTER: &str = r#""after" must be an integer from 0 (the sta
 pub(crate) const NOT_TEXT: &str = "frames must be text: JSON requests";
 
 /// Parses one text frame.
-pub(crate) fn parse(text: &str) -> Result<Request, &'static str> {
+pub(crate) fn parse(text: &str) -> Result<FeedRequest, &'static str> {
     let value: Value = serde_json::from_str(text).map_err(|_| NOT_JSON)?;
     let object = value.as_object().ok_or(NOT_AN_OBJECT)?;
     let kind = object.get("type").ok_or(NO_TYPE)?;
@@ -45,9 +34,9 @@ pub(crate) fn parse(text: &str) -> Result<Request, &'static str> {
                 None | Some(Value::Null) => None,
                 Some(after) => Some(after.as_i64().filter(|a| *a >= 0).ok_or(BAD_AFTER)?),
             };
-            Ok(Request::Subscribe { channel_id, after })
+            Ok(FeedRequest::Subscribe { channel_id, after })
         }
-        Some("unsubscribe") => Ok(Request::Unsubscribe {
+        Some("unsubscribe") => Ok(FeedRequest::Unsubscribe {
             channel_id: channel_id()?,
         }),
         _ => Err(UNKNOWN_TYPE),
@@ -57,50 +46,6 @@ pub(crate) fn parse(text: &str) -> Result<Request, &'static str> {
 /// A resume point past the channel's head: the answer names the head (both transports).
 pub(crate) fn past_head(name: &str, after: i64, channel_id: i64, head: i64) -> String {
     format!("{name} {after} is past the head of channel {channel_id}: {head}")
-}
-
-/// What the server sends, tagged by `type`. `message` frames are built once per message by the hub
-/// ([`Delivered`]), not through this type.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub(crate) enum Reply {
-    Subscribed {
-        channel_id: i64,
-        /// The channel's last offset when the subscription started (0: no message yet).
-        head: i64,
-    },
-    Unsubscribed {
-        channel_id: i64,
-    },
-    /// The subscriber fell behind; it is caught up from PostgreSQL right after this, from `last_offset + 1`.
-    Lagged {
-        channel_id: i64,
-        last_offset: i64,
-    },
-    /// The channel started over from offset 1 (the data was reset): drop what was received of it; its
-    /// messages from offset 1 follow.
-    Reset {
-        channel_id: i64,
-    },
-    Error {
-        message: String,
-        /// The channel the error is about, when there is one.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        channel_id: Option<i64>,
-    },
-}
-
-impl Reply {
-    pub(crate) fn error(message: impl Into<String>, channel_id: Option<i64>) -> Self {
-        Self::Error {
-            message: message.into(),
-            channel_id,
-        }
-    }
-
-    pub(crate) fn json(&self) -> String {
-        serde_json::to_string(self).expect("replies serialize")
-    }
 }
 
 /// One message of a channel, encoded once for every subscriber of every transport.
@@ -132,41 +77,42 @@ impl Delivered {
 mod tests {
     use super::*;
     use chrono::DateTime;
+    use pipeline::api::FeedFrame;
     use uuid::Uuid;
 
     #[test]
     fn requests_parse() {
         assert_eq!(
             parse(r#"{"type":"subscribe","channel_id":7,"after":42}"#),
-            Ok(Request::Subscribe {
+            Ok(FeedRequest::Subscribe {
                 channel_id: 7,
                 after: Some(42)
             })
         );
         assert_eq!(
             parse(r#"{"channel_id":7,"type":"subscribe","extra":[1]}"#),
-            Ok(Request::Subscribe {
+            Ok(FeedRequest::Subscribe {
                 channel_id: 7,
                 after: None
             })
         );
         assert_eq!(
             parse(r#"{"type":"subscribe","channel_id":7,"after":null}"#),
-            Ok(Request::Subscribe {
+            Ok(FeedRequest::Subscribe {
                 channel_id: 7,
                 after: None
             })
         );
         assert_eq!(
             parse(r#"{"type":"subscribe","channel_id":1,"after":0}"#),
-            Ok(Request::Subscribe {
+            Ok(FeedRequest::Subscribe {
                 channel_id: 1,
                 after: Some(0)
             })
         );
         assert_eq!(
             parse(r#"{"type":"unsubscribe","channel_id":9223372036854775807}"#),
-            Ok(Request::Unsubscribe {
+            Ok(FeedRequest::Unsubscribe {
                 channel_id: i64::MAX
             })
         );
@@ -215,31 +161,31 @@ mod tests {
     #[test]
     fn replies_have_the_issues_shape() {
         assert_eq!(
-            Reply::Subscribed {
+            FeedFrame::Subscribed {
                 channel_id: 7,
                 head: 42
             }
-            .json(),
+            .to_json(),
             r#"{"type":"subscribed","channel_id":7,"head":42}"#
         );
         assert_eq!(
-            Reply::Lagged {
+            FeedFrame::Lagged {
                 channel_id: 7,
                 last_offset: 9
             }
-            .json(),
+            .to_json(),
             r#"{"type":"lagged","channel_id":7,"last_offset":9}"#
         );
         assert_eq!(
-            Reply::Reset { channel_id: 7 }.json(),
+            FeedFrame::Reset { channel_id: 7 }.to_json(),
             r#"{"type":"reset","channel_id":7}"#
         );
         assert_eq!(
-            Reply::error(NO_TYPE, None).json(),
+            FeedFrame::error(NO_TYPE, None).to_json(),
             r#"{"type":"error","message":"missing field \"type\""}"#
         );
         assert_eq!(
-            Reply::error("x", Some(3)).json(),
+            FeedFrame::error("x", Some(3)).to_json(),
             r#"{"type":"error","message":"x","channel_id":3}"#
         );
         assert_eq!(
@@ -267,5 +213,10 @@ mod tests {
         assert_eq!(frame["offset"], 41);
         assert_eq!(frame["content"], "hé \"x\"");
         assert_eq!(frame.as_object().unwrap().len(), 8);
+        assert_eq!(
+            delivered.frame.as_str(),
+            FeedFrame::Message(message).to_json(),
+            "the hub's frame is the wire type's, byte for byte"
+        );
     }
 }

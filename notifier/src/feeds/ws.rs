@@ -24,8 +24,10 @@ use tokio::sync::{
 use tokio_stream::StreamMap;
 use tokio_util::sync::CancellationToken;
 
+use pipeline::api::{FeedFrame, FeedRequest};
+
 use super::{
-    protocol::{self, MAX_SUBSCRIPTIONS, Reply, Request},
+    protocol::{self, MAX_SUBSCRIPTIONS},
     subscription::{Item, Subscription},
 };
 use crate::{
@@ -52,8 +54,8 @@ pub(crate) async fn upgrade(
     Ok(crate::ws::configure(ws).on_upgrade(move |socket| serve(socket, state, permit)))
 }
 
-fn text(reply: &Reply) -> Message {
-    Message::Text(reply.json().into())
+fn text(reply: &FeedFrame) -> Message {
+    Message::Text(reply.to_json().into())
 }
 
 async fn serve(socket: WebSocket, state: AppState, _permit: OwnedSemaphorePermit) {
@@ -76,7 +78,7 @@ async fn serve(socket: WebSocket, state: AppState, _permit: OwnedSemaphorePermit
                 }
                 Some(Ok(Message::Binary(_))) => {
                     keepalive.heard();
-                    replies.push(text(&Reply::error(protocol::NOT_TEXT, None)));
+                    replies.push(text(&FeedFrame::error(protocol::NOT_TEXT, None)));
                 }
                 Some(Ok(Message::Close(_)) | Err(_)) | None => end = Some(End::Gone),
                 // Pings are answered by the WebSocket layer.
@@ -121,15 +123,15 @@ async fn serve(socket: WebSocket, state: AppState, _permit: OwnedSemaphorePermit
 fn reply(channel_id: i64, item: Item) -> Message {
     match item {
         Item::Message(message) => Message::Text(message.frame.clone()),
-        Item::Lagged { last_offset } => text(&Reply::Lagged {
+        Item::Lagged { last_offset } => text(&FeedFrame::Lagged {
             channel_id,
             last_offset,
         }),
-        Item::Reset => text(&Reply::Reset { channel_id }),
+        Item::Reset => text(&FeedFrame::Reset { channel_id }),
         // The subscription's stream ends after this, which removes it.
         Item::Failed { last_offset, error } => {
             tracing::warn!(%error, channel_id, "a channel subscription ends: PostgreSQL unavailable");
-            text(&Reply::error(
+            text(&FeedFrame::error(
                 format!(
                     "cannot read channel {channel_id} from PostgreSQL; subscribe again with \"after\":{last_offset}"
                 ),
@@ -160,15 +162,15 @@ async fn request(
     frame: &str,
 ) -> Message {
     let reply = match protocol::parse(frame) {
-        Err(message) => Reply::error(message, None),
-        Ok(Request::Unsubscribe { channel_id }) => match subscriptions.remove(&channel_id) {
-            Some(_) => Reply::Unsubscribed { channel_id },
-            None => Reply::error(
+        Err(message) => FeedFrame::error(message, None),
+        Ok(FeedRequest::Unsubscribe { channel_id }) => match subscriptions.remove(&channel_id) {
+            Some(_) => FeedFrame::Unsubscribed { channel_id },
+            None => FeedFrame::error(
                 format!("not subscribed to channel {channel_id}"),
                 Some(channel_id),
             ),
         },
-        Ok(Request::Subscribe { channel_id, after }) => {
+        Ok(FeedRequest::Subscribe { channel_id, after }) => {
             subscribe(state, subscriptions, channel_id, after).await
         }
     };
@@ -180,15 +182,15 @@ async fn subscribe(
     subscriptions: &mut StreamMap<i64, Feed>,
     channel_id: i64,
     after: Option<i64>,
-) -> Reply {
+) -> FeedFrame {
     if subscriptions.contains_key(&channel_id) {
-        return Reply::error(
+        return FeedFrame::error(
             format!("already subscribed to channel {channel_id}"),
             Some(channel_id),
         );
     }
     if subscriptions.len() >= MAX_SUBSCRIPTIONS {
-        return Reply::error(
+        return FeedFrame::error(
             format!("at most {MAX_SUBSCRIPTIONS} subscriptions per connection"),
             Some(channel_id),
         );
@@ -196,12 +198,12 @@ async fn subscribe(
     match Subscription::start(&state.hub, channel_id, after, "ws").await {
         Err(error) => {
             tracing::warn!(%error, channel_id, "cannot subscribe: PostgreSQL unavailable");
-            Reply::error(
+            FeedFrame::error(
                 format!("cannot read channel {channel_id} from PostgreSQL; subscribe again"),
                 Some(channel_id),
             )
         }
-        Ok((_, head)) if after.is_some_and(|after| after > head) => Reply::error(
+        Ok((_, head)) if after.is_some_and(|after| after > head) => FeedFrame::error(
             protocol::past_head("after", after.unwrap_or_default(), channel_id, head),
             Some(channel_id),
         ),
@@ -210,7 +212,7 @@ async fn subscribe(
                 subscription.channel_id(),
                 Box::pin(subscription.into_stream()),
             );
-            Reply::Subscribed { channel_id, head }
+            FeedFrame::Subscribed { channel_id, head }
         }
     }
 }
