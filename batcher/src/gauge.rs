@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use pipeline::keys::Keys;
+use pipeline::{keys::Keys, shutdown::Ticks};
 use tokio_util::sync::CancellationToken;
 
 use crate::link::RedisLink;
@@ -13,13 +13,8 @@ const INTERVAL: Duration = Duration::from_secs(1);
 
 /// Updates the gauge every [`INTERVAL`] until `stop`; a failed read keeps the last value.
 pub async fn run(mut link: RedisLink, keys: Keys, queue_shards: u32, stop: CancellationToken) {
-    let mut ticks = tokio::time::interval(INTERVAL);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            _ = ticks.tick() => {}
-        }
+    let mut ticks = Ticks::every(INTERVAL);
+    while ticks.next(&stop).await {
         let read = link
             .call(INTERVAL, |mut conn| {
                 let keys = &keys;

@@ -19,6 +19,7 @@ use futures_util::future::join_all;
 use pipeline::{
     connection::RedisTarget,
     keys::{Events, Keys},
+    shutdown::Ticks,
     streak::FailureStreak,
 };
 use tokio::{sync::Notify, task::JoinHandle};
@@ -129,17 +130,14 @@ struct Owner {
 
 impl Owner {
     async fn run(&mut self, shutdown: &CancellationToken) -> Result<(), WorkerError> {
-        let mut ticks = tokio::time::interval(LEASE_INTERVAL);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let result = loop {
-            tokio::select! {
-                () = shutdown.cancelled() => break Ok(()),
-                _ = ticks.tick() => {}
-            }
+        let mut ticks = Ticks::every(LEASE_INTERVAL);
+        let mut result = Ok(());
+        while ticks.next(shutdown).await {
             if let Err(error) = self.tick().await {
-                break Err(error);
+                result = Err(error);
+                break;
             }
-        };
+        }
         // Every worker stops taking, flushes and releases; their leases are renewed until they have.
         for running in self.running.values() {
             running.stop.cancel();
@@ -347,15 +345,10 @@ impl Owner {
 /// Renews every held lease each [`LEASE_INTERVAL`], concurrently and each within [`RENEW_TIMEOUT`], until
 /// `stop`; tells a shard's worker at once when its lease turns out lost.
 async fn renew_leases(mut link: RedisLink, leases: Leases, stop: CancellationToken) {
-    let mut ticks = tokio::time::interval(LEASE_INTERVAL);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ticks = Ticks::every(LEASE_INTERVAL);
     // Logged once per streak of failed rounds (a round fails when Redis or any renewal fails).
     let mut streak = FailureStreak::default();
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            _ = ticks.tick() => {}
-        }
+    while ticks.next(&stop).await {
         let held: Vec<(u32, HeldLease)> = leases
             .lock()
             .expect("leases lock")

@@ -33,6 +33,7 @@ use std::time::Duration;
 
 use pipeline::connection::RedisConn;
 use pipeline::keys::Keys;
+use pipeline::shutdown::Ticks;
 use pipeline::streak::FailureStreak;
 use tokio_util::sync::CancellationToken;
 
@@ -229,16 +230,11 @@ impl Backpressure {
     ) -> tokio::task::JoinHandle<()> {
         let this = self.clone();
         tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(REFRESH_INTERVAL);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut ticks = Ticks::every(REFRESH_INTERVAL);
             // Logged on change only: a Redis that is down would otherwise log ten lines a second.
             let mut streak = FailureStreak::default();
             let mut layout_recorded = false;
-            loop {
-                tokio::select! {
-                    () = shutdown.cancelled() => break,
-                    _ = ticks.tick() => {}
-                }
+            while ticks.next(&shutdown).await {
                 let mut conn = conn.clone();
                 if !layout_recorded {
                     let record = pipeline::depth::record_layout(&mut conn, &keys, queue_shards);

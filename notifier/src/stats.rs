@@ -7,6 +7,7 @@ use axum::extract::ws::Utf8Bytes;
 use pipeline::{
     events::{ServerEvent, Stats},
     keys::Keys,
+    shutdown::Ticks,
     streak::FailureStreak,
 };
 use tokio::sync::watch;
@@ -182,16 +183,11 @@ pub(crate) async fn run(
     stats: watch::Sender<StatsFrame>,
     shutdown: CancellationToken,
 ) {
-    let mut ticks = tokio::time::interval(INTERVAL);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ticks = Ticks::every(INTERVAL);
     let mut rate = RateWindow::new(RATE_WINDOW);
     let (mut totals, mut queue_depth, mut messages_per_second) = (Totals::default(), 0, 0.0);
     let (mut redis_streak, mut postgres_streak) = (Streak::new("redis"), Streak::new("postgres"));
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            _ = ticks.tick() => {}
-        }
+    while ticks.next(&shutdown).await {
         let (depth, read_totals) = tokio::join!(source.queue_depth(), source.totals());
         if let Some(depth) = redis_streak.observe(depth) {
             queue_depth = depth;
