@@ -105,10 +105,13 @@ ensure_database() {
 # ---------------------------------------------------------------------------------------------- Redis Cluster
 # A 6-node Redis Cluster on loopback (3 masters + 3 replicas) for the cluster tests: ports CLUSTER_BASE_PORT ..
 # CLUSTER_BASE_PORT+5, each node in $SCRATCH/cluster/<port>, nothing kept on disk but nodes.conf. Clusters on
-# different base ports live side by side.
+# different base ports live side by side. CLUSTER_REPLICAS=0 makes it 3 masters alone (3 ports), to measure
+# what the replicas cost.
 
 CLUSTER_BASE_PORT=${CLUSTER_BASE_PORT:-7100}
-CLUSTER_SIZE=6
+CLUSTER_REPLICAS=${CLUSTER_REPLICAS:-1}
+CLUSTER_MASTERS=3
+CLUSTER_SIZE=$((CLUSTER_MASTERS * (1 + CLUSTER_REPLICAS)))
 CLUSTER_DIR="$SCRATCH/cluster"
 
 cluster_ports() { seq "$CLUSTER_BASE_PORT" $((CLUSTER_BASE_PORT + CLUSTER_SIZE - 1)); }
@@ -124,7 +127,7 @@ cluster_cli() { # port args...: one command to one node, bounded
 # A field of CLUSTER INFO (the reply has CRLF line ends).
 cluster_info_field() { cluster_cli "$1" CLUSTER INFO | tr -d '\r' | sed -n "s/^$2://p"; }
 
-# Healthy: every node answers, sees all 6 nodes, all 16384 slots served, cluster_state:ok, and 3 masters.
+# Healthy: every node answers, sees all the nodes, all 16384 slots served, cluster_state:ok, and 3 masters.
 cluster_healthy() {
   local port masters
   for port in $(cluster_ports); do
@@ -133,7 +136,7 @@ cluster_healthy() {
     [[ $(cluster_info_field "$port" cluster_slots_ok) == 16384 ]] || return 1
   done
   masters=$(cluster_cli "$CLUSTER_BASE_PORT" CLUSTER NODES | awk '$3 ~ /master/ && $3 !~ /fail/' | wc -l)
-  [[ $masters == $((CLUSTER_SIZE / 2)) ]]
+  [[ $masters == "$CLUSTER_MASTERS" ]]
 }
 
 # Every node answers and the first one knows all of them (the cluster was created).
@@ -216,7 +219,7 @@ ensure_redis_cluster() {
   done
   for port in $(cluster_ports); do wait_port 127.0.0.1 "$port" "Redis Cluster node"; done
   # The nodes are not yet a cluster until this assigns the slots and pairs each master with a replica.
-  timeout 60 redis-cli --cluster create "${ports[@]}" --cluster-replicas 1 --cluster-yes >"$CLUSTER_DIR/create-$CLUSTER_BASE_PORT.log" 2>&1 ||
+  timeout 60 redis-cli --cluster create "${ports[@]}" --cluster-replicas "$CLUSTER_REPLICAS" --cluster-yes >"$CLUSTER_DIR/create-$CLUSTER_BASE_PORT.log" 2>&1 ||
     die "redis-cli --cluster create failed (see $CLUSTER_DIR/create-$CLUSTER_BASE_PORT.log)"
   wait_cluster_healthy 30 || die "the Redis Cluster did not reach cluster_state:ok on every node within 30 s"
   say "Redis Cluster ready on $REDIS_CLUSTER_SEEDS"

@@ -104,6 +104,21 @@ impl Monitor {
         Ok(answers.len())
     }
 
+    /// How many replicas the masters have in all (`connected_slaves` of `INFO replication`).
+    pub async fn replicas(&mut self) -> anyhow::Result<usize> {
+        let answers = self
+            .redis
+            .on_every_master(redis::cmd("INFO").arg("replication").to_owned())
+            .await
+            .context("cannot reach every master")?;
+        let mut replicas = 0;
+        for answer in answers {
+            let text: String = redis::from_redis_value(answer).context("INFO is text")?;
+            replicas += connected_replicas(&text);
+        }
+        Ok(replicas)
+    }
+
     /// `CHECKPOINT`: writes out what earlier scenarios left dirty, so that their writes do not stall this one.
     /// Needs a superuser or `pg_checkpoint`; without it the scenario just runs on the server as it is.
     pub async fn checkpoint(&mut self) -> bool {
@@ -297,8 +312,25 @@ impl Monitor {
     }
 }
 
+/// `connected_slaves` of an `INFO replication` answer (0 if absent).
+fn connected_replicas(info: &str) -> usize {
+    info.lines()
+        .find_map(|line| line.trim().strip_prefix("connected_slaves:"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
+    use super::connected_replicas;
+
+    #[test]
+    fn replicas_are_read_off_info_replication() {
+        let info = "# Replication\r\nrole:master\r\nconnected_slaves:1\r\nslave0:ip=127.0.0.1,port=7103\r\n";
+        assert_eq!(connected_replicas(info), 1);
+        assert_eq!(connected_replicas("# Replication\r\nrole:master\r\n"), 0);
+    }
+
     use super::*;
 
     #[test]

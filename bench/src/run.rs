@@ -54,8 +54,12 @@ pub struct Bench {
 pub enum RedisSide {
     /// One server (`--redis-url`), one shard.
     Single,
-    /// The cluster of `--cluster-nodes`, with this many masters and `QUEUE_SHARDS`.
-    Cluster { masters: usize, shards: u32 },
+    /// The cluster of `--cluster-nodes`, with this many masters, replicas (in all) and `QUEUE_SHARDS`.
+    Cluster {
+        masters: usize,
+        replicas: usize,
+        shards: u32,
+    },
 }
 
 /// Runs the benchmark; `Ok(false)` when it ran but some scenario failed.
@@ -198,16 +202,17 @@ impl Bench {
             )
             .await?;
             let masters = monitor.masters().await?;
+            let replicas = monitor.replicas().await?;
             say(&format!(
                 "starting ingestor, batcher, notifier on the Redis Cluster ({masters} masters, \
                  QUEUE_SHARDS={})",
                 config.queue_shards
             ));
             let services = Services::start(&config).await?;
-            anyhow::Ok((services, monitor, masters))
+            anyhow::Ok((services, monitor, masters, replicas))
         }
         .await;
-        let (services, monitor, masters) = match started {
+        let (services, monitor, masters, replicas) = match started {
             Ok(started) => started,
             Err(error) => {
                 eprintln!("FAILED: cluster: {error:#}");
@@ -219,6 +224,7 @@ impl Bench {
         self.monitor = monitor;
         self.redis = RedisSide::Cluster {
             masters,
+            replicas,
             shards: config.queue_shards,
         };
         let scenarios: Vec<Scenario> = self

@@ -100,12 +100,16 @@ impl Bench {
         Ok(())
     }
 
-    /// ` · cluster (3 masters, 6 shards)` on the cluster, nothing on the single server.
+    /// ` · cluster (3 masters + 3 replicas, 6 shards)` on the cluster, nothing on the single server.
     pub fn redis_label(&self) -> String {
         match self.redis {
             RedisSide::Single => String::new(),
-            RedisSide::Cluster { masters, shards } => {
-                format!(" · cluster ({masters} masters, {shards} shards)")
+            RedisSide::Cluster {
+                masters,
+                replicas,
+                shards,
+            } => {
+                format!(" · cluster ({masters} masters + {replicas} replicas, {shards} shards)")
             }
         }
     }

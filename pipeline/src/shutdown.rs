@@ -88,7 +88,11 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(2500)).await;
         assert!(ticks.next(&stop).await);
         assert!(ticks.next(&stop).await);
-        assert_eq!(start.elapsed(), Duration::from_millis(3500), "a whole period after the late one");
+        assert_eq!(
+            start.elapsed(),
+            Duration::from_millis(3500),
+            "a whole period after the late one"
+        );
         stop.cancel();
         assert!(!ticks.next(&stop).await, "none after stop");
     }
