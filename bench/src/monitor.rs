@@ -322,7 +322,7 @@ fn connected_replicas(info: &str) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::connected_replicas;
+    use super::*;
 
     #[test]
     fn replicas_are_read_off_info_replication() {
@@ -330,8 +330,6 @@ mod tests {
         assert_eq!(connected_replicas(info), 1);
         assert_eq!(connected_replicas("# Replication\r\nrole:master\r\n"), 0);
     }
-
-    use super::*;
 
     #[test]
     fn batch_stats_read_as_one_note() {

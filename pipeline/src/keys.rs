@@ -49,9 +49,10 @@ impl Keys {
         (0..count).map(|index| self.shard(index))
     }
 
-    /// The pub/sub channel carrying `batch_persisted` events (every shard's batchers publish on it).
+    /// The pub/sub channel carrying every shard's `batch_persisted` events on one Redis: shard 0's own
+    /// channel (see [`Events`]).
     pub fn events(&self) -> String {
-        format!("{{{}}}:events", self.prefix)
+        self.shard(0).events()
     }
 
     /// Sorted set of live batcher ids, scored by when their membership expires (Redis time, ms).
