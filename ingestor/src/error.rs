@@ -63,15 +63,18 @@ pub enum ApiError {
     /// 503 + `Retry-After`: Redis refused, failed or timed out; the message was not accepted.
     #[error("Redis is unavailable: {0}")]
     RedisUnavailable(String),
-    /// 503 + `Retry-After`: a batch spread over queue shards was queued in some shards only (each shard's
-    /// part is all or nothing); the client is told how much, and that a keyed retry completes it exactly once.
-    #[error(
-        "Redis is unavailable for part of the batch ({detail}); {queued} of the {total} messages were queued"
-    )]
+    /// 503 `partly_queued` + `Retry-After`: a submission spread over queue shards was queued in some shards
+    /// only (each shard's part is all or nothing), because a later shard's queue was full or its Redis failed.
+    /// The body says how many messages were queued; a retry with the same `Idempotency-Key` queues exactly the
+    /// rest, one without a key queues the queued part again.
+    #[error("{queued} of the {total} messages were queued: {cause}")]
     PartlyQueued {
         queued: usize,
         total: usize,
-        detail: String,
+        /// Why the rest was not.
+        cause: PartRefused,
+        /// Whether the request had an `Idempotency-Key` (what a retry does depends on it).
+        keyed: bool,
     },
     /// 503 + `Retry-After`: the large-body memory budget stayed spent by other requests for `waited`
     /// (see `extract::LARGE_BODIES_BUDGET`); nothing of this request was read or queued.
@@ -88,6 +91,26 @@ pub enum ApiError {
     Internal(String),
 }
 
+/// Why the rest of a partly queued submission was not queued.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PartRefused {
+    /// A shard's push found the queue at `MAX_QUEUE_DEPTH` (other ingestors filled it since the admission).
+    #[error("the queue is full ({0})")]
+    QueueFull(String),
+    /// Redis refused, failed or did not answer for a shard.
+    #[error("Redis is unavailable ({0})")]
+    RedisUnavailable(String),
+}
+
+impl From<&crate::enqueue::EnqueueError> for PartRefused {
+    fn from(error: &crate::enqueue::EnqueueError) -> Self {
+        match error {
+            crate::enqueue::EnqueueError::Full { .. } => Self::QueueFull(error.to_string()),
+            other => Self::RedisUnavailable(other.to_string()),
+        }
+    }
+}
+
 /// The error codes a submission (`POST /messages`, `/messages/batch`, `/simulate`) can be refused with: the
 /// values of `ingestor_messages_rejected_total`'s `reason` label, each with its series from the start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr, strum::VariantNames)]
@@ -100,6 +123,7 @@ pub enum Rejection {
     Unauthorized,
     QueueFull,
     RedisUnavailable,
+    PartlyQueued,
     Busy,
     Internal,
 }
@@ -120,6 +144,9 @@ pub struct BatchErrorBody {
     /// Indexes of every refused message, ascending (only for `invalid_field` on items).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub invalid_indexes: Option<Vec<usize>>,
+    /// How many of the messages were queued (only for `partly_queued`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queued: Option<usize>,
 }
 
 impl ApiError {
@@ -156,9 +183,8 @@ impl ApiError {
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::QueueFull { .. } => Rejection::QueueFull.into(),
-            Self::RedisUnavailable(_) | Self::PartlyQueued { .. } => {
-                Rejection::RedisUnavailable.into()
-            }
+            Self::RedisUnavailable(_) => Rejection::RedisUnavailable.into(),
+            Self::PartlyQueued { .. } => Rejection::PartlyQueued.into(),
             Self::DatabaseUnavailable(_) => "database_unavailable",
             Self::Busy { .. } => Rejection::Busy.into(),
             Self::Internal(_) => Rejection::Internal.into(),
@@ -190,10 +216,26 @@ impl ApiError {
     fn public_message(&self) -> String {
         match self {
             Self::RedisUnavailable(_) => "Redis is unavailable; retry later".into(),
-            Self::PartlyQueued { queued, total, .. } => format!(
-                "Redis is unavailable for part of the batch: {queued} of the {total} messages were \
-                 queued; retry with an Idempotency-Key to queue the rest exactly once"
-            ),
+            Self::PartlyQueued {
+                queued,
+                total,
+                cause,
+                keyed,
+            } => {
+                let cause = match cause {
+                    PartRefused::QueueFull(_) => "the queue is full",
+                    PartRefused::RedisUnavailable(_) => "Redis is unavailable",
+                };
+                let retry = if *keyed {
+                    "retry with the same Idempotency-Key to queue the rest exactly once"
+                } else {
+                    "a retry queues all of them again (the queued ones twice): send an Idempotency-Key to make \
+                     retries exact"
+                };
+                format!(
+                    "{queued} of the {total} messages were queued ({cause} for the rest); {retry}"
+                )
+            }
             Self::DatabaseUnavailable(_) => "PostgreSQL is unavailable; retry later".into(),
             Self::NotifierUnavailable(_) => {
                 "the notifier (NOTIFIER_URL) is unavailable; retry later".into()
@@ -240,6 +282,10 @@ impl IntoResponse for ApiError {
                 field,
             },
             invalid_indexes,
+            queued: match &self {
+                Self::PartlyQueued { queued, .. } => Some(*queued),
+                _ => None,
+            },
         };
         let mut response = (status, axum::Json(body)).into_response();
         let headers = response.headers_mut();
@@ -305,6 +351,7 @@ mod tests {
                 "unauthorized",
                 "queue_full",
                 "redis_unavailable",
+                "partly_queued",
                 "busy",
                 "internal",
             ]
@@ -315,14 +362,25 @@ mod tests {
             limit: 1,
         };
         assert_eq!(queue_full.code(), "queue_full");
+        let partly = |cause, keyed| ApiError::PartlyQueued {
+            queued: 1,
+            total: 3,
+            cause,
+            keyed,
+        };
+        let full = partly(PartRefused::QueueFull("depth 9".into()), true);
+        assert_eq!(full.code(), "partly_queued");
+        assert_eq!(full.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(
-            ApiError::PartlyQueued {
-                queued: 1,
-                total: 2,
-                detail: String::new()
-            }
-            .code(),
-            "redis_unavailable"
+            full.public_message(),
+            "1 of the 3 messages were queued (the queue is full for the rest); retry with the same \
+             Idempotency-Key to queue the rest exactly once"
+        );
+        let down = partly(PartRefused::RedisUnavailable("refused".into()), false);
+        assert_eq!(
+            down.public_message(),
+            "1 of the 3 messages were queued (Redis is unavailable for the rest); a retry queues all of them \
+             again (the queued ones twice): send an Idempotency-Key to make retries exact"
         );
     }
 }

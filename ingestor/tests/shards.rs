@@ -129,6 +129,9 @@ async fn a_keyed_batch_that_failed_in_one_shard_is_completed_exactly_once_by_its
         .post_json_with("/messages/batch", body.clone(), &key)
         .await;
     assert_eq!(response.status(), 503);
+    let error: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(error["error"], "partly_queued", "{error}");
+    assert_eq!(error["queued"], expected[&0].len() + expected[&1].len());
     let before = contents(&shards_except(&env, Some(2)).await);
     assert_eq!(
         before[&0], expected[&0],
@@ -177,7 +180,12 @@ async fn an_unkeyed_batch_that_failed_in_one_shard_says_how_much_was_queued() {
     assert_eq!(response.status(), 503);
     let error: serde_json::Value = response.json().await.unwrap();
     let queued = 40 - expected[&3].len();
-    let said = format!("{queued} of the 40 messages were queued");
+    assert_eq!(error["error"], "partly_queued", "{error}");
+    assert_eq!(error["queued"], queued);
+    let said = format!(
+        "{queued} of the 40 messages were queued (Redis is unavailable for the rest); a retry queues all of \
+         them again"
+    );
     assert!(
         error["message"].as_str().unwrap().contains(&said),
         "{error}"
@@ -186,6 +194,77 @@ async fn an_unkeyed_batch_that_failed_in_one_shard_says_how_much_was_queued() {
     for shard in 0..3 {
         assert_eq!(held[&shard], expected[&shard]);
     }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_keyed_batch_whose_last_shard_filled_up_meanwhile_says_how_much_was_queued_and_its_retry_completes_it()
+ {
+    // The admission checks the ingestor's estimate of the queue (read every 100 ms); each shard's push checks
+    // that shard's exact depth. Another ingestor filling shard 3 between a reading and this batch leaves the
+    // batch admitted and shard 3's part refused, after shards 0 to 2 took theirs.
+    const LIMIT: u64 = 40;
+    let env = TestEnv::new().await;
+    let app = spawn_app(&env, |config| {
+        config.redis.queue_shards = SHARDS;
+        config.max_queue_depth = LIMIT;
+    })
+    .await;
+    let (body, expected) = batch(12);
+    assert!(expected.values().all(|contents| !contents.is_empty()));
+    let last = env.keys().shard(SHARDS - 1).pending();
+    let others: usize = expected.range(..SHARDS - 1).map(|(_, c)| c.len()).sum();
+    let fill = |n: u64| {
+        redis::cmd("LPUSH")
+            .arg(&last)
+            .arg(vec!["x"; n as usize])
+            .clone()
+    };
+    // Past half of the limit, so every shard's push is the checking script.
+    let _: i64 = env.redis_query(&fill(24)).await;
+    let key = [("Idempotency-Key", "filled-meanwhile")];
+    let mut answer = None;
+    // A reading that lands between the fill and the request turns it into a plain 429 (nothing queued):
+    // undo the fill and try again, a bounded number of times.
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Room for shards 0 to 2 by the estimate (24 + 12 <= 40), none for shard 3's part (39 + 3 > 40).
+        let _: i64 = env.redis_query(&fill(LIMIT - 1 - 24)).await;
+        let response = app
+            .post_json_with("/messages/batch", body.clone(), &key)
+            .await;
+        let status = response.status().as_u16();
+        let error: serde_json::Value = response.json().await.unwrap();
+        if status == 429 {
+            assert_eq!(error["error"], "queue_full", "{error}");
+            let _: () = env
+                .redis_query(redis::cmd("LTRIM").arg(&last).arg(LIMIT - 1 - 24).arg(-1))
+                .await;
+            continue;
+        }
+        answer = Some((status, error));
+        break;
+    }
+    let (status, error) = answer.expect("one of ten tries fell between two readings");
+    assert_eq!(status, 503, "{error}");
+    assert_eq!(error["error"], "partly_queued", "{error}");
+    assert_eq!(error["queued"], others);
+    let said = format!(
+        "{others} of the 12 messages were queued (the queue is full for the rest); retry with the same \
+         Idempotency-Key to queue the rest exactly once"
+    );
+    assert_eq!(error["message"], said.as_str());
+
+    // Once the queue drained (here: the filler's elements deleted), the keyed retry queues exactly the rest.
+    let _: () = env.redis_query(redis::cmd("DEL").arg(&last)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let response = app.post_json_with("/messages/batch", body, &key).await;
+    assert_eq!(response.status(), 201);
+    assert_eq!(
+        contents(&shards(&env).await),
+        expected,
+        "every message once"
+    );
     app.stop().await;
 }
 

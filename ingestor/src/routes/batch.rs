@@ -24,7 +24,7 @@ use crate::auth::WriteAccess;
 use crate::backpressure::Admitted;
 use crate::domain::{MAX_BATCH_MESSAGES, ValidMessage};
 use crate::enqueue::{self, EnqueueError, Part};
-use crate::error::{ApiError, BatchErrorBody};
+use crate::error::{ApiError, BatchErrorBody, PartRefused};
 use crate::extract::{BATCH_BODY_LIMIT, JsonBytes, parse};
 use crate::idempotency::{self, IdempotencyHeader, Kind, PushOnce, Remembered};
 use crate::state::AppState;
@@ -71,9 +71,11 @@ pub struct MessageBatch(pub Vec<NewMessage>);
         (status = 429, description = "The queue is over MAX_QUEUE_DEPTH; nothing was queued.",
             body = BatchErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait."))),
         (status = 500, description = "A bug; details are in the ingestor's log.", body = BatchErrorBody),
-        (status = 503, description = "Redis is unavailable; retry. When the batch spans queue shards and only some \
-                                      were queued, the message says how many: retry with an `Idempotency-Key` to \
-                                      queue the rest exactly once.", body = BatchErrorBody,
+        (status = 503, description = "`redis_unavailable`: Redis is unavailable; retry. `partly_queued`: the batch \
+                                      spans queue shards and only some of them took their part (a full queue \
+                                      or Redis failing for the rest); `queued` says how many messages were \
+                                      queued, and a retry with the same `Idempotency-Key` queues exactly the \
+                                      rest.", body = BatchErrorBody,
             headers(("Retry-After" = u32, description = "Seconds to wait."))),
     )
 )]
@@ -139,7 +141,8 @@ async fn push_all(
         Some(error) => Err(ApiError::PartlyQueued {
             queued,
             total: answer.message_ids.len(),
-            detail: error.to_string(),
+            cause: (&error).into(),
+            keyed: false,
         }),
     }
 }
@@ -153,41 +156,55 @@ async fn push_all_once(
     parts: &[Part<(usize, ValidMessage)>],
     mut answer: Remembered,
 ) -> Result<Remembered, ApiError> {
-    let mut queued = 0;
+    // Messages queued by this request, and by an earlier one with the same key.
+    let (mut queued, mut queued_before) = (0, 0);
     for (position, part) in parts.iter().enumerate() {
         let elements = part
             .elements
             .iter()
             .map(|(index, message)| encode(message.clone(), &answer, *index))
             .collect::<Result<Vec<_>, _>>()?;
-        let pushed = super::push_once(state, part.shard, key, &answer, &elements).await?;
-        match pushed {
-            PushOnce::Pushed => queued += elements.len(),
-            PushOnce::Full { depth } => {
-                let full = EnqueueError::Full { depth };
-                let total = answer.message_ids.len();
-                if queued > 0 {
-                    telemetry::accepted(queued as u64);
-                    return Err(ApiError::PartlyQueued {
-                        queued,
-                        total,
-                        detail: full.to_string(),
-                    });
-                }
-                return Err(state.backpressure.not_queued(&full, total as u64));
+        let total = answer.message_ids.len();
+        let refused = match super::push_once(state, part.shard, key, &answer, &elements).await {
+            Ok(PushOnce::Pushed) => {
+                queued += elements.len();
+                continue;
             }
-            PushOnce::Earlier(earlier) if position == 0 => {
-                let same_request = earlier.kind == Kind::Batch
-                    && earlier.message_ids.len() == answer.message_ids.len();
+            Ok(PushOnce::Earlier(earlier)) if position == 0 => {
+                let same_request =
+                    earlier.kind == Kind::Batch && earlier.message_ids.len() == total;
                 answer = earlier;
                 if !same_request {
                     // The key names another request: answer that one, queue nothing.
                     return Ok(answer);
                 }
+                queued_before += elements.len();
+                continue;
             }
             // This part was queued by the earlier request.
-            PushOnce::Earlier(_) => {}
-        }
+            Ok(PushOnce::Earlier(_)) => {
+                queued_before += elements.len();
+                continue;
+            }
+            Ok(PushOnce::Full { depth }) => {
+                let full = EnqueueError::Full { depth };
+                if queued + queued_before == 0 {
+                    return Err(state.backpressure.not_queued(&full, total as u64));
+                }
+                PartRefused::from(&full)
+            }
+            Err(ApiError::RedisUnavailable(detail)) if queued + queued_before > 0 => {
+                PartRefused::RedisUnavailable(detail)
+            }
+            Err(error) => return Err(error),
+        };
+        telemetry::accepted(queued as u64);
+        return Err(ApiError::PartlyQueued {
+            queued: queued + queued_before,
+            total,
+            cause: refused,
+            keyed: true,
+        });
     }
     if queued > 0 {
         telemetry::accepted(queued as u64);

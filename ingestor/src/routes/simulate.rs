@@ -36,9 +36,10 @@ pub const CHUNK: u64 = 10_000;
         (status = 422, description = "`count` is not an integer from 1 to 1,000,000, or exceeds \
                                       MAX_QUEUE_DEPTH.", body = ErrorBody),
         crate::openapi::WriteRefusals,
-        (status = 503, description = "Redis is unavailable, or the queue filled up part-way (other \
-                                      ingestors' submissions; the message says how many were queued). Chunks \
-                                      of 10,000 pushed before stay queued.", body = ErrorBody,
+        (status = 503, description = "`redis_unavailable`: Redis is unavailable; nothing was queued. \
+                                      `partly_queued`: the queue filled up (other ingestors' submissions) or \
+                                      Redis failed part-way; the chunks of 10,000 pushed before stay queued, \
+                                      and the message says how many.", body = ErrorBody,
             headers(("Retry-After" = u32, description = "Seconds to wait."))),
     )
 )]
@@ -81,14 +82,17 @@ pub async fn simulate(
                 Err(error @ EnqueueError::Full { .. }) if queued == 0 => {
                     return Err(state.backpressure.not_queued(&error, count));
                 }
-                Err(error @ EnqueueError::Full { .. }) => {
+                Err(error) if queued == 0 => {
+                    return Err(ApiError::RedisUnavailable(error.to_string()));
+                }
+                Err(error) => {
                     return Err(ApiError::PartlyQueued {
                         queued,
                         total: count as usize,
-                        detail: error.to_string(),
+                        cause: (&error).into(),
+                        keyed: false,
                     });
                 }
-                Err(error) => return Err(ApiError::RedisUnavailable(error.to_string())),
             }
         }
     }
