@@ -40,6 +40,8 @@
 //! - [`store`]: PostgreSQL: binary COPY straight into `messages` (through a staging table with `ON CONFLICT` only
 //!   when a replay hits `tracking_id`), bad-row isolation, one transaction.
 //! - [`flush`]: one flush end to end: decode, commit with retries, clear, publish `batch_persisted`, metrics.
+//! - [`group_commit`]: with several shards, one transaction for the time-triggered batches of a round, whose
+//!   deadline the shards' batches share.
 //! - [`worker`]: one shard's fill/flush loop, recovery and final flush; `worker::step` decides its next step
 //!   (pure), `worker::flush_task` runs its flusher beside it.
 //! - [`ownership`]: which shards this batcher holds; lease renewal; one worker per shard.
@@ -51,6 +53,7 @@ pub mod assignment;
 pub mod backoff;
 pub mod flush;
 pub mod gauge;
+pub mod group_commit;
 pub mod http;
 pub mod lease;
 pub mod link;

@@ -27,10 +27,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     assignment,
+    group_commit::GroupCommit,
     lease::{self, LEASE_INTERVAL, RENEW_TIMEOUT},
     link::RedisLink,
     policy::FlushPolicy,
     queue::Queue,
+    store::Store,
     worker::{self, Ended, WorkerError},
 };
 
@@ -92,8 +94,14 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         Arc::clone(&leases),
         renewer_stop.clone(),
     ));
+    // One transaction for the time-triggered batches of all the shards held (see `group_commit`).
+    let group = (settings.queue_shards > 1).then(|| {
+        let store = Store::new(&settings.database_url);
+        GroupCommit::spawn(store, settings.batcher_id.clone(), give_up.clone())
+    });
     let mut owner = Owner {
         control: RedisLink::new(settings.redis.clone()),
+        group,
         settings,
         leases,
         running: HashMap::new(),
@@ -120,6 +128,8 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
 
 struct Owner {
     settings: Settings,
+    /// With several queue shards: the group commit its workers' flushers share.
+    group: Option<GroupCommit>,
     /// Membership, takeovers and scans.
     control: RedisLink,
     leases: Leases,
@@ -294,6 +304,7 @@ impl Owner {
             redis: self.settings.redis.clone(),
             database_url: self.settings.database_url.clone(),
             reclaimed,
+            group: self.group.clone(),
         };
         let task = tokio::spawn(worker::run(
             worker_settings,

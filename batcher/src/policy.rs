@@ -53,8 +53,9 @@ pub struct FlushPolicy {
 pub struct Batch<T> {
     policy: FlushPolicy,
     items: Vec<T>,
-    /// When the first element arrived; `None` while the batch is empty.
-    started: Option<Instant>,
+    /// When the time trigger fires: `BATCH_TIMEOUT` after the first element arrived, or sooner if brought
+    /// forward; `None` while the batch is empty.
+    deadline: Option<Instant>,
 }
 
 impl<T> Batch<T> {
@@ -63,7 +64,7 @@ impl<T> Batch<T> {
         Self {
             policy,
             items: Vec::with_capacity(policy.threshold),
-            started: None,
+            deadline: None,
         }
     }
 
@@ -72,7 +73,15 @@ impl<T> Batch<T> {
         let before = self.items.len();
         self.items.extend(items);
         if before == 0 && !self.items.is_empty() {
-            self.started = Some(now);
+            self.deadline = Some(now + self.policy.timeout);
+        }
+    }
+
+    /// Moves the time trigger to `deadline` if that is sooner (a batch may be flushed early, never late);
+    /// nothing while the batch is empty.
+    pub fn bring_forward(&mut self, deadline: Instant) {
+        if let Some(own) = &mut self.deadline {
+            *own = (*own).min(deadline);
         }
     }
 
@@ -93,7 +102,7 @@ impl<T> Batch<T> {
 
     /// When the time trigger fires; `None` while the batch is empty (an empty batch has no timer).
     pub fn deadline(&self) -> Option<Instant> {
-        self.started.map(|start| start + self.policy.timeout)
+        self.deadline
     }
 
     /// Whether the batch must be flushed at `now`, and why. The volume trigger wins when both hold.
@@ -112,7 +121,7 @@ impl<T> Batch<T> {
     /// since they have waited at least that long.
     pub fn take(&mut self) -> Vec<T> {
         if self.items.len() <= self.policy.threshold {
-            self.started = None;
+            self.deadline = None;
             return std::mem::replace(&mut self.items, Vec::with_capacity(self.policy.threshold));
         }
         let rest = self.items.split_off(self.policy.threshold);
@@ -122,7 +131,7 @@ impl<T> Batch<T> {
     /// Forgets every element (they stay in the processing list and are recovered from there).
     pub fn clear(&mut self) {
         self.items.clear();
-        self.started = None;
+        self.deadline = None;
     }
 }
 
@@ -227,6 +236,22 @@ mod tests {
         assert_eq!(batch.deadline(), Some(start + Duration::from_millis(100)));
         assert_eq!(batch.take(), vec![3, 4]);
         assert_eq!(batch.take(), vec![5]);
+        assert_eq!(batch.deadline(), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_deadline_can_be_brought_forward_never_back_and_not_before_the_batch_starts() {
+        let mut batch = Batch::new(policy(10, 100));
+        let start = Instant::now();
+        batch.bring_forward(start);
+        assert_eq!(batch.deadline(), None, "an empty batch has no timer");
+        batch.extend([1], start);
+        batch.bring_forward(start + Duration::from_millis(150));
+        assert_eq!(batch.deadline(), Some(start + Duration::from_millis(100)));
+        batch.bring_forward(start + Duration::from_millis(40));
+        batch.extend([2], start + Duration::from_millis(10));
+        times_out_at(&batch, start + Duration::from_millis(40)).await;
+        batch.take();
         assert_eq!(batch.deadline(), None);
     }
 

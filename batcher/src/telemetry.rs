@@ -62,6 +62,12 @@ pub fn metrics() -> &'static [Metric] {
             labels: &[],
         },
         Metric::Histogram {
+            name: "batcher_group_commit_batches",
+            help: "Batches committed in one transaction by the group commit (with several queue shards, the \
+                   time-triggered batches of the shards held that are ready together).",
+            labels: &[],
+        },
+        Metric::Histogram {
             name: "batcher_flush_duration_seconds",
             help: "Time of a flush: decode, commit (retries included), clear and publish.",
             labels: &[],

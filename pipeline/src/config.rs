@@ -135,7 +135,8 @@ pub struct BatchConfig {
     pub batch_size: usize,
 
     /// Time trigger, in seconds (fractions allowed, e.g. 0.05; more than 0, at most 86400), counted from the
-    /// first message of the batch. The notifier hands it to the dashboard.
+    /// first message of the batch. With several queue shards a batcher flushes its shards' batches in rounds,
+    /// so some flush sooner, none later. The notifier hands it to the dashboard.
     #[arg(long, env = "BATCH_TIMEOUT", default_value = "30", value_parser = parse_seconds)]
     pub batch_timeout: Duration,
 }

@@ -11,21 +11,19 @@ use super::{
 };
 use crate::row::Row;
 
-/// Binary-COPYs `rows` straight into `messages` with their `batch_id` and `offsets` (same index); returns
-/// the rows copied.
+/// Binary-COPYs rows straight into `messages`, each with its `batch_id` and channel offset; returns the rows
+/// copied. `rows` may hold several batches' rows (a group commit).
 pub(super) async fn copy_messages(
     tx: &Transaction<'_>,
     copy: &Statement,
-    rows: &[Row<'_>],
-    batch_id: i64,
-    offsets: &[i64],
+    rows: &[(&Row<'_>, i64, i64)],
 ) -> Result<u64, tokio_postgres::Error> {
     if rows.is_empty() {
         return Ok(0);
     }
     let sink = tx.copy_in(copy).await?;
     let mut writer = pin!(BinaryCopyInWriter::new(sink, MESSAGES_TYPES));
-    for (row, offset) in rows.iter().zip(offsets) {
+    for (row, batch_id, offset) in rows {
         let content: &str = &row.content;
         let values: [&(dyn ToSql + Sync); 7] = [
             &row.tracking_id,
@@ -33,7 +31,7 @@ pub(super) async fn copy_messages(
             &row.channel_id,
             &content,
             &row.created_at,
-            &batch_id,
+            batch_id,
             offset,
         ];
         writer.as_mut().write(&values).await?;

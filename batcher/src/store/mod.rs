@@ -91,6 +91,17 @@ pub struct Attempts {
     refused: Vec<(usize, String)>,
 }
 
+impl Attempts {
+    /// The attempts of a batch whose first try was part of a group commit under `batch_id` (see
+    /// [`Store::commit_group`]): the next try first asks whether that commit happened.
+    pub fn after_group(batch_id: i64) -> Self {
+        Self {
+            batch_id: Some(batch_id),
+            ..Self::default()
+        }
+    }
+}
+
 struct Conn {
     client: Client,
     statements: Statements,
@@ -139,22 +150,91 @@ impl Store {
         Ok(Conn { client, statements })
     }
 
+    /// The connection, made now if there is none.
+    async fn connection(&mut self) -> Result<&mut Conn, StoreError> {
+        if self.conn.is_none() {
+            let conn = tokio::time::timeout(CONNECT_TIMEOUT, Self::connect(&self.database_url))
+                .await
+                .map_err(|_| StoreError::Timeout(CONNECT_TIMEOUT))??;
+            self.conn = Some(conn);
+        }
+        Ok(self.conn.as_mut().expect("connected above"))
+    }
+
+    /// Ids for `n` batches, to commit them together with [`commit_group`](Self::commit_group).
+    pub async fn next_batch_ids(&mut self, n: usize) -> Result<Vec<i64>, StoreError> {
+        let Conn { client, statements } = self.connection().await?;
+        let n = i32::try_from(n).expect("a group holds few batches");
+        let rows = client.query(&statements.next_batch_ids, &[&n]).await?;
+        Ok(rows.iter().map(|row| row.get(0)).collect())
+    }
+
+    /// Commits several batches (of different shards, or one shard's batches in the order they were taken) in
+    /// one transaction, under `batch_ids` (same index), each with its own `batches` row and its shard's
+    /// totals: one try, on the direct path only. Their channels' heads are locked together, in `channel_id`
+    /// order, and numbered in the order of `batches`. On `Err` nothing is known to be committed: the caller
+    /// resets and commits each batch on its own with [`Attempts::after_group`], whose first try finds out
+    /// whether this one's COMMIT went through after all.
+    pub async fn commit_group(
+        &mut self,
+        batches: &[BatchToCommit<'_>],
+        batch_ids: &[i64],
+    ) -> Result<Vec<Committed>, StoreError> {
+        assert_eq!(batches.len(), batch_ids.len(), "one id per batch");
+        let Conn { client, statements } = self.connection().await?;
+        let tx = client.transaction().await?;
+        let all_rows = || batches.iter().flat_map(|batch| batch.rows);
+        let counts = offsets::channel_counts(all_rows());
+        let heads_before = lock_heads(&tx, statements, counts, true).await?;
+        let offsets = offsets::assign(all_rows(), &heads_before);
+        let mut rest = offsets.as_slice();
+        let offsets: Vec<&[i64]> = batches
+            .iter()
+            .map(|batch| {
+                let (mine, after) = rest.split_at(batch.rows.len());
+                rest = after;
+                mine
+            })
+            .collect();
+        let mut rows = Vec::with_capacity(offsets.iter().map(|o| o.len()).sum());
+        for ((batch, &batch_id), offsets) in batches.iter().zip(batch_ids).zip(&offsets) {
+            rows.extend(
+                (batch.rows.iter().zip(*offsets)).map(|(row, &offset)| (row, batch_id, offset)),
+            );
+        }
+        copy_messages(&tx, &statements.copy_messages, &rows).await?;
+        let records = batches.iter().zip(batch_ids).map(|(batch, &batch_id)| {
+            record(
+                &tx,
+                statements,
+                batch,
+                batch_id,
+                batch.rows.len() as u64,
+                &[],
+            )
+        });
+        futures_util::future::try_join_all(records).await?;
+        tx.commit().await?;
+        Ok(batches
+            .iter()
+            .zip(batch_ids)
+            .zip(offsets)
+            .map(|((batch, &batch_id), offsets)| Committed {
+                batch_id,
+                inserted: batch.rows.len() as u64,
+                refused: Vec::new(),
+                channels: offsets::ranges(batch.rows, offsets),
+            })
+            .collect())
+    }
+
     /// Commits `batch` (one try). On `Err` the caller resets and retries with the same `attempts`.
     pub async fn commit(
         &mut self,
         batch: &BatchToCommit<'_>,
         attempts: &mut Attempts,
     ) -> Result<Committed, StoreError> {
-        let conn = match &mut self.conn {
-            Some(conn) => conn,
-            None => {
-                let conn = tokio::time::timeout(CONNECT_TIMEOUT, Self::connect(&self.database_url))
-                    .await
-                    .map_err(|_| StoreError::Timeout(CONNECT_TIMEOUT))??;
-                self.conn.insert(conn)
-            }
-        };
-        let Conn { client, statements } = conn;
+        let Conn { client, statements } = self.connection().await?;
 
         let batch_id = match attempts.batch_id {
             // A previous try may have committed and lost only the reply: its batches row says so.
@@ -219,12 +299,15 @@ impl Store {
     ) -> Result<Committed, StoreError> {
         let mut tx = client.transaction().await?;
         // Only the direct path reserves offsets up front: it inserts every row or none.
-        let heads_before = lock_heads(&tx, statements, batch.rows, path == Path::Direct).await?;
+        let counts = offsets::channel_counts(batch.rows);
+        let heads_before = lock_heads(&tx, statements, counts, path == Path::Direct).await?;
         let (inserted, refused, channels) = match path {
             Path::Direct => {
                 let offsets = offsets::assign(batch.rows, &heads_before);
-                let copy = &statements.copy_messages;
-                let copied = copy_messages(&tx, copy, batch.rows, batch_id, &offsets).await?;
+                let rows: Vec<_> = (batch.rows.iter().zip(&offsets))
+                    .map(|(row, &offset)| (row, batch_id, offset))
+                    .collect();
+                let copied = copy_messages(&tx, &statements.copy_messages, &rows).await?;
                 (copied, Vec::new(), offsets::ranges(batch.rows, &offsets))
             }
             Path::Staged => {
@@ -240,56 +323,7 @@ impl Store {
             }
         };
 
-        let dead = batch.rejected.len() + refused.len();
-        let mut raws: Vec<&[u8]> = Vec::with_capacity(dead);
-        let mut errors: Vec<&str> = Vec::with_capacity(dead);
-        for (raw, error) in batch.rejected {
-            raws.push(raw);
-            errors.push(error);
-        }
-        for (index, error) in &refused {
-            raws.push(batch.row_raws[*index]);
-            errors.push(error);
-        }
-        let (size, inserted_i32, dead_i32) = (batch.size as i32, inserted as i32, dead as i32);
-        let (inserted_i64, dead_i64) = (inserted as i64, dead as i64);
-        // Sent together: tokio-postgres pipelines concurrent queries on one connection.
-        let finish = futures_util::future::try_join3(
-            async {
-                if dead > 0 {
-                    tx.execute(
-                        &statements.insert_dead_letters,
-                        &[&raws, &errors, &batch.batcher_id, &batch_id],
-                    )
-                    .await?;
-                }
-                Ok(())
-            },
-            tx.execute(
-                &statements.insert_batch,
-                &[
-                    &batch_id,
-                    &batch.batcher_id,
-                    &batch.reason.as_str(),
-                    &size,
-                    &inserted_i32,
-                    &dead_i32,
-                ],
-            ),
-            tx.execute(
-                &statements.add_totals,
-                &[&batch.shard, &inserted_i64, &dead_i64],
-            ),
-        )
-        .await;
-        if let Err(error) = finish {
-            // A data error here is about no particular row; retrying is the only safe thing.
-            return Err(if is_data_error(&error) {
-                StoreError::Unattributable(error)
-            } else {
-                StoreError::Postgres(error)
-            });
-        }
+        record(&tx, statements, batch, batch_id, inserted, &refused).await?;
         attempts.refused.clone_from(&refused);
         tx.commit().await?;
         Ok(Committed {
@@ -298,6 +332,66 @@ impl Store {
             refused,
             channels,
         })
+    }
+}
+
+/// Records the batch in its transaction: its dead letters (the elements that did not decode, and the rows in
+/// `refused`), its `batches` row and its shard's totals, sent together (tokio-postgres pipelines concurrent
+/// queries on one connection).
+async fn record(
+    tx: &Transaction<'_>,
+    statements: &Statements,
+    batch: &BatchToCommit<'_>,
+    batch_id: i64,
+    inserted: u64,
+    refused: &[(usize, String)],
+) -> Result<(), StoreError> {
+    let dead = batch.rejected.len() + refused.len();
+    let mut raws: Vec<&[u8]> = Vec::with_capacity(dead);
+    let mut errors: Vec<&str> = Vec::with_capacity(dead);
+    for (raw, error) in batch.rejected {
+        raws.push(raw);
+        errors.push(error);
+    }
+    for (index, error) in refused {
+        raws.push(batch.row_raws[*index]);
+        errors.push(error);
+    }
+    let (size, inserted_i32, dead_i32) = (batch.size as i32, inserted as i32, dead as i32);
+    let (inserted_i64, dead_i64) = (inserted as i64, dead as i64);
+    let finish = futures_util::future::try_join3(
+        async {
+            if dead > 0 {
+                tx.execute(
+                    &statements.insert_dead_letters,
+                    &[&raws, &errors, &batch.batcher_id, &batch_id],
+                )
+                .await?;
+            }
+            Ok(())
+        },
+        tx.execute(
+            &statements.insert_batch,
+            &[
+                &batch_id,
+                &batch.batcher_id,
+                &batch.reason.as_str(),
+                &size,
+                &inserted_i32,
+                &dead_i32,
+            ],
+        ),
+        tx.execute(
+            &statements.add_totals,
+            &[&batch.shard, &inserted_i64, &dead_i64],
+        ),
+    )
+    .await;
+    match finish {
+        Ok(_) => Ok(()),
+        // A data error here is about no particular row; retrying is the only safe thing.
+        Err(error) if is_data_error(&error) => Err(StoreError::Unattributable(error)),
+        Err(error) => Err(StoreError::Postgres(error)),
     }
 }
 
@@ -322,15 +416,15 @@ async fn channel_ranges(
         .collect())
 }
 
-/// Locks the heads of the channels of `rows` (see `sql::LOCK_HEADS`), adding each channel's row count when
-/// `reserve`; returns each channel's head before this batch.
+/// Locks the heads of the channels in `channel_counts` (ascending, with each one's row count, as
+/// `offsets::channel_counts` gives them; see `sql::LOCK_HEADS`), adding each channel's row count when
+/// `reserve`; returns each channel's head before these rows.
 async fn lock_heads(
     tx: &Transaction<'_>,
     statements: &Statements,
-    rows: &[Row<'_>],
+    (channels, mut counts): (Vec<i64>, Vec<i64>),
     reserve: bool,
 ) -> Result<Vec<(i64, i64)>, tokio_postgres::Error> {
-    let (channels, mut counts) = offsets::channel_counts(rows);
     if channels.is_empty() {
         return Ok(Vec::new());
     }

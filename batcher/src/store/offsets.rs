@@ -13,7 +13,9 @@ use crate::row::Row;
 
 /// The batch's channels, ascending (the order their heads are locked in, so two transactions never wait on
 /// each other's heads in opposite orders), and each channel's row count.
-pub(super) fn channel_counts(rows: &[Row<'_>]) -> (Vec<i64>, Vec<i64>) {
+pub(super) fn channel_counts<'r, 'a: 'r>(
+    rows: impl IntoIterator<Item = &'r Row<'a>>,
+) -> (Vec<i64>, Vec<i64>) {
     let mut counts: BTreeMap<i64, i64> = BTreeMap::new();
     for row in rows {
         *counts.entry(row.channel_id).or_default() += 1;
@@ -23,9 +25,12 @@ pub(super) fn channel_counts(rows: &[Row<'_>]) -> (Vec<i64>, Vec<i64>) {
 
 /// The offset of each row (same index), given each channel's head before the batch. A channel missing from
 /// `heads_before` counts as head 0 (a caller bug; the unique index would refuse the duplicate offsets).
-pub(super) fn assign(rows: &[Row<'_>], heads_before: &[(i64, i64)]) -> Vec<i64> {
+pub(super) fn assign<'r, 'a: 'r>(
+    rows: impl IntoIterator<Item = &'r Row<'a>>,
+    heads_before: &[(i64, i64)],
+) -> Vec<i64> {
     let mut next: BTreeMap<i64, i64> = heads_before.iter().copied().collect();
-    rows.iter()
+    rows.into_iter()
         .map(|row| {
             let head = next.entry(row.channel_id).or_default();
             *head += 1;
@@ -77,6 +82,12 @@ mod tests {
         let rows: Vec<_> = [9, 3, 9, 5, 3, 9].into_iter().map(row).collect();
         assert_eq!(channel_counts(&rows), (vec![3, 5, 9], vec![2, 1, 3]));
         assert_eq!(channel_counts(&[]), (vec![], vec![]));
+        // Several batches' rows, one after another.
+        let more: Vec<_> = [5, 1].into_iter().map(row).collect();
+        assert_eq!(
+            channel_counts(rows.iter().chain(&more)),
+            (vec![1, 3, 5, 9], vec![1, 2, 2, 3])
+        );
     }
 
     #[test]
@@ -93,5 +104,13 @@ mod tests {
             ranges(&rows, &offsets),
             [range(3, 1, 2), range(5, 42, 42), range(9, 8, 10)]
         );
+    }
+
+    #[test]
+    fn a_group_of_batches_is_numbered_as_one_batch_in_their_order() {
+        let first: Vec<_> = [9, 3].into_iter().map(row).collect();
+        let second: Vec<_> = [3, 9, 5].into_iter().map(row).collect();
+        let offsets = assign(first.iter().chain(&second), &[(3, 0), (5, 41), (9, 7)]);
+        assert_eq!(offsets, [8, 1, 2, 9, 42]);
     }
 }

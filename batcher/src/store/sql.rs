@@ -73,6 +73,9 @@ const CLEAR_STAGING: &str = "DELETE FROM incoming";
 // The id is taken before the transaction's rows so `messages.batch_id` can carry it, and so a retry after a
 // lost COMMIT reply can tell whether that commit happened (see `find_batch`).
 const NEXT_BATCH_ID: &str = "SELECT nextval(pg_get_serial_sequence('batches', 'id'))";
+// The ids of $1 batches committed together (see `Store::commit_group`).
+const NEXT_BATCH_IDS: &str =
+    "SELECT nextval(pg_get_serial_sequence('batches', 'id')) FROM generate_series(1, $1::int)";
 const INSERT_BATCH: &str = "INSERT INTO batches (id, batcher_id, reason, size, inserted, dead_letters, committed_at) \
     VALUES ($1, $2, $3, $4, $5, $6, clock_timestamp())";
 const INSERT_DEAD_LETTERS: &str = "INSERT INTO dead_letters (raw, error, batcher_id, batch_id) \
@@ -96,6 +99,7 @@ pub(super) struct Statements {
     pub(super) insert_messages: Statement,
     pub(super) clear_staging: Statement,
     pub(super) next_batch_id: Statement,
+    pub(super) next_batch_ids: Statement,
     pub(super) insert_batch: Statement,
     pub(super) insert_dead_letters: Statement,
     pub(super) add_totals: Statement,
@@ -121,7 +125,10 @@ impl Statements {
             client.prepare(FIND_BATCH),
             client.prepare(LOCK_HEADS),
         )?;
-        let channel_ranges = client.prepare(CHANNEL_RANGES).await?;
+        let (channel_ranges, next_batch_ids) = futures_util::try_join!(
+            client.prepare(CHANNEL_RANGES),
+            client.prepare(NEXT_BATCH_IDS),
+        )?;
         Ok(Self {
             copy_messages,
             lock_heads,
@@ -129,6 +136,7 @@ impl Statements {
             insert_messages,
             clear_staging,
             next_batch_id,
+            next_batch_ids,
             insert_batch,
             insert_dead_letters,
             add_totals,

@@ -32,6 +32,7 @@ use self::{
 use crate::{
     backoff::retry_backoff,
     flush::{FlushJob, FlushOutcome, Flusher},
+    group_commit::GroupCommit,
     link::{QueueError, RedisLink},
     policy::{Batch, FlushPolicy, FlushReason},
     queue::{Queue, Taken},
@@ -49,6 +50,8 @@ pub struct Settings {
     /// Elements the lease's takeover moved back to pending (they are taken first): flushed with reason
     /// `recovery`.
     pub reclaimed: u64,
+    /// The batcher's group commit, with several queue shards (see `group_commit`).
+    pub group: Option<GroupCommit>,
 }
 
 /// Debug output ends up in logs: the database URL's password is left out.
@@ -63,6 +66,7 @@ impl std::fmt::Debug for Settings {
                 &pipeline::redact::redact(&self.database_url),
             )
             .field("reclaimed", &self.reclaimed)
+            .field("group", &self.group.is_some())
             .finish()
     }
 }
@@ -137,6 +141,8 @@ struct Worker {
     flusher: FlushTask,
     /// Number of the last flush under this lease.
     seq: u64,
+    /// The batcher's group commit, whose rounds align this worker's time trigger with the other shards'.
+    group: Option<GroupCommit>,
     /// Reclaimed elements not yet flushed (see [`Settings::reclaimed`]).
     replaying: u64,
     /// After a take that left room: no new take before this (see [`step::gather_until`]).
@@ -162,6 +168,7 @@ impl Worker {
             RedisLink::new(settings.redis.clone()),
             settings.queue.clone(),
             give_up.clone(),
+            settings.group.clone(),
         );
         Self {
             fill: RedisLink::new(settings.redis.clone()),
@@ -172,6 +179,7 @@ impl Worker {
             wait: None,
             flusher: FlushTask::spawn(flusher),
             seq: 0,
+            group: settings.group,
             replaying: settings.reclaimed,
             gather_until: None,
             last_take: None,
@@ -253,7 +261,13 @@ impl Worker {
                 let took = items.len();
                 let since_previous = self.last_take.map(|previous| now - previous);
                 self.last_take = Some(now);
+                let started = self.batch.is_empty();
                 self.batch.extend(items, now);
+                if let (true, Some(group), Some(own)) =
+                    (started, &self.group, self.batch.deadline())
+                {
+                    self.batch.bring_forward(group.align(now, own));
+                }
                 self.gather_until = step::gather_until(
                     now,
                     took,
