@@ -116,6 +116,13 @@ CLUSTER_DIR="$SCRATCH/cluster"
 
 cluster_ports() { seq "$CLUSTER_BASE_PORT" $((CLUSTER_BASE_PORT + CLUSTER_SIZE - 1)); }
 
+# Points the cluster functions below at the cluster on base port $1 with $2 replicas per master.
+cluster_layout() {
+  CLUSTER_BASE_PORT=$1
+  CLUSTER_REPLICAS=$2
+  CLUSTER_SIZE=$((CLUSTER_MASTERS * (1 + CLUSTER_REPLICAS)))
+}
+
 # The seeds, as REDIS_CLUSTER_NODES takes them: 127.0.0.1:P1,...,127.0.0.1:P6
 cluster_seeds() { cluster_ports | sed 's/^/127.0.0.1:/' | paste -sd, -; }
 

@@ -62,10 +62,11 @@ pub struct RunArgs {
     #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
     pub redis_url: String,
     /// Seed nodes (`host:port`, comma-separated, loopback) of a Redis Cluster: the single-message, bulk and
-    /// fan-out scenarios then run a second time on it, with `--queue-shards` shards, after the single-Redis
-    /// ones, and each cluster throughput figure is shown as a ratio to the same run's single-Redis figure. scripts/bench
-    /// passes the cluster of `scripts/cluster` unless given `--no-cluster`.
-    #[arg(long, env = "BENCH_CLUSTER_NODES", value_delimiter = ',')]
+    /// fan-out scenarios then run again on it, with `--queue-shards` shards, after the single-Redis ones, and
+    /// each cluster throughput figure is shown as a ratio to the same run's single-Redis figure. Repeat the
+    /// flag for several clusters (each gets its rows, in the order given). scripts/bench passes two unless
+    /// given `--no-cluster`: 3 masters alone, and the 3 masters + 3 replicas of `scripts/cluster`.
+    #[arg(long, env = "BENCH_CLUSTER_NODES", action = clap::ArgAction::Append)]
     pub cluster_nodes: Vec<String>,
     /// QUEUE_SHARDS of the services on the cluster.
     #[arg(long, default_value_t = 6)]
@@ -190,8 +191,8 @@ pub struct Plan {
     pub redis_pipeline: u32,
     pub copy_rows: u64,
     pub drain_timeout: Duration,
-    /// The cluster's seeds (`host:port`); empty: no cluster rows.
-    pub cluster_nodes: Vec<String>,
+    /// Each cluster's seeds (`host:port`); empty: no cluster rows.
+    pub clusters: Vec<Vec<String>>,
     pub queue_shards: u32,
 }
 
@@ -267,11 +268,17 @@ impl Plan {
             redis_pipeline: pick(smoke, 16, 4),
             copy_rows: args.copy_rows.unwrap_or(pick(smoke, 1_000_000, 5_000)),
             drain_timeout: secs(args.drain_timeout, 180.0, 30.0, "drain-timeout")?,
-            cluster_nodes: args
+            clusters: args
                 .cluster_nodes
                 .iter()
-                .map(|node| node.trim().to_owned())
-                .filter(|node| !node.is_empty())
+                .map(|seeds| {
+                    seeds
+                        .split(',')
+                        .map(|node| node.trim().to_owned())
+                        .filter(|node| !node.is_empty())
+                        .collect::<Vec<_>>()
+                })
+                .filter(|seeds| !seeds.is_empty())
                 .collect(),
             queue_shards: args.queue_shards,
         };
@@ -310,8 +317,9 @@ impl Plan {
             "queue-shards",
         )?;
         if let Some(node) = self
-            .cluster_nodes
+            .clusters
             .iter()
+            .flatten()
             .find(|node| !is_loopback_node(node))
         {
             return Err(format!(
@@ -328,8 +336,7 @@ impl Plan {
 
     /// Whether the cluster part runs: seeds given and a scenario it repeats planned.
     pub fn cluster_part(&self) -> bool {
-        !self.cluster_nodes.is_empty()
-            && self.scenarios.iter().any(|s| CLUSTER_SCENARIOS.contains(s))
+        !self.clusters.is_empty() && self.scenarios.iter().any(|s| CLUSTER_SCENARIOS.contains(s))
     }
 }
 
@@ -412,22 +419,32 @@ mod tests {
     #[test]
     fn the_cluster_part_needs_loopback_seeds_and_a_scenario_it_repeats() {
         let plan = Plan::resolve(&args(&[])).unwrap();
-        assert!(plan.cluster_nodes.is_empty());
+        assert!(plan.clusters.is_empty());
         assert!(!plan.cluster_part());
 
         let seeds = "127.0.0.1:7100, 127.0.0.1:7101,redis://localhost:7102";
         let plan = Plan::resolve(&args(&["--cluster-nodes", seeds])).unwrap();
         assert_eq!(
-            plan.cluster_nodes,
-            ["127.0.0.1:7100", "127.0.0.1:7101", "redis://localhost:7102"]
+            plan.clusters,
+            [["127.0.0.1:7100", "127.0.0.1:7101", "redis://localhost:7102"]]
         );
+        let two = [
+            "--cluster-nodes",
+            "127.0.0.1:7200",
+            "--cluster-nodes",
+            seeds,
+        ];
+        let plan = Plan::resolve(&args(&two)).unwrap();
+        assert_eq!(plan.clusters.len(), 2);
+        assert_eq!(plan.clusters[0], ["127.0.0.1:7200"]);
         assert_eq!(plan.queue_shards, 6);
         assert!(plan.cluster_part());
 
         let only_latency = ["--cluster-nodes", seeds, "--only", "latency"];
         assert!(!Plan::resolve(&args(&only_latency)).unwrap().cluster_part());
 
-        let error = Plan::resolve(&args(&["--cluster-nodes", "10.0.0.5:7100"])).unwrap_err();
+        let error =
+            Plan::resolve(&args(&["--cluster-nodes", "127.0.0.1:7100,10.0.0.5:7100"])).unwrap_err();
         assert!(error.contains("--cluster-nodes: 10.0.0.5:7100"), "{error}");
         let error = Plan::resolve(&args(&["--cluster-nodes", "127.0.0.1"])).unwrap_err();
         assert!(error.contains("--cluster-nodes"), "{error}");

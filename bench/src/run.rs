@@ -124,7 +124,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<bool> {
         let interrupted = bench.run_interruptible(&scenarios).await;
         bench.stop_services().await;
         if !interrupted && bench.plan.cluster_part() {
-            bench.cluster_part(&config).await;
+            for seeds in bench.plan.clusters.clone() {
+                bench.cluster_part(&config, seeds).await;
+            }
         }
         anyhow::Ok(bench)
     }
@@ -182,12 +184,14 @@ impl Bench {
         }
     }
 
-    /// The single-message, bulk and fan-out scenarios again, with the services on the Redis Cluster.
-    async fn cluster_part(&mut self, single: &ServiceConfig) {
+    /// The single-message, bulk and fan-out scenarios again, with the services on the Redis Cluster of
+    /// `seeds`.
+    async fn cluster_part(&mut self, single: &ServiceConfig, seeds: Vec<String>) {
+        let port = seeds[0].rsplit(':').next().unwrap_or("cluster").to_owned();
         let config = ServiceConfig {
-            cluster_nodes: self.plan.cluster_nodes.clone(),
+            cluster_nodes: seeds,
             queue_shards: self.plan.queue_shards,
-            log_dir: self.log_dir.join("cluster"),
+            log_dir: self.log_dir.join(format!("cluster-{port}")),
             ..single.clone()
         };
         let started = async {
@@ -310,13 +314,17 @@ impl Bench {
             plan.max_queue_depth,
         ));
         if plan.cluster_part() {
+            let clusters: Vec<String> = plan.clusters.iter().map(|seeds| seeds.join(",")).collect();
             out.push_str(&format!(
                 "Rows marked \"cluster\" ran after the others, in the same run, with fresh services on the \
                  Redis Cluster at {} (QUEUE_SHARDS={}; messages spread over 100 channels, so over every \
-                 shard); their ratio cell starts with each figure's ratio to the same scenario's \
-                 single-Redis row (the 0.8× goal is judged on the persisted figure). In the CPU table, \
-                 redis counts every redis-server of the machine: on the cluster, its masters and replicas.\n\n",
-                plan.cluster_nodes.join(","),
+                 shard); each says how many masters and replicas its cluster has. Their ratio cell starts \
+                 with each figure's ratio to the same scenario's single-Redis row (the 0.8× goal is judged \
+                 on the persisted figure). One Redis has no replica: the cluster without replicas is the \
+                 like-for-like comparison, and the one with them shows what replicas sharing these cores \
+                 cost. In the CPU table, redis counts every redis-server of the machine: on a cluster, its \
+                 masters and replicas (a cluster that is not under test idles).\n\n",
+                clusters.join(" and then at "),
                 plan.queue_shards
             ));
         }
