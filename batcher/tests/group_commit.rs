@@ -261,3 +261,57 @@ async fn batches_handed_over_together_share_one_transaction_and_each_gets_its_ow
     assert_eq!(env.count("dead_letters").await, 3);
     assert_eq!(env.totals().await, (12, 3, 3));
 }
+
+#[tokio::test]
+async fn a_group_that_meets_a_replay_commits_each_batch_alone_and_the_replay_adds_nothing() {
+    let env = TestEnv::with_schema().await;
+    let give_up = CancellationToken::new();
+    let group = GroupCommit::spawn(
+        Store::new(&env.database_url),
+        "group-test".into(),
+        give_up.clone(),
+    );
+    let job = |elements: Vec<Vec<u8>>| FlushJob {
+        elements,
+        reason: FlushReason::Timeout,
+        seq: 1,
+    };
+    let replayed: Vec<Vec<u8>> = (0..4)
+        .map(|i| element(21, &format!("replayed {i}")))
+        .collect();
+    // The replayed batch was committed once already (its batcher crashed before clearing it).
+    let (_, first) = group.commit(job(replayed.clone()), 1).await;
+    assert_eq!(first.expect("committed").inserted, 4);
+
+    let fresh = |channel, n| {
+        (0..n)
+            .map(|i| element(channel, &format!("c{channel} {i}")))
+            .collect()
+    };
+    let (a, b, c) = tokio::time::timeout(
+        Duration::from_secs(30),
+        futures_util::future::join3(
+            group.commit(job(fresh(11, 3)), 0),
+            group.commit(job(replayed), 1),
+            group.commit(job(fresh(31, 2)), 2),
+        ),
+    )
+    .await
+    .expect("the group commits within 30 s");
+    let inserted: Vec<u64> = [a, b, c]
+        .into_iter()
+        .map(|(_, report)| report.expect("committed").inserted)
+        .collect();
+    assert_eq!(
+        inserted,
+        [3, 0, 2],
+        "the replay adds nothing, the others commit"
+    );
+    assert_eq!(env.count("messages").await, 9);
+    assert_eq!(env.count("batches").await, 4);
+    let offsets = env
+        .column::<i64>("SELECT channel_offset FROM messages WHERE channel_id = 21 ORDER BY id")
+        .await;
+    assert_eq!(offsets, [1, 2, 3, 4]);
+    assert_eq!(env.totals().await, (9, 4, 0));
+}
