@@ -115,7 +115,7 @@ impl Bench {
         let batches = self.monitor.batches_since(before_batch).await?;
         let wall = drained.at.duration_since(start).as_secs_f64();
         let flushes = match (flushes_before, self.batcher_flushes().await) {
-            (Some(before), Some(after)) => before.describe_until(&after, wall),
+            (Some(before), Some(after)) => before.describe_until(&after, wall, self.shards()),
             _ => String::new(),
         };
         Ok(Measured {

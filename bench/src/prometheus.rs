@@ -57,17 +57,19 @@ impl Flushes {
     }
 
     /// `flush avg 82 ms, flushing 95% of the time` for the flushes between `self` and `later`, over
-    /// `wall` seconds; nothing if there were none.
-    pub fn describe_until(&self, later: &Flushes, wall: f64) -> String {
+    /// `wall` seconds, by a batcher of `shards` shards (whose workers each have a flush of their own in
+    /// flight: the share is per shard); nothing if there were none.
+    pub fn describe_until(&self, later: &Flushes, wall: f64, shards: u32) -> String {
         let count = later.count - self.count;
         let seconds = later.seconds - self.seconds;
         if count < 1.0 || wall <= 0.0 {
             return String::new();
         }
+        let share = 100.0 * seconds / wall / f64::from(shards.max(1));
+        let per_shard = if shards > 1 { " per shard" } else { "" };
         format!(
-            "flush avg {:.0} ms, flushing {:.0}% of the time",
+            "flush avg {:.0} ms, flushing {share:.0}% of the time{per_shard}",
             1000.0 * seconds / count,
-            100.0 * seconds / wall
         )
     }
 }
@@ -108,9 +110,13 @@ batcher_flushes_total_extra 7
             }
         );
         assert_eq!(
-            before.describe_until(&after, 25.0),
+            before.describe_until(&after, 25.0, 1),
             "flush avg 83 ms, flushing 50% of the time"
         );
-        assert_eq!(after.describe_until(&after, 25.0), "");
+        assert_eq!(
+            before.describe_until(&after, 5.0, 4),
+            "flush avg 83 ms, flushing 62% of the time per shard"
+        );
+        assert_eq!(after.describe_until(&after, 25.0, 1), "");
     }
 }

@@ -114,6 +114,14 @@ impl Bench {
         }
     }
 
+    /// `QUEUE_SHARDS` of the services under test (one batcher holds them all).
+    pub fn shards(&self) -> u32 {
+        match self.redis {
+            RedisSide::Single => 1,
+            RedisSide::Cluster { shards, .. } => shards,
+        }
+    }
+
     /// On the single server, keeps `row`'s figures under `key`; on the cluster, puts their ratios to the
     /// single server's first in `row`'s ratio cell.
     fn compare(&mut self, key: &'static str, row: &mut Row) {
