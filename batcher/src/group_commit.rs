@@ -173,8 +173,9 @@ async fn commit_all(
         .collect();
     metrics::histogram!("batcher_group_commit_batches").record(group.len() as f64);
 
+    // `None`: shutdown's grace ran out, on either step.
     let (ids, together) = match try_once(give_up, store.next_batch_ids(group.len())).await {
-        None => return vec![None; group.len()],
+        None => (None, None),
         Some(Ok(ids)) => {
             let together = try_once(give_up, store.commit_group(&batches, &ids)).await;
             (Some(ids), together)
@@ -182,7 +183,11 @@ async fn commit_all(
         Some(Err(error)) => (None, Some(Err(error))),
     };
     let committed: Vec<Option<Committed>> = match together {
-        None => return vec![None; group.len()],
+        None => {
+            // A transaction left open by the abandoned try rolls back with its connection.
+            store.reset();
+            return vec![None; group.len()];
+        }
         Some(Ok(committed)) => committed.into_iter().map(Some).collect(),
         Some(Err(error)) => {
             tracing::warn!(%error, batches = group.len(), "cannot commit the group; committing its batches one by one");
@@ -206,8 +211,7 @@ async fn commit_all(
         .collect()
 }
 
-/// One try of `attempt`, within [`COMMIT_TRY_TIMEOUT`]; `None` if shutdown's grace ran out first (the
-/// store is reset then: a transaction left open rolls back).
+/// One try of `attempt`, within [`COMMIT_TRY_TIMEOUT`]; `None` if shutdown's grace ran out first.
 async fn try_once<T>(
     give_up: &CancellationToken,
     attempt: impl Future<Output = Result<T, StoreError>>,

@@ -183,26 +183,7 @@ impl Store {
         assert_eq!(batches.len(), batch_ids.len(), "one id per batch");
         let Conn { client, statements } = self.connection().await?;
         let tx = client.transaction().await?;
-        let all_rows = || batches.iter().flat_map(|batch| batch.rows);
-        let counts = offsets::channel_counts(all_rows());
-        let heads_before = lock_heads(&tx, statements, counts, true).await?;
-        let offsets = offsets::assign(all_rows(), &heads_before);
-        let mut rest = offsets.as_slice();
-        let offsets: Vec<&[i64]> = batches
-            .iter()
-            .map(|batch| {
-                let (mine, after) = rest.split_at(batch.rows.len());
-                rest = after;
-                mine
-            })
-            .collect();
-        let mut rows = Vec::with_capacity(offsets.iter().map(|o| o.len()).sum());
-        for ((batch, &batch_id), offsets) in batches.iter().zip(batch_ids).zip(&offsets) {
-            rows.extend(
-                (batch.rows.iter().zip(*offsets)).map(|(row, &offset)| (row, batch_id, offset)),
-            );
-        }
-        copy_messages(&tx, &statements.copy_messages, &rows).await?;
+        let (_, channels) = copy_direct(&tx, statements, batches, batch_ids).await?;
         let records = batches.iter().zip(batch_ids).map(|(batch, &batch_id)| {
             record(
                 &tx,
@@ -218,12 +199,12 @@ impl Store {
         Ok(batches
             .iter()
             .zip(batch_ids)
-            .zip(offsets)
-            .map(|((batch, &batch_id), offsets)| Committed {
+            .zip(channels)
+            .map(|((batch, &batch_id), channels)| Committed {
                 batch_id,
                 inserted: batch.rows.len() as u64,
                 refused: Vec::new(),
-                channels: offsets::ranges(batch.rows, offsets),
+                channels,
             })
             .collect())
     }
@@ -298,17 +279,17 @@ impl Store {
         attempts: &mut Attempts,
     ) -> Result<Committed, StoreError> {
         let mut tx = client.transaction().await?;
-        // Only the direct path reserves offsets up front: it inserts every row or none.
-        let counts = offsets::channel_counts(batch.rows);
-        let heads_before = lock_heads(&tx, statements, counts, path == Path::Direct).await?;
+        if path != Path::Direct {
+            // These paths number only the rows they insert, in SQL, under the heads locked here.
+            let counts = offsets::channel_counts(batch.rows);
+            lock_heads(&tx, statements, counts, false).await?;
+        }
         let (inserted, refused, channels) = match path {
             Path::Direct => {
-                let offsets = offsets::assign(batch.rows, &heads_before);
-                let rows: Vec<_> = (batch.rows.iter().zip(&offsets))
-                    .map(|(row, &offset)| (row, batch_id, offset))
-                    .collect();
-                let copied = copy_messages(&tx, &statements.copy_messages, &rows).await?;
-                (copied, Vec::new(), offsets::ranges(batch.rows, &offsets))
+                let batches = std::slice::from_ref(batch);
+                let (copied, mut channels) =
+                    copy_direct(&tx, statements, batches, &[batch_id]).await?;
+                (copied, Vec::new(), channels.remove(0))
             }
             Path::Staged => {
                 let inserted = copy_and_insert(&tx, statements, batch.rows, 0, batch_id).await?;
@@ -333,6 +314,32 @@ impl Store {
             channels,
         })
     }
+}
+
+/// The direct path of `batches` (ids in `batch_ids`, same index) in `tx`: locks their channels' heads,
+/// reserving every row (the COPY inserts all or none), numbers the rows in the order of `batches` and COPYs
+/// them straight into `messages`. Returns the rows copied and each batch's channel ranges.
+async fn copy_direct(
+    tx: &Transaction<'_>,
+    statements: &Statements,
+    batches: &[BatchToCommit<'_>],
+    batch_ids: &[i64],
+) -> Result<(u64, Vec<Vec<ChannelRange>>), tokio_postgres::Error> {
+    let all_rows = || batches.iter().flat_map(|batch| batch.rows);
+    let counts = offsets::channel_counts(all_rows());
+    let heads_before = lock_heads(tx, statements, counts, true).await?;
+    let offsets = offsets::assign(all_rows(), &heads_before);
+    let mut rows = Vec::with_capacity(offsets.len());
+    let mut channels = Vec::with_capacity(batches.len());
+    let mut rest = offsets.as_slice();
+    for (batch, &batch_id) in batches.iter().zip(batch_ids) {
+        let (mine, after) = rest.split_at(batch.rows.len());
+        rest = after;
+        rows.extend((batch.rows.iter().zip(mine)).map(|(row, &offset)| (row, batch_id, offset)));
+        channels.push(offsets::ranges(batch.rows, mine));
+    }
+    let copied = copy_messages(tx, &statements.copy_messages, &rows).await?;
+    Ok((copied, channels))
 }
 
 /// Records the batch in its transaction: its dead letters (the elements that did not decode, and the rows in

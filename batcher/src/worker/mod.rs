@@ -261,10 +261,12 @@ impl Worker {
                 let took = items.len();
                 let since_previous = self.last_take.map(|previous| now - previous);
                 self.last_take = Some(now);
-                let started = self.batch.is_empty();
+                let was_empty = self.batch.is_empty();
                 self.batch.extend(items, now);
-                if let (true, Some(group), Some(own)) =
-                    (started, &self.group, self.batch.deadline())
+                // A batch that starts now joins the batcher's round (see `group_commit`).
+                if was_empty
+                    && let Some(group) = &self.group
+                    && let Some(own) = self.batch.deadline()
                 {
                     self.batch.bring_forward(group.align(now, own));
                 }
